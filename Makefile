@@ -1,0 +1,51 @@
+# The two commands of the README: `make demo` and `make test`. Both install first (idempotent, fast when done).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+APT_STAMP := $(VENV)/.apt-installed
+
+.PHONY: install demo test test-fast bench clean help
+
+help:
+	@echo "make demo   - install, then run the embedded default recipe (tiny offline model)"
+	@echo "make test   - install, then run the whole test suite"
+	@echo "make bench  - run the benchmark scripts of experiments/"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Debian speech tools (espeak-ng), installed once when apt is available (the corpus builder uses them).
+$(APT_STAMP): | $(VENV)/bin/python
+	@if ! command -v espeak-ng >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; \
+	  else echo "warning: espeak-ng missing and no apt-get: install it by hand for the corpus builder"; fi; \
+	fi
+	@touch $@
+
+# torch is pinned in the same pip command as everything else so that pip never swaps in a CUDA build.
+$(STAMP): pyproject.toml | $(VENV)/bin/python $(APT_STAMP)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "torch==2.13.0" -e ".[dev,speech,deepspeed,wandb,tensorboard]"
+	@touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m vita_audio.cli.demo
+
+test: install
+	DS_ACCELERATOR=cpu WANDB_MODE=disabled $(PY) -m pytest -q
+
+test-fast: install
+	DS_ACCELERATOR=cpu WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"
+
+bench: install
+	$(PY) experiments/bench_train_step.py
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache

@@ -1,0 +1,53 @@
+"""Helpers shared by the Hydra entry points (Hydra lives only in cli/ and conf/)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("vita_audio")
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+
+
+def instantiate_list(cfg: DictConfig | None) -> list:
+    """Instantiate every `_target_` node of a mapping (callbacks, loggers); null entries are skipped."""
+    if not cfg:
+        return []
+    return [hydra.utils.instantiate(node) for node in cfg.values() if node is not None and "_target_" in node]
+
+
+def build_model(cfg: DictConfig):
+    """The LightningModule of a config, with the resolved config stored as plain data in its hparams."""
+    model = hydra.utils.instantiate(cfg.model)
+    model.hparams["config"] = OmegaConf.to_container(cfg, resolve=True)
+    return model
+
+
+def build_datamodule(cfg: DictConfig, model) -> L.LightningDataModule:
+    backbone = model.backbone
+    return hydra.utils.instantiate(cfg.data, tokenizer=backbone.tokenizer, audio_vocab=backbone.audio_vocab)
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    loggers = instantiate_list(cfg.get("logger"))
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def finish_loggers(trainer: L.Trainer) -> None:
+    """Close W&B runs even when training failed (multiruns would otherwise hang on to them)."""
+    for lg in trainer.loggers:
+        if type(lg).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()
+
+
+def set_runtime_env() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from HF tokenizers

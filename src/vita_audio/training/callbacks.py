@@ -1,0 +1,80 @@
+"""Callbacks of the training stages: throughput, skip reports, publishing a stage's result."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+
+class TokenThroughput(L.Callback):
+    """Logs `train/tokens_per_s` (non-padding tokens per wall second, data loading included) and
+    `train/padding_frac`, averaged over the last `window` steps."""
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = window
+        self._t0: float | None = None
+        self._tokens = 0
+        self._slots = 0
+        self._steps = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        sample_ids = batch.get("sample_ids")
+        real = int((sample_ids >= 0).sum()) if sample_ids is not None else batch["input_ids"].numel()
+        self._tokens += real
+        self._slots += batch["input_ids"].numel()
+        self._steps += 1
+        if self._t0 is None:  # the first step includes start-up costs: start timing after it
+            self._t0, self._tokens, self._slots, self._steps = now, 0, 0, 0
+            return
+        if self._steps >= self.window:
+            pl_module.log("train/tokens_per_s", self._tokens / (now - self._t0), batch_size=1)
+            pl_module.log("train/padding_frac", 1 - self._tokens / max(self._slots, 1), batch_size=1)
+            self._t0, self._tokens, self._slots, self._steps = now, 0, 0, 0
+
+
+class SkipReport(L.Callback):
+    """Logs and prints the data module's counted skips (bad records) at the end of every epoch."""
+
+    def _report(self, trainer, pl_module, split: str) -> None:
+        dm = trainer.datamodule
+        counts = dm.skip_counts() if dm is not None and hasattr(dm, "skip_counts") else {}
+        for reason, n in counts.items():
+            pl_module.log(f"data/skipped_{reason}", float(n), batch_size=1)
+        if counts and trainer.is_global_zero:
+            total = sum(counts.values())
+            log.warning("%s: skipped %d records: %s", split, total, ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._report(trainer, pl_module, "train")
+
+
+class PublishStage(L.Callback):
+    """At the end of fit, writes `<dirpath>/final.ckpt` (the next stage's `init_from`) and, when `export` is
+    on, an HF-style directory in the reference layout (`<dirpath>/hf`)."""
+
+    def __init__(self, dirpath: str, export: bool = True, interleave_ratio: list[int] | None = None) -> None:
+        self.dirpath = Path(dirpath)
+        self.export = export
+        self.interleave_ratio = list(interleave_ratio) if interleave_ratio is not None else None
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.interrupted:
+            return
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(self.dirpath / "final.ckpt", weights_only=False)
+        if trainer.is_global_zero:
+            losses = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/loss", "val/loss"))}
+            (self.dirpath / "final_metrics.txt").write_text(
+                "".join(f"{k}\t{v:.4f}\n" for k, v in sorted(losses.items()))
+            )
+            if self.export:
+                from vita_audio.model.checkpoint import export_pretrained
+
+                export_pretrained(pl_module.lm, self.dirpath / "hf", interleave_ratio=self.interleave_ratio)
+            log.info("stage published: %s", self.dirpath)

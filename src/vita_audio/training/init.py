@@ -1,0 +1,61 @@
+"""Start a stage from its predecessor's weights (Lightning checkpoint or exported directory)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class MissingPredecessorError(FileNotFoundError):
+    pass
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The `state_dict` of a Lightning checkpoint, loaded with `weights_only=True` (a DeepSpeed ZeRO checkpoint
+    directory is consolidated to fp32 first)."""
+    path = Path(path)
+    if path.is_dir():
+        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+        state = convert_zero_checkpoint_to_fp32_state_dict(str(path), str(path) + ".fp32.pt")
+        return state["state_dict"]
+    if not path.is_file():
+        producer = path.parent.name
+        raise MissingPredecessorError(
+            f"predecessor checkpoint {str(path)!r} does not exist. Train that stage first, e.g.\n"
+            f"    python train.py +experiment={producer}\n"
+            "or point init_from=PATH at a checkpoint of your own."
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt["state_dict"] if "state_dict" in ckpt else ckpt
+
+
+def initialize_from_checkpoint(module: torch.nn.Module, path: str | Path, allow_missing_mctp: bool) -> None:
+    """Load matching weights; only MCTP parameters may be missing (they are initialised by the stage)."""
+    state = load_state_dict_file(path)
+    own = module.state_dict()
+    unexpected = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state]
+    bad_missing = [k for k in missing if not (allow_missing_mctp and k.startswith("lm.mctp."))]
+    # a predecessor with more MCTP modules than this stage is fine (their extra modules are dropped, logged)
+    bad_unexpected = [k for k in unexpected if not k.startswith("lm.mctp.")]
+    if bad_missing or bad_unexpected:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not fit this stage's model.\n"
+            f"  missing ({len(bad_missing)}): {bad_missing[:8]}\n  unexpected ({len(bad_unexpected)}): "
+            f"{bad_unexpected[:8]}\nDid the predecessor use the same backbone preset and audio codebook size?"
+        )
+    shape_errors = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if shape_errors:
+        k = shape_errors[0]
+        raise ValueError(
+            f"checkpoint {str(path)!r}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)} "
+            "(different backbone size or vocabulary?)"
+        )
+    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    log.info("initialised from %s (%d tensors; %d MCTP tensors left to the stage's init; %d dropped)",
+             path, len(state) - len(unexpected), len(missing), len(unexpected))
