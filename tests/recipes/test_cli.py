@@ -1,0 +1,59 @@
+"""The documented commands, run as a user would (subprocesses): train, multirun sweep, eval."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SIZE
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = [*TEST_SIZE, "audio.codebook_size=64", "data=synthetic", "trainer.enable_progress_bar=false"]
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.slow
+def test_train_then_eval(tmp_path):
+    run([str(ROOT / "train.py"), "+experiment=boost_stage1", "trainer=cpu", "trainer.max_steps=3",
+         "trainer.val_check_interval=3", "trainer.limit_val_batches=1", f"paths.root_dir={tmp_path}", *SMALL], tmp_path)
+    final = tmp_path / "artifacts" / "stages" / "boost_stage1" / "final.ckpt"
+    assert final.is_file()
+    runs = list((tmp_path / "logs" / "train" / "runs" / "boost_stage1").iterdir())
+    assert len(runs) == 1
+    assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
+    assert (runs[0] / "config_resolved.yaml").is_file() and (runs[0] / "train.log").is_file()
+
+    proc = run([str(ROOT / "eval.py"), "task=loss", f"ckpt_path={final}", f"paths.root_dir={tmp_path}",
+                *SMALL[len(TEST_SIZE):]], tmp_path)
+    assert "val/loss" in proc.stdout
+    (out,) = (tmp_path / "logs" / "eval" / "runs" / "loss").iterdir()
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["val/loss"] > 0
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_learning_rate(tmp_path):
+    run([str(ROOT / "train.py"), "-m", "+experiment=boost_stage1", "trainer.max_steps=2",
+         "model.optimizer.lr=1e-3,3e-4", "callbacks.publish_stage.export=false", f"paths.root_dir={tmp_path}",
+         *SMALL], tmp_path)
+    (sweep,) = (tmp_path / "logs" / "train" / "multiruns" / "boost_stage1").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1"]
+    lrs = [(j / ".hydra" / "overrides.yaml").read_text() for j in jobs]
+    assert "model.optimizer.lr=0.001" in lrs[0] and "model.optimizer.lr=0.0003" in lrs[1]
+    for j in jobs:  # each job trained and saved its own checkpoint
+        assert (j / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_eval_rejects_missing_checkpoint(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"ckpt_path={tmp_path}/nope.ckpt",
+                           f"paths.root_dir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "does not exist" in proc.stderr + proc.stdout
