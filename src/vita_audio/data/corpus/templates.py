@@ -1,0 +1,227 @@
+"""Text of the offline corpus: natural sentences from templates, and spoken questions with verifiable answers.
+
+Numbers are written as words (what a speaker says, so the transcript is unambiguous); answer aliases keep the
+digits too. Everything is drawn from a `random.Random` passed in, so the corpus is a function of the seed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+        "seventeen eighteen nineteen".split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORD = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
+        "twelve": "twelfth", "twenty": "twentieth", "thirty": "thirtieth"}
+
+
+def number_words(n: int) -> str:
+    """0 <= n < 10000 in English words: 42 -> 'forty two', 1905 -> 'one thousand nine hundred five'."""
+    if not 0 <= n < 10000:
+        raise ValueError(f"number_words handles 0..9999, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + number_words(n % 100))
+    return _ONES[n // 1000] + " thousand" + ("" if n % 1000 == 0 else " " + number_words(n % 1000))
+
+
+def ordinal_words(n: int) -> str:
+    words = number_words(n).split()
+    last = words[-1]
+    words[-1] = _ORD.get(last, last[:-1] + "ieth" if last.endswith("y") else last + "th")
+    return " ".join(words)
+
+
+def year_words(y: int) -> str:
+    """1987 -> 'nineteen eighty seven', 2005 -> 'two thousand five'."""
+    if 2000 <= y < 2010:
+        return number_words(y)
+    hi, lo = divmod(y, 100)
+    return number_words(hi) + (" hundred" if lo == 0 else (" oh " + _ONES[lo] if lo < 10 else " " + number_words(lo)))
+
+
+NAMES = "Anna Ben Clara David Emma Frank Grace Henry Iris Jack Kate Leo Maria Nick Olivia Paul Rose Sam Tina Victor".split()
+ROOMS = ["kitchen", "living room", "bedroom", "bathroom", "office", "garage", "hallway", "garden"]
+COLORS = ["red", "blue", "green", "yellow", "black", "white", "brown", "orange", "purple", "grey"]
+ADJS = ["small", "large", "old", "new", "quiet", "noisy", "happy", "sleepy", "bright", "heavy", "soft", "fast"]
+ANIMALS = ["cat", "dog", "bird", "horse", "rabbit", "fox", "cow", "duck", "mouse", "sheep"]
+THINGS = ["table", "chair", "window", "door", "box", "lamp", "book", "bag", "car", "boat", "clock", "cup"]
+PLURALS = ["apples", "books", "chairs", "people", "cars", "birds", "trees", "boxes", "cups", "children"]
+PLACES = ["the park", "the station", "the library", "the market", "the school", "the river", "the city", "the farm"]
+WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+MONTHS = "January February March April May June July August September October November December".split()
+GENRES = ["jazz", "rock", "classical", "country", "pop", "folk"]
+TASKS = ["call my mother", "buy some milk", "water the plants", "feed the cat", "pay the bills", "book a table",
+         "send the report", "take the medicine", "walk the dog", "clean the kitchen"]
+WEATHER = ["sunny", "cloudy", "rainy", "windy", "cold", "warm", "foggy"]
+VERBS = ["is sleeping", "is sitting", "is waiting", "is playing", "is hiding", "is standing"]
+PREPS = ["under", "next to", "behind", "in front of", "near"]
+
+
+def _hour(rng: random.Random) -> str:
+    return number_words(rng.randint(1, 12))
+
+
+def _when(rng: random.Random) -> str:
+    return rng.choice([f"at {_hour(rng)} o'clock", "tomorrow morning", "this evening", f"on {rng.choice(WEEKDAYS)}",
+                       f"in {number_words(rng.randint(2, 59))} minutes", "next week"])
+
+
+SENTENCE_TEMPLATES = {
+    "command": [
+        lambda r: f"Turn {r.choice(['on', 'off'])} the lights in the {r.choice(ROOMS)}.",
+        lambda r: f"Set a timer for {number_words(r.randint(2, 90))} minutes.",
+        lambda r: f"Call {r.choice(NAMES)} {_when(r)}.",
+        lambda r: f"Play some {r.choice(GENRES)} music in the {r.choice(ROOMS)}.",
+        lambda r: f"Remind me to {r.choice(TASKS)} {_when(r)}.",
+        lambda r: f"Please open the {r.choice(THINGS)} in the {r.choice(ROOMS)}.",
+        lambda r: f"Set the temperature to {number_words(r.randint(15, 30))} degrees.",
+        lambda r: f"Wake me up at {_hour(r)} {r.choice(['in the morning', 'thirty', 'fifteen', 'forty five'])}.",
+        lambda r: f"Send a message to {r.choice(NAMES)} and say I will be late.",
+        lambda r: f"Turn the volume {r.choice(['up', 'down'])} to {number_words(r.randint(1, 20))}.",
+    ],
+    "description": [
+        lambda r: f"The {r.choice(ADJS)} {r.choice(ANIMALS)} {r.choice(VERBS)} {r.choice(PREPS)} the {r.choice(THINGS)}.",
+        lambda r: f"{r.choice(NAMES)} has a {r.choice(COLORS)} {r.choice(THINGS)} in the {r.choice(ROOMS)}.",
+        lambda r: f"It is {r.choice(WEATHER)} and {r.choice(WEATHER)} near {r.choice(PLACES)} today.",
+        lambda r: f"The {r.choice(COLORS)} {r.choice(THINGS)} is {r.choice(PREPS)} the {r.choice(COLORS)} {r.choice(THINGS)}.",
+        lambda r: f"{r.choice(NAMES)} and {r.choice(NAMES)} walked to {r.choice(PLACES)} together.",
+        lambda r: f"A {r.choice(ADJS)} {r.choice(COLORS)} {r.choice(ANIMALS)} lives near {r.choice(PLACES)}.",
+    ],
+    "number": [
+        lambda r: f"There are {number_words(r.randint(2, 99))} {r.choice(PLURALS)} in {r.choice(PLACES)}.",
+        lambda r: f"The train leaves at {_hour(r)} {number_words(r.randint(10, 59))}.",
+        lambda r: f"My room number is {number_words(r.randint(100, 999))}.",
+        lambda r: f"{r.choice(NAMES)} paid {number_words(r.randint(2, 500))} dollars for the {r.choice(THINGS)}.",
+        lambda r: f"The {r.choice(THINGS)} weighs {number_words(r.randint(2, 80))} kilograms.",
+        lambda r: f"We need {number_words(r.randint(2, 30))} {r.choice(PLURALS)} for {r.choice(PLACES)}.",
+    ],
+    "date": [
+        lambda r: f"The meeting is on {r.choice(WEEKDAYS)}, {r.choice(MONTHS)} {ordinal_words(r.randint(1, 28))}.",
+        lambda r: f"{r.choice(NAMES)} was born in {year_words(r.randint(1950, 2009))}.",
+        lambda r: f"The store opens on {r.choice(WEEKDAYS)} at {_hour(r)} o'clock.",
+        lambda r: f"My birthday is on the {ordinal_words(r.randint(1, 28))} of {r.choice(MONTHS)}.",
+        lambda r: f"The school closes in {r.choice(MONTHS)} {year_words(r.randint(1990, 2030))}.",
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Fact:
+    key: str
+    statement: str  # declarative form (ASR/TTS and text data, train only)
+    questions: tuple[str, ...]
+    answer: str  # spoken answer sentence
+    aliases: tuple[str, ...]
+
+
+_CAPITALS = [("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Germany", "Berlin"),
+             ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Peru", "Lima"), ("Kenya", "Nairobi"),
+             ("Norway", "Oslo"), ("Greece", "Athens"), ("Russia", "Moscow"), ("China", "Beijing"),
+             ("Poland", "Warsaw"), ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Portugal", "Lisbon"),
+             ("Sweden", "Stockholm"), ("Finland", "Helsinki"), ("Thailand", "Bangkok"), ("Cuba", "Havana"),
+             ("Chile", "Santiago"), ("Hungary", "Budapest"), ("Denmark", "Copenhagen")]
+_COLORS_OF = [("the sky", "blue"), ("grass", "green"), ("snow", "white"), ("a banana", "yellow"),
+              ("coal", "black"), ("a tomato", "red"), ("an orange", "orange"), ("chocolate", "brown")]
+_COUNTS = [("days in a week", "A week has seven days.", 7), ("months in a year", "A year has twelve months.", 12),
+           ("legs does a spider have", "A spider has eight legs.", 8), ("legs does a dog have", "A dog has four legs.", 4),
+           ("hours in a day", "A day has twenty four hours.", 24),
+           ("minutes in an hour", "An hour has sixty minutes.", 60),
+           ("sides does a triangle have", "A triangle has three sides.", 3),
+           ("wheels does a bicycle have", "A bicycle has two wheels.", 2),
+           ("days in a year", "A year has three hundred sixty five days.", 365),
+           ("seconds in a minute", "A minute has sixty seconds.", 60),
+           ("players are on a football team", "A football team has eleven players.", 11),
+           ("letters are in the alphabet", "The alphabet has twenty six letters.", 26)]
+
+
+def fact_table() -> list[Fact]:
+    """Facts with aliases: capitals, colours, counts."""
+    out = []
+    for country, city in _CAPITALS:
+        out.append(Fact(f"capital:{country}", f"{city} is the capital of {country}.",
+                        (f"What is the capital of {country}?", f"Which city is the capital of {country}?"),
+                        f"The capital of {country} is {city}.", (city.lower(),)))
+    for thing, color in _COLORS_OF:
+        out.append(Fact(f"color:{thing}", f"The color of {thing} is {color}.",
+                        (f"What color is {thing}?", f"Which color is {thing} usually?"),
+                        f"{thing[0].upper() + thing[1:]} is {color}.", (color,)))
+    for what, statement, n in _COUNTS:
+        out.append(Fact(f"count:{what}", statement, (f"How many {what}?",),
+                        f"The answer is {number_words(n)} {what.split()[0]}.", (number_words(n), str(n))))
+    return out
+
+
+@dataclass(frozen=True)
+class QA:
+    group: str  # items of one group share a split
+    question: str
+    answer: str
+    aliases: tuple[str, ...] = field(default=())
+
+
+def arithmetic_qa(rng: random.Random) -> QA:
+    op = rng.choice(["plus", "minus", "times"])
+    if op == "plus":
+        a, b = rng.randint(0, 50), rng.randint(0, 50)
+        c = a + b
+    elif op == "minus":
+        a = rng.randint(0, 60)
+        b = rng.randint(0, a)
+        c = a - b
+    else:
+        a, b = rng.randint(0, 12), rng.randint(0, 12)
+        c = a * b
+    q = rng.choice(["What is {a} {op} {b}?", "How much is {a} {op} {b}?", "Can you tell me {a} {op} {b}?"])
+    text = q.format(a=number_words(a), op=op, b=number_words(b))
+    return QA(f"arith:{a}{op}{b}", text, f"{number_words(a).capitalize()} {op} {number_words(b)} is "
+              f"{number_words(c)}.", (number_words(c), str(c)))
+
+
+def yes_no_qa(rng: random.Random, facts: list[Fact]) -> QA:
+    kind = rng.randrange(3)
+    if kind == 0:
+        a, b = rng.sample(range(0, 100), 2)
+        rel = rng.choice(["greater", "smaller"])
+        yes = (a > b) == (rel == "greater")
+        q = f"Is {number_words(a)} {rel} than {number_words(b)}?"
+        ans = f"{'Yes' if yes else 'No'}, {number_words(a)} is {'' if yes else 'not '}{rel} than {number_words(b)}."
+        return QA(f"cmp:{a}{rel}{b}", q, ans, ("yes",) if yes else ("no",))
+    if kind == 1:
+        n = rng.randint(0, 99)
+        even = n % 2 == 0
+        ask = rng.choice(["even", "odd"])
+        yes = even == (ask == "even")
+        q = f"Is {number_words(n)} an {ask} number?"
+        ans = f"{'Yes' if yes else 'No'}, {number_words(n)} is {'even' if even else 'odd'}."
+        return QA(f"parity:{n}{ask}", q, ans, ("yes",) if yes else ("no",))
+    country, city = rng.choice(_CAPITALS)
+    other = rng.choice(_CAPITALS)[1]
+    yes = other == city
+    q = f"Is {other} the capital of {country}?"
+    ans = f"Yes, {city} is the capital of {country}." if yes else f"No, the capital of {country} is {city}."
+    return QA(f"capital:{country}", q, ans, ("yes",) if yes else ("no",))
+
+
+def fact_qa(rng: random.Random, facts: list[Fact]) -> QA:
+    f = rng.choice(facts)
+    return QA(f.key, rng.choice(f.questions), f.answer, f.aliases)
+
+
+def sentence(rng: random.Random) -> tuple[str, str]:
+    """(category, sentence) of a random template."""
+    cat = rng.choice(list(SENTENCE_TEMPLATES))
+    return cat, rng.choice(SENTENCE_TEMPLATES[cat])(rng)
+
+
+def qa_item(rng: random.Random, facts: list[Fact]) -> QA:
+    kind = rng.random()
+    if kind < 0.45:
+        return arithmetic_qa(rng)
+    if kind < 0.75:
+        return fact_qa(rng, facts)
+    return yes_no_qa(rng, facts)

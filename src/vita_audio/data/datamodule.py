@@ -1,0 +1,239 @@
+"""`VitaDataModule`: VITA jsonl sources + the audio-token cache -> packed training batches.
+
+    train_sources / val_sources (jsonl, ratio, num) --SampleStore--> validated samples (lengths known)
+        --PackedDataset (mix, pack, shard by rank, batch)--> ResumableLoader --> {input_ids, labels,
+        position_ids, sample_ids}: LongTensors (B, max_len); labels unshifted, -100 unsupervised; sample_ids -1 pad
+
+Resuming: `ResumableLoader` is stateful (Lightning stores its `state_dict` in checkpoints); it counts the batches
+the training loop actually processed (through `on_before_batch_transfer`, so Lightning's one-batch prefetch is not
+counted) and a resumed run continues with the next batch of the same epoch. Skipped samples are counted per
+reason (`skip_counts()` -> {reason: n}, logged by the training side as `data/skipped_<reason>`), logged at
+setup and at the end of every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from vita_audio.data.cache import AudioCodeCache
+from vita_audio.data.dataset import BATCH_INDEX_KEY, PackedDataset, SampleStore
+from vita_audio.data.mixing import Source, as_sources
+from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
+from vita_audio.data.records import SkipCounter
+from vita_audio.model.vocab import AudioVocab
+
+log = logging.getLogger(__name__)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a `PackedDataset` that knows its position: `state_dict()` / `load_state_dict()`.
+
+    Args:
+        dataset: the packed dataset (it batches itself).
+        num_workers: worker processes (each builds every num_workers-th batch).
+        epoch_fn: returns the current epoch (the trainer's); without it the loader counts its own epochs.
+        skips: counters reported when an epoch ends.
+        pin_memory: page-locked batches (faster host-to-GPU copies).
+    """
+
+    def __init__(
+        self,
+        dataset: PackedDataset,
+        num_workers: int = 0,
+        epoch_fn: Callable[[], int | None] | None = None,
+        skips: SkipCounter | None = None,
+        name: str = "train",
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__(dataset, batch_size=None, num_workers=num_workers, persistent_workers=False,
+                         pin_memory=pin_memory)
+        self.epoch_fn, self.skips, self.name = epoch_fn, skips, name
+        self.epoch, self.yielded, self.processed = 0, 0, 0
+        self.counted_by_trainer = False
+        self._next_epoch = 0
+        self._resume: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return self.dataset.num_batches(self._current_epoch())
+
+    def _current_epoch(self) -> int:
+        e = self.epoch_fn() if self.epoch_fn is not None else None
+        return self._next_epoch if e is None else int(e)
+
+    def __iter__(self):
+        epoch, start = self._current_epoch(), 0
+        if self._resume is not None and self._resume["epoch"] == epoch:
+            start = self._resume["batches"]
+            log.info("%s loader resumes epoch %d at batch %d", self.name, epoch, start)
+        self._resume = None
+        ds: PackedDataset = self.dataset
+        ds.epoch, ds.start_batch = epoch, start
+        self.epoch, self.yielded, self.processed = epoch, start, start
+        return self._generate(super().__iter__(), epoch)
+
+    def _generate(self, it, epoch: int):
+        for batch in it:
+            self.yielded = int(batch.pop(BATCH_INDEX_KEY)) + 1
+            yield batch
+        self._next_epoch = epoch + 1
+        if self.skips is not None and self.skips.counts:
+            self.skips.report(f"{self.name} epoch {epoch}")
+
+    def mark_processed(self) -> None:
+        """Called by the datamodule for each batch the training loop really consumes."""
+        self.counted_by_trainer = True
+        self.processed += 1
+
+    def state_dict(self) -> dict[str, int]:
+        done = self.processed if self.counted_by_trainer else self.yielded
+        return {"epoch": self.epoch, "batches": done, "seed": self.dataset.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if int(state.get("seed", self.dataset.seed)) != self.dataset.seed:
+            log.warning("resuming a data stream saved with seed %s under seed %s: the order will differ",
+                        state.get("seed"), self.dataset.seed)
+        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
+        self._next_epoch = int(state["epoch"])
+
+
+class VitaDataModule(L.LightningDataModule):
+    """Packed VITA-format training data. `tokenizer` and `audio_vocab` come from the backbone (not the YAML).
+
+    Args:
+        tokenizer: HF tokenizer with ChatML specials and the audio vocabulary.
+        audio_vocab: ids of the audio markers and codes.
+        train_sources: list of `{path, ratio, num, name}` (or paths) mixed for training.
+        val_sources: the same for validation (used whole, in order, ratio/num still apply).
+        interleave_ratio: `[T1, A1, T2, A2, ...]` text/audio interleaving of assistant targets; None = off.
+        max_len: tokens per packed row; longer samples are errors (or skips).
+        batch_size: rows per batch.
+        val_batch_size: rows per validation batch (default: batch_size).
+        num_workers: DataLoader workers.
+        seed: mixing/shuffling seed (epoch e uses (seed, e)).
+        on_error: "error" stops at the first bad sample; "skip" counts and skips it.
+        cache_dir: root of the audio-token cache.
+        cache_name: the cache namespace of the configured audio tokenizer (e.g. "builtin").
+        audio_root: base for relative audio paths (default: each jsonl file's directory).
+        open_rows: rows the best-fit packer keeps open (more = less padding, slower planning).
+        shuffle: shuffle training samples (validation is never shuffled).
+        tts_prompt: first line of TTS requests (their text is prepended to the target audio).
+        pin_memory: page-locked batches for faster copies to a GPU.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        audio_vocab: AudioVocab,
+        train_sources: Sequence[Source | dict | str] = (),
+        val_sources: Sequence[Source | dict | str] = (),
+        interleave_ratio: Sequence[int] | None = None,
+        max_len: int = 2048,
+        batch_size: int = 4,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        on_error: str = "error",
+        cache_dir: str = "artifacts/cache",
+        cache_name: str = "builtin",
+        audio_root: str | None = None,
+        open_rows: int = 64,
+        shuffle: bool = True,
+        tts_prompt: str = TTS_PROMPT,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if on_error not in ("error", "skip"):
+            raise ValueError(f"data.on_error must be 'error' or 'skip', got {on_error!r}")
+        if not isinstance(audio_vocab, AudioVocab):  # hydra.utils.instantiate turns dataclass kwargs into configs
+            audio_vocab = AudioVocab(**{f.name: int(audio_vocab[f.name]) for f in dataclasses.fields(AudioVocab)})
+        self.tokenizer, self.audio_vocab = tokenizer, audio_vocab
+        self.train_sources, self.val_sources = as_sources(train_sources), as_sources(val_sources)
+        self.interleave_ratio = None if interleave_ratio is None else [int(r) for r in interleave_ratio]
+        self.max_len, self.batch_size = int(max_len), int(batch_size)
+        self.val_batch_size = int(val_batch_size or batch_size)
+        self.num_workers, self.seed, self.on_error = int(num_workers), int(seed), on_error
+        self.cache_dir, self.cache_name, self.audio_root = str(cache_dir), cache_name, audio_root
+        self.open_rows, self.shuffle, self.tts_prompt = int(open_rows), bool(shuffle), tts_prompt
+        self.pin_memory = bool(pin_memory)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+        self.train_set: PackedDataset | None = None
+        self.val_set: PackedDataset | None = None
+        self._train_loader: ResumableLoader | None = None
+
+    # -- setup ----------------------------------------------------------------------------------------------
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 0, 1
+        return int(trainer.global_rank), int(trainer.world_size)
+
+    def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool) -> PackedDataset:
+        builder = PromptBuilder(self.tokenizer, self.audio_vocab, self.interleave_ratio, self.tts_prompt)
+        cache = AudioCodeCache(self.cache_dir, self.cache_name, self.audio_vocab.codebook_size)
+        store = SampleStore(sources, builder, cache, self.max_len, self.on_error, self.audio_root).load()
+        rank, world = self._rank()
+        return PackedDataset(store, batch_size, self.max_len, self.pad_id, self.seed, shuffle, self.open_rows,
+                             rank, world)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and self.train_sources and stage in (None, "fit"):
+            self.train_set = self._dataset(self.train_sources, self.batch_size, self.shuffle)
+            self.train_set.store.skips.report("train data")
+            log.info("train data: %d samples from %d sources, %d batches of %d x %d per epoch on rank %d/%d, "
+                     "padding %.2f%%", len(self.train_set.store.records), len(self.train_sources),
+                     self.train_set.num_batches(0), self.batch_size, self.max_len, self.train_set.rank,
+                     self.train_set.world_size, 100 * self.padding_fraction(0))
+        if self.val_set is None and self.val_sources and stage in (None, "fit", "validate"):
+            self.val_set = self._dataset(self.val_sources, self.val_batch_size, False)
+            self.val_set.store.skips.report("val data")
+
+    # -- loaders --------------------------------------------------------------------------------------------
+    def _epoch(self) -> int | None:
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else int(trainer.current_epoch)
+
+    def train_dataloader(self) -> ResumableLoader:
+        if self.train_set is None:
+            self.setup("fit")
+        if self.train_set is None:
+            raise ValueError("data.train_sources is empty: nothing to train on")
+        self._train_loader = ResumableLoader(self.train_set, self.num_workers, self._epoch,
+                                             self.train_set.store.skips, "train", self.pin_memory)
+        return self._train_loader
+
+    def val_dataloader(self) -> ResumableLoader | list:
+        if self.val_set is None:
+            self.setup("validate")
+        if self.val_set is None:
+            return []
+        return ResumableLoader(self.val_set, self.num_workers, lambda: 0, self.val_set.store.skips, "val",
+                               self.pin_memory)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.training and self._train_loader is not None:
+            self._train_loader.mark_processed()
+        return batch
+
+    # -- reporting ------------------------------------------------------------------------------------------
+    def skip_counts(self) -> dict[str, int]:
+        """`{reason: n}` of skipped samples over train and val sources (constant after setup); the training side
+        logs them as `data/skipped_<reason>`."""
+        total = SkipCounter()
+        for ds in (self.train_set, self.val_set):
+            if ds is not None:
+                total.merge(ds.store.skips)
+        return {k: int(v) for k, v in sorted(total.counts.items())}
+
+    def padding_fraction(self, epoch: int = 0) -> float:
+        from vita_audio.data.packing import padding_fraction
+
+        ds = self.train_set
+        return 0.0 if ds is None else padding_fraction(ds.store.lengths, ds.rows(epoch), self.max_len)

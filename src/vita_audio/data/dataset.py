@@ -1,0 +1,155 @@
+"""From validated records to packed batches: `SampleStore` (records + codes -> ids/labels) and `PackedDataset`.
+
+    sources (jsonl) --read_jsonl--> records --SampleStore.load: build each once, measure, validate--> lengths
+    epoch e: epoch_order(seed, e) -> plan_rows(lengths) -> rows of the whole mix
+             -> rank r takes rows r, r+W, ... (equal counts on every rank) -> batches of `batch_size` rows
+             -> batch j is produced by worker (j - start) % num_workers, built from the cache on the fly
+
+Everything about an epoch is a pure function of (seed, epoch), so `start_batch` resumes mid-epoch exactly and
+every rank agrees on the number of batches (DDP never waits on a rank that ran out).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from vita_audio.data.cache import AudioCodeCache, CacheError
+from vita_audio.data.mixing import Source, epoch_order
+from vita_audio.data.packing import collate_rows, plan_rows
+from vita_audio.data.prompt import PromptBuilder
+from vita_audio.data.records import DataError, Record, SkipCounter, handle, read_jsonl
+
+log = logging.getLogger(__name__)
+
+BATCH_INDEX_KEY = "_batch_index"  # popped by the loader before the batch reaches the model
+
+
+class SampleStore:
+    """The validated records of some sources, their token lengths, and `build(i)` -> (ids, labels)."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        builder: PromptBuilder,
+        cache: AudioCodeCache,
+        max_len: int,
+        on_error: str = "error",
+        audio_root: str | None = None,
+    ) -> None:
+        self.sources = list(sources)
+        self.builder, self.cache, self.max_len = builder, cache, max_len
+        self.on_error, self.audio_root = on_error, audio_root
+        self.records: list[Record] = []
+        self.offsets: list[int] = []  # first flat index of each source
+        self.sizes: list[int] = []  # valid records per source
+        self.lengths = np.zeros(0, dtype=np.int64)
+        self.skips = SkipCounter()
+
+    def build(self, i: int) -> tuple[list[int], list[int]]:
+        """(input_ids, labels) of sample i, audio codes read from the cache."""
+        return self.build_record(self.records[i])
+
+    def build_record(self, rec: Record) -> tuple[list[int], list[int]]:
+        try:
+            codes = [self.cache.get(a) for a in rec.audios]
+        except CacheError as e:
+            raise DataError("cache_missing", str(e), rec.source, rec.line) from e
+        try:
+            return self.builder.build(rec.messages, codes)
+        except ValueError as e:  # codes outside the audio vocabulary
+            raise DataError("bad_codes", str(e), rec.source, rec.line) from e
+
+    def load(self) -> SampleStore:
+        """Read every source, build every sample once to measure it; bad samples raise or are counted."""
+        lengths: list[int] = []
+        for src in self.sources:
+            self.offsets.append(len(self.records))
+            n0 = len(self.records)
+            for rec in read_jsonl(src.path, self.on_error, self.skips, self.audio_root):
+                try:
+                    n = len(self.build_record(rec)[0])
+                    if n > self.max_len:
+                        raise DataError(
+                            "too_long", f"sample has {n} tokens, more than max_len {self.max_len} (raise data.max_len "
+                            "or shorten the sample)", rec.source, rec.line)
+                except DataError as err:
+                    handle(err, self.on_error, self.skips)
+                    continue
+                self.records.append(rec)
+                lengths.append(n)
+            self.sizes.append(len(self.records) - n0)
+            if self.sizes[-1] == 0:
+                log.warning("data source %s has no usable sample", src.label)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        return self
+
+    def order(self, seed: int, epoch: int, shuffle: bool) -> list[int]:
+        """Flat sample indices of one epoch of the mix."""
+        return [self.offsets[s] + i for s, i in epoch_order(self.sizes, self.sources, seed, epoch, shuffle)]
+
+
+class PackedDataset(IterableDataset):
+    """Batches (dicts of LongTensors (B, max_len)) of one epoch for one rank, from `start_batch` on.
+
+    The loader sets `epoch` and `start_batch` before each iteration. Each batch carries its index under
+    `BATCH_INDEX_KEY`, which `ResumableLoader` removes.
+    """
+
+    def __init__(
+        self,
+        store: SampleStore,
+        batch_size: int,
+        max_len: int,
+        pad_id: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        open_rows: int = 64,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.store, self.batch_size, self.max_len, self.pad_id = store, batch_size, max_len, pad_id
+        self.seed, self.shuffle, self.open_rows = seed, shuffle, open_rows
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start_batch = 0, 0
+        self._plan: tuple[int, list[list[int]]] | None = None
+
+    def all_rows(self, epoch: int) -> list[list[int]]:
+        """Rows of the whole mix (all ranks) for one epoch."""
+        order = self.store.order(self.seed, epoch, self.shuffle)
+        return plan_rows(self.store.lengths, order, self.max_len, self.open_rows)
+
+    def rows(self, epoch: int) -> list[list[int]]:
+        """This rank's rows. Rows are dealt round-robin; the last ones wrap around so every rank has as many."""
+        if self._plan is None or self._plan[0] != epoch:
+            rows = self.all_rows(epoch)
+            W = self.world_size
+            if W > 1 and rows:
+                per = math.ceil(len(rows) / W)
+                rows = (rows + rows[: per * W - len(rows)])[self.rank :: W]
+            self._plan = (epoch, rows)
+        return self._plan[1]
+
+    def num_batches(self, epoch: int | None = None) -> int:
+        return math.ceil(len(self.rows(self.epoch if epoch is None else epoch)) / self.batch_size)
+
+    def __len__(self) -> int:
+        return self.num_batches()
+
+    def batch(self, epoch: int, j: int) -> dict[str, torch.Tensor]:
+        rows = self.rows(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
+        return collate_rows([[self.store.build(i) for i in r] for r in rows], self.max_len, self.pad_id)
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        w, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        if info is not None:
+            torch.set_num_threads(1)
+        for j in range(self.start_batch, self.num_batches(self.epoch)):
+            if (j - self.start_batch) % nw == w:  # the DataLoader reads workers round-robin: keeps batch order
+                yield {**self.batch(self.epoch, j), BATCH_INDEX_KEY: j}

@@ -1,0 +1,128 @@
+"""The offline corpus: a tiny build has valid splits, no test text occurs in train, builds are deterministic and
+resumable; the cache command and the corpus data config work on it end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+import vita_audio.data.corpus.build as build_mod
+from vita_audio.data.corpus import TINY, CorpusConfig, build_corpus, plan_text
+from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT
+from vita_audio.data.records import read_jsonl
+from vita_audio.data.tokenize import main as tokenize_main
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+TASKS = {"asr": ("train", "val", "test"), "tts": ("train", "val", "test"), "sqa": ("train", "val", "test"),
+         "text": ("train",)}
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    stats = build_corpus(out, TINY, jobs=1)
+    return out, stats
+
+
+def texts_of(rec) -> set[str]:
+    out = set()
+    for _, c in rec.messages:
+        c = c.replace("<|audio|>", "").replace(ASR_PROMPT, "").replace(TTS_PROMPT, "").strip()
+        if c:
+            out.add(c)
+    if "question" in rec.extra:
+        out.add(rec.extra["question"])
+    return out
+
+
+def test_tiny_build_every_split_valid(tiny_corpus):
+    out, stats = tiny_corpus
+    texts = {s: set() for s in ("train", "val", "test")}
+    for task, splits in TASKS.items():
+        for split in splits:
+            recs = list(read_jsonl(out / task / f"{split}.jsonl"))  # validates, checks audio files exist
+            assert recs, f"{task}/{split} is empty"
+            for r in recs:
+                assert r.extra["task"] == task
+                texts[split] |= texts_of(r)
+                for a in r.audios:
+                    info = sf.info(a)
+                    assert info.samplerate == 16000 and info.channels == 1 and 0.3 < info.duration < 15
+                if task in ("sqa", "text"):
+                    assert r.extra["answers"] and all(isinstance(x, str) for x in r.extra["answers"])
+    assert not texts["test"] & texts["train"] and not texts["val"] & texts["train"]
+    assert stats["files"] == len(list((out / "wavs").rglob("*.wav")))
+    assert json.loads((out / "DONE").read_text())["config_hash"] == TINY.digest()
+
+
+def test_default_plan_disjoint_and_deterministic():
+    cfg = CorpusConfig()
+    plan = plan_text(cfg)
+    assert plan == plan_text(cfg) and plan != plan_text(CorpusConfig(seed=1))
+
+    def split_texts(split):
+        t = set(plan["sentences"][split])
+        for q in plan["qa"][split] + (plan["text_qa"] if split == "train" else []):
+            t |= {q.question, q.answer}
+        return t
+
+    train = split_texts("train")
+    assert not split_texts("test") & train and not split_texts("val") & train
+    n_sent, n_qa = cfg.item_counts()
+    assert len(plan["sentences"]["test"]) >= 40 and len(plan["qa"]["test"]) >= 15
+    assert len(set(plan["sentences"]["train"])) == len(plan["sentences"]["train"]) >= n_sent * 0.85
+
+
+def test_done_marker_and_resume(tiny_corpus, monkeypatch, tmp_path):
+    out, stats = tiny_corpus
+
+    def no_render(job):
+        raise AssertionError("a finished corpus must not be synthesised again")
+
+    monkeypatch.setattr(build_mod, "render", no_render)
+    assert build_corpus(out, TINY, jobs=1)["config_hash"] == stats["config_hash"]
+    with pytest.raises(FileExistsError, match="--force"):
+        build_corpus(out, CorpusConfig(hours=0.05), jobs=1)
+    monkeypatch.undo()
+
+    # interrupted build: DONE missing and one file gone -> only that file is synthesised, identically
+    victim = sorted((out / "wavs" / "train").glob("*.wav"))[3]
+    before = victim.read_bytes()
+    victim.unlink()
+    (out / "DONE").unlink()
+    rendered, real = [], build_mod.render
+
+    def counting(job):
+        if not Path(job[0]).is_file():
+            rendered.append(job[0])
+        return real(job)
+
+    monkeypatch.setattr(build_mod, "render", counting)
+    build_corpus(out, TINY, jobs=1)
+    assert rendered == [str(victim)] and victim.read_bytes() == before and (out / "DONE").is_file()
+
+
+def test_tokenize_command_and_corpus_config(tiny_corpus, tok_av, tmp_path):
+    out, _ = tiny_corpus
+    overrides = [f"paths.corpus_dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", "++data.cache_name=energy",
+                 "++audio.tokenizer={_target_: conftest.EnergyTokenizer}", "++audio.codebook_size=1024"]
+    sqa = [x for s in ("train", "val") for x in ("--jsonl", str(out / "sqa" / f"{s}.jsonl"))]
+    stats = tokenize_main(["--data", "corpus", *sqa, *overrides])
+    assert stats["encoded"] == stats["total"] > 0 and stats["failed"] == 0
+    again = tokenize_main(["--data", "corpus_sft", *overrides])  # a subset: nothing left to encode
+    assert again["encoded"] == 0 and again["cached"] == again["total"]
+    fresh = tokenize_main(["--data", "corpus", "--jobs", "2", "--rebuild", *overrides])  # 2 processes, shards
+    assert fresh["encoded"] == fresh["total"] > 0 and fresh["cached"] == 0
+    tok, av = tok_av
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["data=corpus", *overrides[:3]])
+    dm = instantiate(cfg.data, tokenizer=tok, audio_vocab=av, max_len=512, batch_size=2)
+    dm.setup("fit")
+    assert dm.skip_counts() == {} and len(dm.train_set.store.records) > 50
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape == (2, 512) and (batch["labels"] != -100).any()
