@@ -57,3 +57,28 @@ def make_cfg(tmp_path):
         return compose_cfg(tmp_path, [*extra, *overrides], config_name)
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A test-sized offline corpus (hibari-tts + espeak-ng, a few seconds to build), shared by the session."""
+    from vita_audio.data.corpus import TINY, build_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    stats = build_corpus(out, TINY, jobs=1)
+    return out, stats
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_cache(tiny_corpus, tmp_path_factory):
+    """The tiny corpus with every audio file in an audio-token cache named `builtin` (64 codes, a stand-in
+    tokenizer), so `data=corpus` runs with `paths.corpus_dir=<corpus> paths.cache_dir=<cache> audio.codebook_size=64`."""
+    from tests.fakes import EnergyTokenizer
+    from vita_audio.data.cache import build_cache
+    from vita_audio.data.tokenize import audio_paths
+
+    corpus, _ = tiny_corpus
+    cache = tmp_path_factory.mktemp("cache")
+    paths, _ = audio_paths([str(p) for p in corpus.rglob("*.jsonl")])
+    build_cache(paths, EnergyTokenizer(codebook_size=64), cache, "builtin", progress=False)
+    return corpus, cache

@@ -22,13 +22,6 @@ TASKS = {"asr": ("train", "val", "test"), "tts": ("train", "val", "test"), "sqa"
          "text": ("train",)}
 
 
-@pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory):
-    out = tmp_path_factory.mktemp("corpus")
-    stats = build_corpus(out, TINY, jobs=1)
-    return out, stats
-
-
 def texts_of(rec) -> set[str]:
     out = set()
     for _, c in rec.messages:

@@ -16,8 +16,13 @@ EXPERIMENTS = sorted(
 )
 # every experiment ships as a chain of stages; runs go in stage order so each finds its predecessor
 CHAINS = sorted({e.rsplit("_stage", 1)[0] for e in EXPERIMENTS})
-FDR = ["trainer=cpu", "model/backbone=tiny", "trainer.fast_dev_run=true", "audio.codebook_size=64",
-       "data=synthetic", *TEST_SIZE]
+FDR = ["trainer=cpu", "model/backbone=tiny", "trainer.fast_dev_run=true", "audio.codebook_size=64", *TEST_SIZE,
+       "data.max_len=512"]
+
+
+def corpus_paths(corpus_cache) -> list[str]:
+    corpus, cache = corpus_cache
+    return [f"paths.corpus_dir={corpus}", f"paths.cache_dir={cache}"]
 
 
 def test_experiments_are_all_chained():
@@ -28,10 +33,12 @@ def test_experiments_are_all_chained():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("chain", CHAINS)
-def test_experiment_chain_fast_dev_run(tmp_path, chain):
+def test_experiment_chain_fast_dev_run(tmp_path, chain, tiny_corpus_cache):
+    """Each experiment on its own data config (the offline corpus), tiny sizes."""
     stages = sorted(e for e in EXPERIMENTS if e.rsplit("_stage", 1)[0] == chain)
     for name in stages:
-        cfg = compose_cfg(tmp_path, [f"+experiment={name}", *FDR])
+        cfg = compose_cfg(tmp_path, [f"+experiment={name}", *FDR, *corpus_paths(tiny_corpus_cache)])
+        assert cfg.data._target_.endswith("VitaDataModule"), name
         model, trainer, losses = fit(cfg)
         assert len(losses) == 1 and torch.isfinite(torch.tensor(losses)).all(), name
         published = Path(cfg.callbacks.publish_stage.dirpath)
@@ -40,6 +47,6 @@ def test_experiment_chain_fast_dev_run(tmp_path, chain):
 
 
 def test_missing_predecessor_names_the_command(tmp_path):
-    cfg = compose_cfg(tmp_path, ["+experiment=boost_stage3", *FDR])
+    cfg = compose_cfg(tmp_path, ["+experiment=boost_stage3", *FDR, "data=synthetic"])
     with pytest.raises(MissingPredecessorError, match=r"python train.py \+experiment=boost_stage2"):
         fit(cfg)
