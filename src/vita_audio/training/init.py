@@ -15,9 +15,16 @@ class MissingPredecessorError(FileNotFoundError):
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """The `state_dict` of a Lightning checkpoint, loaded with `weights_only=True` (a DeepSpeed ZeRO checkpoint
-    directory is consolidated to fp32 first)."""
+    """The module `state_dict` stored at `path`, which is one of
+    - a Lightning checkpoint file (loaded with `weights_only=True`),
+    - an exported HF-style directory in the reference layout (`config.json` + safetensors, e.g. a published
+      VITA-Audio checkpoint or a stage's `hf/` export),
+    - a DeepSpeed ZeRO checkpoint directory (consolidated to fp32 first)."""
     path = Path(path)
+    if (path / "config.json").is_file():
+        from vita_audio.model.checkpoint import load_pretrained
+
+        return {f"lm.{k}": v for k, v in load_pretrained(path).state_dict().items()}
     if path.is_dir():
         from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
 
