@@ -1,0 +1,33 @@
+"""DDP on CPU (2 processes, gloo): both ranks train, and they see disjoint rows of the corpus."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_SIZE
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_see_disjoint_rows(tmp_path, tiny_corpus_cache):
+    corpus, cache = tiny_corpus_cache
+    probe = tmp_path / "probe"
+    cmd = [sys.executable, str(ROOT / "train.py"), "+experiment=boost_stage1", "trainer=ddp", "trainer.accelerator=cpu",
+           "trainer.devices=2", "trainer.precision=32-true", "trainer.max_steps=3", "trainer.limit_val_batches=0",
+           "trainer.enable_progress_bar=false", "callbacks.publish_stage.export=false", "audio.codebook_size=64",
+           *TEST_SIZE, "data.max_len=512", f"paths.root_dir={tmp_path}", f"paths.corpus_dir={corpus}",
+           f"paths.cache_dir={cache}", "+callbacks.probe._target_=tests.recipes.ddp_probe.RowProbe",
+           f"+callbacks.probe.out_dir={probe}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    seen = {}
+    for r in (0, 1):
+        lines = [json.loads(x) for x in (probe / f"rank{r}.jsonl").read_text().splitlines()]
+        assert len(lines) == 3 and all(x["world"] == 2 for x in lines)
+        seen[r] = {h for x in lines for h in x["rows"]}
+    assert seen[0] and seen[1] and not (seen[0] & seen[1])
