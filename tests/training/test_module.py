@@ -2,6 +2,8 @@
 
 import copy
 
+import pytest
+
 import torch
 from omegaconf import OmegaConf
 
@@ -47,3 +49,48 @@ def test_resume_continues_with_same_losses(make_cfg, tmp_path):
     _, _, tail = fit(cfg, ckpt_path=str(ckpt))
     assert len(head) == 4 and len(tail) == 2
     torch.testing.assert_close(torch.tensor(head + tail), torch.tensor(full), rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_backbone_stays_in_eval_mode_and_unchanged(make_cfg):
+    cfg = make_cfg(["+experiment=boost_stage2", "data=synthetic", "audio.codebook_size=64", "init_from=null",
+                    "trainer.max_steps=2", "trainer.limit_val_batches=0", "callbacks.publish_stage.export=false"])
+    from vita_audio.cli.common import build_model
+
+    before = {k: v.clone() for k, v in build_model(cfg).lm.backbone.state_dict().items()}
+    model, _, _ = fit(cfg)
+    model.train()
+    assert not model.lm.backbone.training and model.lm.mctp.training
+    after = model.lm.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical after the steps
+    assert not any(p.requires_grad for p in model.lm.backbone.parameters())
+    assert all(p.requires_grad for p in model.lm.mctp.parameters())
+
+
+def test_stage3_clones_stage2_module_and_stage4_lr_groups(make_cfg, tmp_path):
+    from vita_audio.cli.common import build_model
+
+    small = ["data=synthetic", "audio.codebook_size=64", "trainer.fast_dev_run=true",
+             "callbacks.publish_stage.export=false"]
+    stage2, _, _ = fit(make_cfg(["+experiment=boost_stage2", *small, "init_from=null"]))
+    m0 = stage2.lm.mctp
+    stage3 = build_model(make_cfg(["+experiment=boost_stage3", *small]))
+    stage3.initialize(make_cfg(["+experiment=boost_stage3"]).init_from)
+    assert stage3.lm.mctp.num_modules == 10
+    for k in range(10):
+        for part in ("layers", "embed_norms", "hidden_norms", "projs"):
+            ref = getattr(m0, part)[0].state_dict()
+            got = getattr(stage3.lm.mctp, part)[k].state_dict()
+            assert all(torch.equal(ref[n], got[n]) for n in ref), (k, part)
+
+    stage4 = build_model(make_cfg(["+experiment=boost_stage4", *small]))
+    trainer = __import__("lightning").Trainer(max_steps=10, logger=False, enable_checkpointing=False)
+    stage4.trainer = trainer
+    opt = stage4.configure_optimizers()["optimizer"]
+    mctp_ids = {id(p) for p in stage4.lm.mctp.parameters()}
+    base_lr = stage4.optimizer_factory.keywords["lr"]
+    for g in opt.param_groups:
+        is_mctp = {id(p) in mctp_ids for p in g["params"]}
+        assert len(is_mctp) == 1
+        assert g["lr"] == pytest.approx(base_lr * (10 if is_mctp.pop() else 1))
+        assert g["weight_decay"] in (0.0, 0.1)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(stage4.parameters()))

@@ -99,9 +99,12 @@ class SpeechLMModule(L.LightningModule):
         if self.backbone_trainable is False and self.num_mctp == 0:
             raise ValueError("nothing to train: the backbone is frozen and there is no MCTP stack")
 
-    def on_train_start(self) -> None:
-        if self.backbone_trainable is False:
-            self.lm.backbone.eval()  # frozen LLM: no dropout, run under no_grad
+    def train(self, mode: bool = True) -> SpeechLMModule:
+        """A frozen LLM stays in eval mode (no dropout) even while the MCTP modules train."""
+        super().train(mode)
+        if mode and not self.backbone_trainable:
+            self.lm.backbone.eval()
+        return self
 
     # -- losses ---------------------------------------------------------------------------------------------
     def compute_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
