@@ -3,7 +3,7 @@ import torch
 
 from tests.conftest import TINY_CONFIG
 from vita_audio.model.backbone import Backbone
-from vita_audio.model.masking import packed_causal_mask
+from vita_audio.model.masking import attention_mask_for, packed_causal_mask
 
 
 def test_preset_builds_deterministically():
@@ -53,7 +53,9 @@ def test_needs_exactly_one_source():
         Backbone(64)
 
 
-def test_packed_rows_equal_separate_samples(tiny_backbone):
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_rows_equal_separate_samples(attn):
+    tiny_backbone = Backbone(64, config=dict(TINY_CONFIG), tokenizer="tiny", attn_implementation=attn)
     a, b = torch.randint(0, 500, (1, 7)), torch.randint(0, 500, (1, 5))
     row = torch.cat([a, b, torch.zeros(1, 3, dtype=torch.long)], 1)  # 2 samples + 3 padding
     pos = torch.cat([torch.arange(7), torch.arange(5), torch.zeros(3, dtype=torch.long)])[None]
@@ -62,6 +64,15 @@ def test_packed_rows_equal_separate_samples(tiny_backbone):
         packed = tiny_backbone(row, pos, sid)
         torch.testing.assert_close(packed[:, :7], tiny_backbone(a), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(packed[:, 7:12], tiny_backbone(b), atol=1e-5, rtol=1e-4)
+
+
+def test_mask_forms():
+    sid = torch.tensor([[0, 0, 1]])
+    eager = attention_mask_for(sid, "eager", torch.float32)
+    assert eager.dtype == torch.float32 and eager[0, 0, 1, 0] == 0 and eager[0, 0, 2, 0] < -1e30
+    assert attention_mask_for(sid, "flash_attention_2", torch.bfloat16) is None  # varlen from position_ids
+    with pytest.raises(ValueError, match="packed rows need"):
+        attention_mask_for(sid, "flex_attention", torch.float32)
 
 
 def test_mask_blocks():

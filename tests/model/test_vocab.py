@@ -63,9 +63,26 @@ def test_resize_pads_to_multiple_of_8(tiny_backbone):
     assert tiny_backbone.lm_head.weight.shape[0] == tiny_backbone.vocab_size
 
 
-def test_qwen_sized_arithmetic():
-    # Qwen2.5: 151665 tokens + 20 specials before <|audio_0|> -> 151685 + 16384 = 168069 -> padded 168072
-    assert -(-(151685 + 16384) // 8) * 8 == 168072
+@pytest.mark.slow
+def test_reference_layout_on_a_qwen_sized_vocabulary(tmp_path):
+    """Qwen2.5's tokenizer has 151665 entries; the reference adds 20 specials (17 + the 3 audio markers), so
+    <|audio_0|> is 151685 and the embedding 168069 -> 168072 rows. A tokenizer of that length (filler tokens)
+    and a Qwen2 checkpoint with that vocabulary, extended through the real loader, land on the same numbers."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from vita_audio.model.backbone import Backbone
+
+    tok = build_tiny_tokenizer()
+    tok.add_tokens([f"<|filler_{i}|>" for i in range(151665 - len(tok))])
+    tok.save_pretrained(tmp_path)
+    cfg = Qwen2Config(vocab_size=151665, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
+    Qwen2ForCausalLM(cfg).save_pretrained(tmp_path)
+    extra = [f"<|reference_special_{i}|>" for i in range(17)]
+    bb = Backbone(16384, pretrained=str(tmp_path), extra_special_tokens=extra)
+    assert bb.audio_vocab.audio_offset == 151685
+    assert len(bb.tokenizer) == 168069 and bb.vocab_size == 168072
+    assert bb.tokenizer.convert_tokens_to_ids("<|audio_16383|>") == 168068
 
 
 def test_missing_tokenizer_dir_is_a_clear_error(tmp_path):

@@ -48,8 +48,10 @@ def test_multirun_sweeps_learning_rate(tmp_path):
     assert [j.name for j in jobs] == ["0", "1"]
     lrs = [(j / ".hydra" / "overrides.yaml").read_text() for j in jobs]
     assert "model.optimizer.lr=0.001" in lrs[0] and "model.optimizer.lr=0.0003" in lrs[1]
-    for j in jobs:  # each job trained and saved its own checkpoint
+    for j in jobs:  # each job trained, saved its own checkpoint and published inside its own dir
         assert (j / "checkpoints" / "last.ckpt").is_file()
+        assert (j / "published" / "final.ckpt").is_file()
+    assert not (tmp_path / "artifacts" / "stages").exists()  # the shared stage outputs are untouched
 
 
 def test_eval_rejects_missing_checkpoint(tmp_path):
@@ -57,3 +59,20 @@ def test_eval_rejects_missing_checkpoint(tmp_path):
                            f"paths.root_dir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "does not exist" in proc.stderr + proc.stdout
+
+
+def test_eval_uses_the_training_data_settings(tmp_path):
+    from tests.conftest import compose_cfg
+    from tests.training.helpers import fit
+    from vita_audio.cli.eval import evaluate
+
+    cfg = compose_cfg(tmp_path, ["+experiment=balance_stage1", *SMALL, "trainer.max_steps=2",
+                                 "trainer.limit_val_batches=0", "callbacks.publish_stage.export=false"])
+    fit(cfg)
+    final = tmp_path / "artifacts" / "stages" / "balance_stage1" / "final.ckpt"
+    ev = compose_cfg(tmp_path, [f"ckpt_path={final}", "data=synthetic", "audio.codebook_size=64",
+                                "trainer.limit_val_batches=1"], config_name="eval")
+    assert list(ev.interleave.ratio) == [1, 10, 4, 10] and ev.data.max_len == 256  # eval.yaml defaults
+    metrics = evaluate(ev)
+    assert list(ev.interleave.ratio) == [1, 4, 3, 8, 4, 10] and ev.data.max_len == 64  # taken from training
+    assert metrics["val/loss"] > 0 and (tmp_path / "out" / "metrics.json").is_file()

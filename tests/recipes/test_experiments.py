@@ -17,6 +17,7 @@ EXPERIMENTS = sorted(
 # every experiment ships as a chain of stages; runs go in stage order so each finds its predecessor
 CHAINS = sorted({e.rsplit("_stage", 1)[0] for e in EXPERIMENTS})
 FDR = ["trainer=cpu", "model/backbone=tiny", "trainer.fast_dev_run=true", "audio.codebook_size=64", *TEST_SIZE,
+       "callbacks.publish_stage.force=true",  # a fast_dev_run publishes nothing unless forced
        "data.max_len=512"]
 
 
@@ -46,7 +47,16 @@ def test_experiment_chain_fast_dev_run(tmp_path, chain, tiny_corpus_cache):
         assert (published / "hf" / "config.json").is_file(), name
 
 
-def test_missing_predecessor_names_the_command(tmp_path):
-    cfg = compose_cfg(tmp_path, ["+experiment=boost_stage3", *FDR, "data=synthetic"])
-    with pytest.raises(MissingPredecessorError, match=r"python train.py \+experiment=boost_stage2"):
+@pytest.mark.parametrize("name, producer", [("boost_stage3", "boost_stage2"),
+                                            ("qwen2_5_7b/boost_stage2", "qwen2_5_7b/boost_stage1")])
+def test_missing_predecessor_names_the_command(tmp_path, name, producer):
+    cfg = compose_cfg(tmp_path, [f"+experiment={name}", *FDR, "data=synthetic"])
+    with pytest.raises(MissingPredecessorError, match=rf"python train.py \+experiment={producer}\n"):
         fit(cfg)
+
+
+@pytest.mark.parametrize("name", [e for e in EXPERIMENTS if e.endswith("stage4")])
+def test_stage4_experiments_train_on_the_sft_mix(tmp_path, name):
+    cfg = compose_cfg(tmp_path, [f"+experiment={name}"], )
+    names = {s["name"]: s["ratio"] for s in cfg.data.train_sources}
+    assert names.get("sqa") == 2.0 and all(r == 0.05 for n, r in names.items() if n != "sqa"), names

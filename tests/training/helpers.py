@@ -24,7 +24,7 @@ def fit(cfg, ckpt_path: str | None = None, stop_after: int | None = None):
     L.seed_everything(cfg.seed, workers=True)
     model = build_model(cfg)
     if ckpt_path is None:
-        model.initialize(cfg.init_from)
+        model.initialize(cfg.init_from, cfg.predecessor)
     dm = build_datamodule(cfg, model)
     trainer = build_trainer(cfg)
     rec = LossRecorder(stop_after)

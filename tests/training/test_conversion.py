@@ -9,7 +9,7 @@ from tests.training.helpers import fit, logits
 from vita_audio.cli.export import main as export_main
 from vita_audio.model.checkpoint import load_pretrained
 
-SMALL = ["trainer=cpu", "data=synthetic", "audio.codebook_size=64", *TEST_SIZE]
+SMALL = ["trainer=cpu", "data=synthetic", "audio.codebook_size=64", *TEST_SIZE, "callbacks.publish_stage.force=true"]
 
 
 def test_lightning_to_hf_and_back(tmp_path):

@@ -32,13 +32,22 @@ def test_deepspeed_zero_trains_and_next_stage_loads(tmp_path, stage):
         "trainer=deepspeed", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true",
         "trainer.strategy._target_=tests.training.test_deepspeed.CPUDeepSpeedStrategy", f"trainer.strategy.stage={stage}",
         "data=synthetic", "audio.codebook_size=64", *TEST_SIZE, "trainer.max_steps=2",
-        "trainer.val_check_interval=2", "trainer.limit_val_batches=1", "callbacks.publish_stage.export=false",
+        "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
     ]
     cfg = compose_cfg(tmp_path, ["+experiment=boost_stage1", *common])
     _, trainer, losses = fit(cfg)
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     final = tmp_path / "artifacts" / "stages" / "boost_stage1" / "final.ckpt"
     assert final.is_dir()  # a ZeRO checkpoint is a directory of shards
+    assert not list(final.parent.glob("*.fp32.pt"))
+
+    # the HF export holds the whole trained weights (ZeRO-3 partitions them: they are gathered for it)
+    from vita_audio.model.checkpoint import load_pretrained
+
+    exported = load_pretrained(final.parent / "hf").state_dict()
+    consolidated = load_state_dict_file(final)
+    for k, v in exported.items():
+        torch.testing.assert_close(v, consolidated[f"lm.{k}"].float(), rtol=0, atol=0, msg=k)
 
     # the next stage consolidates it (init_from) without DeepSpeed in the loop
     nxt = compose_cfg(tmp_path, ["+experiment=boost_stage2", "trainer=cpu", "data=synthetic", "audio.codebook_size=64",

@@ -70,7 +70,7 @@ def test_stage3_clones_stage2_module_and_stage4_lr_groups(make_cfg, tmp_path):
     from vita_audio.cli.common import build_model
 
     small = ["data=synthetic", "audio.codebook_size=64", "trainer.fast_dev_run=true",
-             "callbacks.publish_stage.export=false"]
+             "callbacks.publish_stage.export=false", "callbacks.publish_stage.force=true"]
     stage2, _, _ = fit(make_cfg(["+experiment=boost_stage2", *small, "init_from=null"]))
     m0 = stage2.lm.mctp
     stage3 = build_model(make_cfg(["+experiment=boost_stage3", *small]))
@@ -92,5 +92,23 @@ def test_stage3_clones_stage2_module_and_stage4_lr_groups(make_cfg, tmp_path):
         is_mctp = {id(p) in mctp_ids for p in g["params"]}
         assert len(is_mctp) == 1
         assert g["lr"] == pytest.approx(base_lr * (10 if is_mctp.pop() else 1))
-        assert g["weight_decay"] in (0.0, 0.1)
+    names = dict((id(p), n) for n, p in stage4.named_parameters())
+    for g in opt.param_groups:
+        for p in g["params"]:
+            n = names[id(p)]
+            expect = 0.0 if p.ndim < 2 or "norm" in n or n.endswith(".bias") else 0.1
+            assert g["weight_decay"] == expect, n
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(stage4.parameters()))
+
+
+def test_unfinished_runs_publish_nothing(make_cfg, tmp_path):
+    small = ["data=synthetic", "audio.codebook_size=64", "callbacks.publish_stage.export=false"]
+    cfg = make_cfg(["+experiment=boost_stage1", *small, "trainer.fast_dev_run=true"])
+    fit(cfg)
+    final = tmp_path / "artifacts" / "stages" / "boost_stage1" / "final.ckpt"
+    assert not final.exists()
+    fit(make_cfg(["+experiment=boost_stage1", *small, "trainer.max_steps=4", "trainer.limit_val_batches=0"]),
+        stop_after=2)
+    assert not final.exists()  # interrupted before max_steps
+    fit(make_cfg(["+experiment=boost_stage1", *small, "trainer.max_steps=2", "trainer.limit_val_batches=0"]))
+    assert final.is_file()

@@ -19,7 +19,8 @@ TASKS = ("loss",)
 
 
 def load_module(ckpt_path: str):
-    """The LightningModule of a training checkpoint, loaded with weights_only=True."""
+    """The LightningModule of a training checkpoint, loaded with weights_only=True (its training config is
+    `module.hparams["config"]`)."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt_path!r} does not exist (expected a .ckpt file written by train.py)")
@@ -38,6 +39,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"unknown task {cfg.task.name!r}; available: {', '.join(TASKS)}")
     L.seed_everything(cfg.seed)
     model = load_module(cfg.ckpt_path)
+    if cfg.data_like_training:  # the sequences the model was trained on: its interleave ratio and row length
+        trained = model.hparams["config"]
+        cfg.interleave.ratio = trained["interleave"]["ratio"]
+        cfg.data.max_len = trained["data"]["max_len"]
+        log.info("data as in training: interleave %s, max_len %d", list(cfg.interleave.ratio), cfg.data.max_len)
     datamodule = build_datamodule(cfg, model)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=instantiate_list(cfg.get("logger")) or False)
     results = trainer.validate(model, datamodule=datamodule)[0]

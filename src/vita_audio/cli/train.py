@@ -17,10 +17,12 @@ from vita_audio.cli.common import (
 
 def train(cfg: DictConfig) -> dict[str, float]:
     set_runtime_env()
+    if _is_multirun() and "publish_stage" in (cfg.get("callbacks") or {}):  # sweep jobs must not overwrite each other's (or the real) published stage
+        cfg.callbacks.publish_stage.dirpath = f"{cfg.paths.output_dir}/published"
     L.seed_everything(cfg.seed, workers=True)
     model = build_model(cfg)
     if cfg.ckpt_path is None:  # a fresh run starts from the predecessor stage; a resumed run from its own ckpt
-        model.initialize(cfg.init_from)
+        model.initialize(cfg.init_from, cfg.predecessor)
     datamodule = build_datamodule(cfg, model)
     trainer = build_trainer(cfg)
     try:
@@ -33,6 +35,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_loggers(trainer)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def _is_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

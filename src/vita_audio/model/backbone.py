@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from vita_audio.model.masking import packed_causal_mask
+from vita_audio.model.masking import attention_mask_for
 from vita_audio.model.text_tokenizer import load_text_tokenizer
 from vita_audio.model.vocab import AudioVocab, extend_tokenizer
 
@@ -128,7 +128,10 @@ class Backbone(nn.Module):
         """Final-normed hidden states (B, T, H); logits are left to the caller (chunked loss or `lm_head`)."""
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        mask = None if sample_ids is None else packed_causal_mask(sample_ids)  # (B, 1, T, T) bool
+        mask = None
+        if sample_ids is not None:  # (B, 1, T, T), or None for flash attention (varlen from position_ids)
+            impl = self.model.config._attn_implementation
+            mask = attention_mask_for(sample_ids, impl, self.embed_tokens.weight.dtype)
         out = self.model.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False)
         return out.last_hidden_state  # (B, T, H), already through the final norm
 

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModel, PretrainedConfig
 
-from vita_audio.model.masking import packed_causal_mask
+from vita_audio.model.masking import attention_mask_for
 
 
 def decoder_layer_class(config: PretrainedConfig) -> type[nn.Module]:
@@ -161,14 +161,9 @@ class MCTPStack(nn.Module):
             return None  # one sample per row, every window valid: the kernel's own causal mask
         if window_ids is None:
             window_ids = torch.zeros(1, W, dtype=torch.long, device=device)
-        mask = packed_causal_mask(window_ids)  # (B, 1, W, W) bool
-        if impl == "sdpa":
-            return mask
-        if impl == "eager":
-            return torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill_(~mask, torch.finfo(dtype).min)
-        raise NotImplementedError(
-            f"MCTP with packed rows (sample_ids) supports attn_implementation 'sdpa' or 'eager', not {impl!r}"
-        )
+        if impl.startswith("flash_attention"):  # windows whose chain crosses a sample must attend only to themselves
+            raise ValueError("MCTP with packed rows (sample_ids) needs attn_implementation 'sdpa' or 'eager'")
+        return attention_mask_for(window_ids, impl, dtype)  # (B, 1, W, W)
 
     def module_forward(
         self,

@@ -68,5 +68,6 @@ def mctp_losses(
     for k, h in enumerate(levels):
         targets = mctp_targets(labels, k, sample_ids, token_filter)  # (B, W)
         H = h.shape[-1]
-        out.append(chunked_cross_entropy(h.reshape(-1, H), lm_head_weight, targets.reshape(-1), chunk_rows))
+        rows = h.reshape(-1, H)  # (B*W, H): window t of level k predicts x[t+k+2]
+        out.append(chunked_cross_entropy(rows, lm_head_weight, targets.reshape(-1), chunk_rows))  # targets (B*W,)
     return out

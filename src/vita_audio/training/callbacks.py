@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -55,16 +56,30 @@ class SkipReport(L.Callback):
 
 
 class PublishStage(L.Callback):
-    """At the end of fit, writes `<dirpath>/final.ckpt` (the next stage's `init_from`) and, when `export` is
-    on, an HF-style directory in the reference layout (`<dirpath>/hf`)."""
+    """At the end of a finished fit, writes `<dirpath>/final.ckpt` (the next stage's `init_from`),
+    `final_metrics.txt` and, when `export` is on, an HF-style directory in the reference layout (`<dirpath>/hf`).
 
-    def __init__(self, dirpath: str, export: bool = True, interleave_ratio: list[int] | None = None) -> None:
+    Runs that did not train to the end (interrupted, `fast_dev_run`, no step at all) publish nothing unless
+    `force` is set, so a smoke test never overwrites a real stage. Under DeepSpeed ZeRO-3 the partitioned
+    parameters are gathered for the export.
+    """
+
+    def __init__(self, dirpath: str, export: bool = True, interleave_ratio: list[int] | None = None,
+                 force: bool = False) -> None:
         self.dirpath = Path(dirpath)
-        self.export = export
+        self.export, self.force = export, force
         self.interleave_ratio = list(interleave_ratio) if interleave_ratio is not None else None
 
+    @staticmethod
+    def finished(trainer) -> bool:
+        if trainer.interrupted or trainer.fast_dev_run or trainer.global_step == 0:
+            return False
+        return trainer.max_steps < 0 or trainer.global_step >= trainer.max_steps
+
     def on_fit_end(self, trainer, pl_module) -> None:
-        if trainer.interrupted:
+        if not (self.force or self.finished(trainer)):
+            log.warning("stage not published to %s: the run did not train to max_steps (set "
+                        "callbacks.publish_stage.force=true to publish anyway)", self.dirpath)
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(self.dirpath / "final.ckpt", weights_only=False)
@@ -73,8 +88,20 @@ class PublishStage(L.Callback):
             (self.dirpath / "final_metrics.txt").write_text(
                 "".join(f"{k}\t{v:.4f}\n" for k, v in sorted(losses.items()))
             )
-            if self.export:
-                from vita_audio.model.checkpoint import export_pretrained
+        if self.export:
+            with _gathered(trainer, pl_module):
+                if trainer.is_global_zero:
+                    from vita_audio.model.checkpoint import export_pretrained
 
-                export_pretrained(pl_module.lm, self.dirpath / "hf", interleave_ratio=self.interleave_ratio)
+                    export_pretrained(pl_module.lm, self.dirpath / "hf", interleave_ratio=self.interleave_ratio)
+        if trainer.is_global_zero:
             log.info("stage published: %s", self.dirpath)
+
+
+def _gathered(trainer, pl_module):
+    """A context in which every parameter is whole on rank 0 (ZeRO-3 partitions them); a no-op otherwise."""
+    if getattr(trainer.strategy, "zero_stage_3", False):
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(pl_module.parameters()), modifier_rank=None)
+    return contextlib.nullcontext()

@@ -14,7 +14,7 @@ class MissingPredecessorError(FileNotFoundError):
     pass
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+def load_state_dict_file(path: str | Path, predecessor: str | None = None) -> dict[str, torch.Tensor]:
     """The module `state_dict` stored at `path`, which is one of
     - a Lightning checkpoint file (loaded with `weights_only=True`),
     - an exported HF-style directory in the reference layout (`config.json` + safetensors, e.g. a published
@@ -25,25 +25,26 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
         from vita_audio.model.checkpoint import load_pretrained
 
         return {f"lm.{k}": v for k, v in load_pretrained(path).state_dict().items()}
-    if path.is_dir():
-        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+    if path.is_dir():  # a DeepSpeed ZeRO checkpoint: consolidate the shards in memory (nothing is written)
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        state = convert_zero_checkpoint_to_fp32_state_dict(str(path), str(path) + ".fp32.pt")
-        return state["state_dict"]
+        state = get_fp32_state_dict_from_zero_checkpoint(str(path))
+        return {k.removeprefix("_forward_module."): v for k, v in state.items()}
     if not path.is_file():
-        producer = path.parent.name
+        how = f"Train that stage first:\n    python train.py +experiment={predecessor}\n" if predecessor else ""
         raise MissingPredecessorError(
-            f"predecessor checkpoint {str(path)!r} does not exist. Train that stage first, e.g.\n"
-            f"    python train.py +experiment={producer}\n"
-            "or point init_from=PATH at a checkpoint of your own."
+            f"predecessor checkpoint {str(path)!r} does not exist. {how}"
+            "Or point init_from=PATH at a checkpoint of your own (.ckpt, exported HF directory or ZeRO directory)."
         )
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return ckpt["state_dict"] if "state_dict" in ckpt else ckpt
 
 
-def initialize_from_checkpoint(module: torch.nn.Module, path: str | Path, allow_missing_mctp: bool) -> None:
+def initialize_from_checkpoint(
+    module: torch.nn.Module, path: str | Path, allow_missing_mctp: bool, predecessor: str | None = None
+) -> None:
     """Load matching weights; only MCTP parameters may be missing (they are initialised by the stage)."""
-    state = load_state_dict_file(path)
+    state = load_state_dict_file(path, predecessor)
     own = module.state_dict()
     unexpected = [k for k in state if k not in own]
     missing = [k for k in own if k not in state]

@@ -83,10 +83,11 @@ class SpeechLMModule(L.LightningModule):
     def backbone_trainable(self) -> bool:
         return any(p.requires_grad for p in self.lm.backbone.parameters())
 
-    def initialize(self, init_from: str | None) -> None:
-        """Load a predecessor stage's weights (if given), then apply `mctp_init`. Not used when resuming."""
+    def initialize(self, init_from: str | None, predecessor: str | None = None) -> None:
+        """Load a predecessor stage's weights (if given), then apply `mctp_init`. Not used when resuming.
+        `predecessor` (the experiment that produces `init_from`) makes a missing checkpoint's error actionable."""
         if init_from:
-            initialize_from_checkpoint(self, init_from, allow_missing_mctp=self.mctp_init != "none")
+            initialize_from_checkpoint(self, init_from, self.mctp_init != "none", predecessor)
         if self.mctp_init == "copy_last_layer":
             self.lm.mctp.init_module_from_layer(0, self.backbone.layers[-1])
         elif self.mctp_init == "clone_first":
@@ -123,7 +124,8 @@ class SpeechLMModule(L.LightningModule):
         if train_backbone:
             targets = shifted_targets(labels, 1, sample_ids)  # (B, T-1)
             H = h0.shape[-1]
-            s, n, c = chunked_cross_entropy(h0[:, :-1].reshape(-1, H), weight, targets.reshape(-1), self.ce_chunk_rows)
+            rows = h0[:, :-1].reshape(-1, H)  # (B*(T-1), H): row t predicts x[t+1]
+            s, n, c = chunked_cross_entropy(rows, weight, targets.reshape(-1), self.ce_chunk_rows)  # targets (B*(T-1),)
             main = s / n.clamp(min=1)
             out["loss_main"], out["acc_main"] = main, c.float() / n.clamp(min=1)
             out["supervised_tokens"] = n
@@ -161,8 +163,8 @@ class SpeechLMModule(L.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        kw = self.optimizer_factory.keywords
-        groups = param_groups(self.lm.named_parameters(), kw["lr"], kw.get("weight_decay", 0.0), self.lr_scales)
+        kw = self.optimizer_factory.keywords  # lr and weight_decay are bound in conf/model/optimizer/*.yaml
+        groups = param_groups(self.lm.named_parameters(), kw["lr"], kw["weight_decay"], self.lr_scales)
         for g in groups:
             log.info("optimiser group: lr=%.3g wd=%.3g params=%d", g["lr"], g["weight_decay"], len(g["params"]))
             g.pop("names")
