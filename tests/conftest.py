@@ -69,6 +69,14 @@ def tiny_corpus(tmp_path_factory):
     return out, stats
 
 
+def corpus_overrides(corpus_cache) -> list[str]:
+    """Overrides that point `data=corpus` at the tiny corpus and its cache, whose identity check then expects the
+    stand-in tokenizer that filled it."""
+    corpus, cache = corpus_cache
+    return [f"paths.corpus_dir={corpus}", f"paths.cache_dir={cache}", "audio.codebook_size=64",
+            "audio.tokenizer._target_=tests.fakes.EnergyTokenizer", "+audio.tokenizer.codebook_size=64"]
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus_cache(tiny_corpus, tmp_path_factory):
     """The tiny corpus with every audio file in an audio-token cache named `builtin` (64 codes, a stand-in

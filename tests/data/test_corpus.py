@@ -15,7 +15,7 @@ import vita_audio.data.corpus.build as build_mod
 from vita_audio.data.corpus import TINY, CorpusConfig, build_corpus, plan_text
 from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT
 from vita_audio.data.records import read_jsonl
-from vita_audio.data.tokenize import main as tokenize_main
+from vita_audio.cli.tokenize import main as tokenize_main
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TASKS = {"asr": ("train", "val", "test"), "tts": ("train", "val", "test"), "sqa": ("train", "val", "test"),
@@ -107,15 +107,26 @@ def test_tokenize_command_and_corpus_config(tiny_corpus, tok_av, tmp_path):
     sqa = [x for s in ("train", "val") for x in ("--jsonl", str(out / "sqa" / f"{s}.jsonl"))]
     stats = tokenize_main(["--data", "corpus", *sqa, *overrides])
     assert stats["encoded"] == stats["total"] > 0 and stats["failed"] == 0
+    manifest = json.loads((tmp_path / "cache" / "energy" / "manifest" / "0-of-1.json").read_text())["entries"]
+    assert len(manifest) == stats["total"]  # training takes the content hashes from here
     again = tokenize_main(["--data", "corpus_sft", *overrides])  # a subset: nothing left to encode
     assert again["encoded"] == 0 and again["cached"] == again["total"]
     fresh = tokenize_main(["--data", "corpus", "--jobs", "2", "--rebuild", *overrides])  # 2 processes, shards
     assert fresh["encoded"] == fresh["total"] > 0 and fresh["cached"] == 0
+    assert sorted(p.name for p in (tmp_path / "cache" / "energy" / "manifest").iterdir()) == ["0-of-2.json",
+                                                                                              "1-of-2.json"]
     tok, av = tok_av
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["data=corpus", *overrides[:3]])
+        cfg = compose(config_name="train", overrides=["data=corpus", *overrides])
     dm = instantiate(cfg.data, tokenizer=tok, audio_vocab=av, max_len=512, batch_size=2)
     dm.setup("fit")
     assert dm.skip_counts() == {} and len(dm.train_set.store.records) > 50
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape == (2, 512) and (batch["labels"] != -100).any()
+
+
+def test_old_tokenize_module_points_to_the_command():
+    import runpy
+
+    with pytest.raises(SystemExit, match="python -m vita_audio.cli.tokenize --data"):
+        runpy.run_module("vita_audio.data.tokenize", run_name="__main__")

@@ -95,3 +95,15 @@ def test_missing_file_and_bad_switch(tmp_path):
     p = write_jsonl(tmp_path / "d.jsonl", ["{"])
     with pytest.raises(ValueError, match="on_error"):
         list(read_jsonl(p, on_error="ignore", skips=SkipCounter()))
+
+
+def test_missing_file_says_how_to_make_it(tmp_path):
+    corpus_file = tmp_path / "corpus" / "asr" / "train.jsonl"  # the corpus layout <out>/<task>/<split>.jsonl
+    with pytest.raises(FileNotFoundError) as err:
+        list(read_jsonl(corpus_file))
+    msg = str(err.value)
+    assert str(corpus_file) in msg and f"python -m vita_audio.data.corpus --out {tmp_path / 'corpus'}" in msg
+    with pytest.raises(FileNotFoundError) as err:
+        list(read_jsonl(tmp_path / "mine" / "dialogues.jsonl"))  # one's own data: fix the path or build the corpus
+    msg = str(err.value)
+    assert "dialogues.jsonl" in msg and "data.train_sources" in msg and "python -m vita_audio.data.corpus" in msg

@@ -7,20 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SIZE
+from tests.conftest import TEST_SIZE, corpus_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_see_disjoint_rows(tmp_path, tiny_corpus_cache):
-    corpus, cache = tiny_corpus_cache
     probe = tmp_path / "probe"
     cmd = [sys.executable, str(ROOT / "train.py"), "+experiment=boost_stage1", "trainer=ddp", "trainer.accelerator=cpu",
            "trainer.devices=2", "trainer.precision=32-true", "trainer.max_steps=3", "trainer.limit_val_batches=0",
-           "trainer.enable_progress_bar=false", "callbacks.publish_stage.export=false", "audio.codebook_size=64",
-           *TEST_SIZE, "data.max_len=512", f"paths.root_dir={tmp_path}", f"paths.corpus_dir={corpus}",
-           f"paths.cache_dir={cache}", "+callbacks.probe._target_=tests.recipes.ddp_probe.RowProbe",
+           "trainer.enable_progress_bar=false", "callbacks.publish_stage.export=false",
+           *TEST_SIZE, "data.max_len=512", f"paths.root_dir={tmp_path}", *corpus_overrides(tiny_corpus_cache),
+           "+callbacks.probe._target_=tests.recipes.ddp_probe.RowProbe",
            f"+callbacks.probe.out_dir={probe}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TEST_SIZE, compose_cfg
+from tests.conftest import TEST_SIZE, compose_cfg, corpus_overrides
 from tests.training.helpers import fit
 from vita_audio.cli.common import CONFIG_DIR
 from vita_audio.training.init import MissingPredecessorError
@@ -21,10 +21,6 @@ FDR = ["trainer=cpu", "model/backbone=tiny", "trainer.fast_dev_run=true", "audio
        "data.max_len=512"]
 
 
-def corpus_paths(corpus_cache) -> list[str]:
-    corpus, cache = corpus_cache
-    return [f"paths.corpus_dir={corpus}", f"paths.cache_dir={cache}"]
-
 
 def test_experiments_are_all_chained():
     assert {"boost", "balance", "vanilla", "qwen2_5_7b/boost"} <= set(CHAINS)
@@ -38,7 +34,7 @@ def test_experiment_chain_fast_dev_run(tmp_path, chain, tiny_corpus_cache):
     """Each experiment on its own data config (the offline corpus), tiny sizes."""
     stages = sorted(e for e in EXPERIMENTS if e.rsplit("_stage", 1)[0] == chain)
     for name in stages:
-        cfg = compose_cfg(tmp_path, [f"+experiment={name}", *FDR, *corpus_paths(tiny_corpus_cache)])
+        cfg = compose_cfg(tmp_path, [f"+experiment={name}", *FDR, *corpus_overrides(tiny_corpus_cache)])
         assert cfg.data._target_.endswith("VitaDataModule"), name
         model, trainer, losses = fit(cfg)
         assert len(losses) == 1 and torch.isfinite(torch.tensor(losses)).all(), name

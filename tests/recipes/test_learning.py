@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import TEST_SIZE, compose_cfg
+from tests.conftest import TEST_SIZE, compose_cfg, corpus_overrides
 from tests.training.helpers import fit
 
 
@@ -12,9 +12,8 @@ def mean(xs):
 
 @pytest.mark.slow
 def test_losses_fall_on_the_corpus(tmp_path, tiny_corpus_cache):
-    corpus, cache = tiny_corpus_cache
-    common = ["trainer=cpu", "audio.codebook_size=64", *TEST_SIZE, "data.max_len=512", "data.batch_size=2",
-              f"paths.corpus_dir={corpus}", f"paths.cache_dir={cache}", "trainer.val_check_interval=100",
+    common = ["trainer=cpu", *TEST_SIZE, "data.max_len=512", "data.batch_size=2",
+              *corpus_overrides(tiny_corpus_cache), "trainer.val_check_interval=100",
               "trainer.limit_val_batches=0", "callbacks.publish_stage.export=false"]
     cfg = compose_cfg(tmp_path, ["+experiment=boost_stage1", *common, "trainer.max_steps=24"])
     _, _, losses = fit(cfg)

@@ -29,8 +29,8 @@ def steps(variant: str, artifacts: Path) -> list[tuple[str, list[str], Path | No
     out = [
         ("corpus", [py, "-m", "vita_audio.data.corpus", "--out", str(artifacts / "corpus")], None),
         ("codec", [py, "-m", "vita_audio.cli.train_codec"], None),
-        ("cache", [py, "-m", "vita_audio.data.tokenize", "--data", "corpus"], None),
-        ("cache_sft", [py, "-m", "vita_audio.data.tokenize", "--data", "corpus_sft"], None),
+        ("cache", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus"], None),
+        ("cache_sft", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus_sft"], None),
     ]
     for k in (1, 2, 3, 4):
         name = f"{variant}_stage{k}"

@@ -2,13 +2,20 @@
 
 Layout (one namespace per audio tokenizer)::
 
-    <cache_dir>/<name>/meta.json                 {"identity", "codebook_size", "frame_rate"}
+    <cache_dir>/<name>/meta.json                 {"identity", "codebook_size", "frame_rate"} of the filling tokenizer
     <cache_dir>/<name>/codes/<h[:2]>/<h>.npy     codes of the audio whose *content* hashes to h (blake2b-128)
+    <cache_dir>/<name>/manifest/<s>-of-<n>.json  {abs path: [size, mtime_ns, h]} written by shard s of n of a fill
 
 Keys are content hashes, so renaming a file keeps its entry and editing a file makes a missing entry (a clear
 error, never stale codes). `meta.json` records which tokenizer filled the namespace: filling it with another
-tokenizer is refused. Entries are written atomically (temp file + rename), so an interrupted build resumes
+tokenizer is refused, and a reader given `expected_identity` (the configured tokenizer's) refuses a namespace
+filled by another one. Entries are written atomically (temp file + rename), so an interrupted build resumes
 where it stopped, a second run does nothing, and several processes can fill the same cache (`shard`).
+
+The manifest saves re-reading every audio file at each training start: a file whose size and mtime still match
+its manifest entry takes the recorded hash; any other file is hashed (counted, logged, and `hash_report()` says
+how to refresh the manifest). A file rewritten with the same size within the file system's mtime resolution
+would keep its old hash: rewrite audio in place only with a new mtime (any normal write does this).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +38,8 @@ from vita_audio.audio.interface import AudioTokenizer
 from vita_audio.audio.io import AudioError, read_audio
 
 log = logging.getLogger(__name__)
+
+FILL_COMMAND = "python -m vita_audio.cli.tokenize --data <data config, e.g. corpus>"
 
 
 class CacheError(RuntimeError):
@@ -51,17 +61,27 @@ class AudioCodeCache:
         cache_dir: root of the cache (`paths.cache_dir`).
         name: namespace, one per audio tokenizer (e.g. "builtin").
         codebook_size: when given, must match the namespace's `meta.json` (catches a cache of another codec).
+        expected_identity: when given, the `identity` of the tokenizer that must have filled the namespace
+            (catches a retrained codec of the same size); None skips the check.
         memory_items: codes kept in memory after the first read (per process).
     """
 
     def __init__(
-        self, cache_dir: str | Path, name: str, codebook_size: int | None = None, memory_items: int = 200_000
+        self,
+        cache_dir: str | Path,
+        name: str,
+        codebook_size: int | None = None,
+        expected_identity: str | None = None,
+        memory_items: int = 200_000,
     ) -> None:
         self.root = Path(cache_dir) / name
         self.name = name
         self.expected_codebook_size = codebook_size
+        self.expected_identity = expected_identity
         self.memory_items = memory_items
-        self._hash_memo: dict[tuple[str, int, int], str] = {}
+        self._hash_memo: dict[tuple[str, int, int], str] = {}  # (abs path, size, mtime_ns) -> content hash
+        self._manifest: dict[str, tuple[int, int, str]] | None = None
+        self.hashed: Counter[str] = Counter()  # files hashed because the manifest could not answer, per reason
         self._codes: dict[str, np.ndarray] = {}
         self._meta: dict | None = None
 
@@ -75,17 +95,24 @@ class AudioCodeCache:
             if not self.meta_path.is_file():
                 raise CacheError(
                     f"no audio-token cache at {str(self.root)!r} (meta.json missing). Fill it first: "
-                    f"python -m vita_audio.data.tokenize --data <data config> --audio {self.name} "
-                    f"(see vita_audio.data.tokenize)"
+                    f"{FILL_COMMAND} (data.cache_name={self.name})"
                 )
-            self._meta = json.loads(self.meta_path.read_text())
+            meta = json.loads(self.meta_path.read_text())
             cb = self.expected_codebook_size
-            if cb is not None and int(self._meta["codebook_size"]) != int(cb):
+            if cb is not None and int(meta["codebook_size"]) != int(cb):
                 raise CacheError(
-                    f"cache {str(self.root)!r} holds codes of a {self._meta['codebook_size']}-entry codebook "
-                    f"(tokenizer {self._meta['identity']!r}) but the model's audio vocabulary has {cb}: "
+                    f"cache {str(self.root)!r} holds codes of a {meta['codebook_size']}-entry codebook "
+                    f"(tokenizer {meta['identity']!r}) but the model's audio vocabulary has {cb}: "
                     "point data.cache_name at the cache of the configured audio tokenizer"
                 )
+            want = self.expected_identity
+            if want is not None and meta["identity"] != want:
+                raise CacheError(
+                    f"cache {str(self.root)!r} was filled by audio tokenizer {meta['identity']!r} but the configured "
+                    f"audio tokenizer is {want!r} (a retrained or another codec): its codes would be stale. Refill "
+                    f"it: {FILL_COMMAND} --rebuild, or point data.cache_name at a cache filled by {want!r}"
+                )
+            self._meta = meta
         return self._meta
 
     def claim(self, tokenizer: AudioTokenizer, rebuild: bool = False) -> None:
@@ -108,20 +135,79 @@ class AudioCodeCache:
         _atomic_write(self.meta_path, json.dumps(meta, indent=1).encode())
         self._meta = meta
 
+    # -- manifest: content hashes by (path, size, mtime) ----------------------------------------------------
+    @property
+    def manifest_dir(self) -> Path:
+        return self.root / "manifest"
+
+    def manifest(self) -> dict[str, tuple[int, int, str]]:
+        """{abs path: (size, mtime_ns, hash)} merged over every manifest file (the newest file wins a path)."""
+        if self._manifest is None:
+            merged: dict[str, tuple[int, int, str]] = {}
+            files = sorted(self.manifest_dir.glob("*.json"), key=lambda f: f.stat().st_mtime_ns) \
+                if self.manifest_dir.is_dir() else []
+            for f in files:
+                try:
+                    entries = json.loads(f.read_text())["entries"]
+                except (OSError, ValueError, KeyError, TypeError) as e:
+                    log.warning("ignoring unreadable cache manifest %s (%s): its files will be hashed", f, e)
+                    continue
+                merged.update({p: (int(v[0]), int(v[1]), str(v[2])) for p, v in entries.items()})
+            self._manifest = merged
+        return self._manifest
+
+    def write_manifest(self, paths: Iterable[str | Path], shard: int = 0, num_shards: int = 1) -> Path:
+        """Record the hashes computed for `paths` (by `key`) in this shard's manifest file, merged with it."""
+        out = self.manifest_dir / f"{shard}-of-{num_shards}.json"
+        entries = {}
+        if out.is_file():
+            try:
+                entries = json.loads(out.read_text())["entries"]
+            except (OSError, ValueError, KeyError, TypeError):
+                entries = {}
+        for p in paths:
+            st = os.stat(p)
+            ap = os.path.abspath(p)
+            key = self._hash_memo.get((ap, st.st_size, st.st_mtime_ns))
+            if key is not None:
+                entries[ap] = [st.st_size, st.st_mtime_ns, key]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out, json.dumps({"version": 1, "entries": entries}).encode())
+        self._manifest = None  # re-read on next use
+        return out
+
+    def hash_report(self) -> str | None:
+        """What the manifest could not answer (None when every file came from it or no file was asked for)."""
+        if not self.hashed:
+            return None
+        parts = ", ".join(f"{n} {why}" for why, n in sorted(self.hashed.items()))
+        return (f"audio-token cache {self.name}: hashed {sum(self.hashed.values())} audio files ({parts}) instead "
+                f"of reading their hash from the manifest; to start faster next time: {FILL_COMMAND}")
+
     # -- entries ------------------------------------------------------------------------------------------
     def entry_path(self, key: str) -> Path:
         return self.root / "codes" / key[:2] / f"{key}.npy"
 
     def key(self, path: str | Path) -> str:
-        """Content hash of an audio file, memoised on (path, size, mtime)."""
+        """Content hash of an audio file: from memory or the manifest when (size, mtime) match, else hashed."""
         try:
             st = os.stat(path)
         except OSError as e:
             raise CacheError(f"audio file {str(path)!r} cannot be read ({e.strerror})") from e
-        memo = (str(path), st.st_size, st.st_mtime_ns)
+        ap = os.path.abspath(path)
+        memo = (ap, st.st_size, st.st_mtime_ns)
         key = self._hash_memo.get(memo)
         if key is None:
-            key = self._hash_memo[memo] = content_hash(path)
+            entry = self.manifest().get(ap)
+            if entry is not None and entry[:2] == memo[1:]:
+                key = entry[2]
+            else:
+                why = "not in the manifest" if entry is None else "changed since the manifest was written"
+                if not self.hashed[why]:
+                    log.info("cache %s: hashing audio files %s (first: %s)", self.name, why, ap)
+                self.hashed[why] += 1
+                key = content_hash(path)
+            self._hash_memo[memo] = key
         return key
 
     def has(self, key: str) -> bool:
@@ -149,7 +235,7 @@ class AudioCodeCache:
             if not entry.is_file():
                 raise CacheError(
                     f"no cached codes for {str(path)!r} in {str(self.root)!r} (new or changed file?): run "
-                    f"python -m vita_audio.data.tokenize over this data again (it only encodes what is missing)"
+                    f"{FILL_COMMAND} again (it only encodes what is missing)"
                 )
             arr = np.load(entry, allow_pickle=False)
             if len(self._codes) < self.memory_items:
@@ -179,13 +265,16 @@ def build_cache(
     """Encode every audio file not yet in the cache; returns counts {"total", "encoded", "cached", "failed"}.
 
     Files are deduplicated and sorted; this process takes every `num_shards`-th one from `shard` (run shards in
-    parallel processes). Unreadable files raise (`on_error="error"`) or are counted as failed (`"skip"`).
+    parallel processes). Unreadable files raise (`on_error="error"`) or are counted as failed (`"skip"`). The
+    content hashes of this shard's files go to `manifest/<shard>-of-<num_shards>.json`, which readers use instead
+    of hashing the audio again.
     """
     cache = AudioCodeCache(cache_dir, name)
     cache.claim(tokenizer, rebuild=rebuild)
     paths = sorted({str(p) for p in audio_paths})[shard::num_shards]
     stats = {"total": len(paths), "encoded": 0, "cached": 0, "failed": 0}
     todo: list[tuple[str, str]] = []
+    hashed: list[str] = []
     for p in paths:
         try:
             key = cache.key(p)
@@ -194,10 +283,12 @@ def build_cache(
                 raise
             stats["failed"] += 1
             continue
+        hashed.append(p)
         if cache.has(key):
             stats["cached"] += 1
         else:
             todo.append((p, key))
+    cache.write_manifest(hashed, shard, num_shards)  # before encoding: an interrupted fill keeps it
     t0, last = time.time(), time.time()
     for start in range(0, len(todo), batch_size):
         batch = todo[start : start + batch_size]

@@ -13,7 +13,6 @@ setup and at the end of every epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
+from vita_audio.audio.interface import AudioTokenizer
 from vita_audio.data.cache import AudioCodeCache
 from vita_audio.data.dataset import BATCH_INDEX_KEY, PackedDataset, SampleStore
 from vita_audio.data.mixing import Source, as_sources
@@ -105,6 +105,9 @@ class ResumableLoader(DataLoader):
 class VitaDataModule(L.LightningDataModule):
     """Packed VITA-format training data. `tokenizer` and `audio_vocab` come from the backbone (not the YAML).
 
+    The data YAML sets `_convert_: object`, so the `AudioVocab` passed to `hydra.utils.instantiate(cfg.data, ...)`
+    arrives as itself (not as a DictConfig).
+
     Args:
         tokenizer: HF tokenizer with ChatML specials and the audio vocabulary.
         audio_vocab: ids of the audio markers and codes.
@@ -119,6 +122,9 @@ class VitaDataModule(L.LightningDataModule):
         on_error: "error" stops at the first bad sample; "skip" counts and skips it.
         cache_dir: root of the audio-token cache.
         cache_name: the cache namespace of the configured audio tokenizer (e.g. "builtin").
+        audio_tokenizer: the configured audio tokenizer (YAML: `${audio.tokenizer}`), only to read its `identity`:
+            the cache must have been filled by it (a retrained codec of the same size is caught). None = unchecked.
+            Not kept (nor run): training reads codes only.
         audio_root: base for relative audio paths (default: each jsonl file's directory).
         open_rows: rows the best-fit packer keeps open (more = less padding, slower planning).
         shuffle: shuffle training samples (validation is never shuffled).
@@ -141,6 +147,7 @@ class VitaDataModule(L.LightningDataModule):
         on_error: str = "error",
         cache_dir: str = "artifacts/cache",
         cache_name: str = "builtin",
+        audio_tokenizer: AudioTokenizer | None = None,
         audio_root: str | None = None,
         open_rows: int = 64,
         shuffle: bool = True,
@@ -150,8 +157,9 @@ class VitaDataModule(L.LightningDataModule):
         super().__init__()
         if on_error not in ("error", "skip"):
             raise ValueError(f"data.on_error must be 'error' or 'skip', got {on_error!r}")
-        if not isinstance(audio_vocab, AudioVocab):  # hydra.utils.instantiate turns dataclass kwargs into configs
-            audio_vocab = AudioVocab(**{f.name: int(audio_vocab[f.name]) for f in dataclasses.fields(AudioVocab)})
+        if not isinstance(audio_vocab, AudioVocab):
+            raise TypeError(f"audio_vocab must be an AudioVocab, got {type(audio_vocab).__name__} (instantiating "
+                            "from YAML? the data config needs `_convert_: object`)")
         self.tokenizer, self.audio_vocab = tokenizer, audio_vocab
         self.train_sources, self.val_sources = as_sources(train_sources), as_sources(val_sources)
         self.interleave_ratio = None if interleave_ratio is None else [int(r) for r in interleave_ratio]
@@ -161,6 +169,8 @@ class VitaDataModule(L.LightningDataModule):
         self.cache_dir, self.cache_name, self.audio_root = str(cache_dir), cache_name, audio_root
         self.open_rows, self.shuffle, self.tts_prompt = int(open_rows), bool(shuffle), tts_prompt
         self.pin_memory = bool(pin_memory)
+        self.audio_identity = None if audio_tokenizer is None else str(audio_tokenizer.identity)
+        self._cache: AudioCodeCache | None = None
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
         self.train_set: PackedDataset | None = None
@@ -174,10 +184,22 @@ class VitaDataModule(L.LightningDataModule):
             return 0, 1
         return int(trainer.global_rank), int(trainer.world_size)
 
+    def cache(self) -> AudioCodeCache:
+        """The audio-token cache (one per datamodule, shared by train and val), checked against the vocabulary
+        size and the audio tokenizer's identity on first use."""
+        if self._cache is None:
+            if self.audio_identity is None:
+                log.warning("data.audio_tokenizer is null: the audio-token cache %s/%s is not checked against the "
+                            "audio tokenizer's identity", self.cache_dir, self.cache_name)
+            cache = AudioCodeCache(self.cache_dir, self.cache_name, self.audio_vocab.codebook_size,
+                                   expected_identity=self.audio_identity)
+            cache.meta()  # a missing or foreign cache stops here, whatever on_error says (never a per-sample skip)
+            self._cache = cache
+        return self._cache
+
     def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool) -> PackedDataset:
         builder = PromptBuilder(self.tokenizer, self.audio_vocab, self.interleave_ratio, self.tts_prompt)
-        cache = AudioCodeCache(self.cache_dir, self.cache_name, self.audio_vocab.codebook_size)
-        store = SampleStore(sources, builder, cache, self.max_len, self.on_error, self.audio_root).load()
+        store = SampleStore(sources, builder, self.cache(), self.max_len, self.on_error, self.audio_root).load()
         rank, world = self._rank()
         return PackedDataset(store, batch_size, self.max_len, self.pad_id, self.seed, shuffle, self.open_rows,
                              rank, world)

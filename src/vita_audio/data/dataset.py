@@ -2,7 +2,8 @@
 
     sources (jsonl) --read_jsonl--> records --SampleStore.load: build each once, measure, validate--> lengths
     epoch e: epoch_order(seed, e) -> plan_rows(lengths) -> rows of the whole mix
-             -> rank r takes rows r, r+W, ... (equal counts on every rank) -> batches of `batch_size` rows
+             -> rank r takes rows r, r+W, ... of the rows repeated to a multiple of W (`shard_rows`: equal counts
+             on every rank, even with fewer rows than ranks) -> batches of `batch_size` rows
              -> batch j is produced by worker (j - start) % num_workers, built from the cache on the fly
 
 Everything about an epoch is a pure function of (seed, epoch), so `start_batch` resumes mid-epoch exactly and
@@ -68,6 +69,7 @@ class SampleStore:
     def load(self) -> SampleStore:
         """Read every source, build every sample once to measure it; bad samples raise or are counted."""
         lengths: list[int] = []
+        hashed_before = sum(self.cache.hashed.values())
         for src in self.sources:
             self.offsets.append(len(self.records))
             n0 = len(self.records)
@@ -87,11 +89,30 @@ class SampleStore:
             if self.sizes[-1] == 0:
                 log.warning("data source %s has no usable sample", src.label)
         self.lengths = np.asarray(lengths, dtype=np.int64)
+        if sum(self.cache.hashed.values()) > hashed_before:  # audio read to hash it: the manifest did not cover it
+            log.info(self.cache.hash_report())
         return self
 
     def order(self, seed: int, epoch: int, shuffle: bool) -> list[int]:
         """Flat sample indices of one epoch of the mix."""
         return [self.offsets[s] + i for s, i in epoch_order(self.sizes, self.sources, seed, epoch, shuffle)]
+
+
+def shard_rows(rows: Sequence[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """Rank `rank`'s share of `rows`: rows rank, rank + W, ... of the rows repeated cyclically to ceil(n / W) * W.
+
+    Every rank gets exactly ceil(n / W) rows, so with the same `batch_size` every rank yields the same number of
+    batches, and batch j has the same number of rows on every rank (DDP collectives never wait on a rank that ran
+    out). With fewer rows than ranks the rows repeat as often as needed (1 row on 8 ranks: each rank gets it);
+    otherwise at most W - 1 rows appear twice. With W = 1 the rows are returned unchanged; no rows give no rows.
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} outside [0, world_size={world_size})")
+    n = len(rows)
+    if world_size == 1 or n == 0:
+        return list(rows)
+    per = math.ceil(n / world_size)
+    return [rows[i % n] for i in range(rank, per * world_size, world_size)]
 
 
 class PackedDataset(IterableDataset):
@@ -125,14 +146,9 @@ class PackedDataset(IterableDataset):
         return plan_rows(self.store.lengths, order, self.max_len, self.open_rows)
 
     def rows(self, epoch: int) -> list[list[int]]:
-        """This rank's rows. Rows are dealt round-robin; the last ones wrap around so every rank has as many."""
+        """This rank's rows: `shard_rows` of the epoch's rows (the same count on every rank)."""
         if self._plan is None or self._plan[0] != epoch:
-            rows = self.all_rows(epoch)
-            W = self.world_size
-            if W > 1 and rows:
-                per = math.ceil(len(rows) / W)
-                rows = (rows + rows[: per * W - len(rows)])[self.rank :: W]
-            self._plan = (epoch, rows)
+            self._plan = (epoch, shard_rows(self.all_rows(epoch), self.rank, self.world_size))
         return self._plan[1]
 
     def num_batches(self, epoch: int | None = None) -> int:

@@ -72,8 +72,8 @@ def epoch_order(
     pairs = []
     for s, (n, src) in enumerate(zip(sizes, sources)):
         idx = source_draw(n, src.ratio, src.num, rng)
-        pairs.append(np.stack([np.full(len(idx), s), idx], 1))
-    allp = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+        pairs.append(np.stack([np.full(len(idx), s), idx], 1))  # (n_s, 2): (source, record)
+    allp = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)  # (N, 2)
     if shuffle:
         allp = allp[rng.permutation(len(allp))]
     return [(int(a), int(b)) for a, b in allp]

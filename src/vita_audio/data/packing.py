@@ -90,5 +90,5 @@ def cu_seqlens(sample_ids: torch.Tensor) -> torch.Tensor:
     pos = torch.arange(flat.numel(), device=flat.device)
     starts = torch.ones_like(flat, dtype=torch.bool)
     starts[1:] = (flat[1:] != flat[:-1]) | (pos[1:] % T == 0) | (flat[1:] < 0)
-    idx = torch.nonzero(starts).flatten()
-    return torch.cat([idx, idx.new_tensor([flat.numel()])]).to(torch.int32)
+    idx = torch.nonzero(starts).flatten()  # (num_sequences,) start of each sequence in flat
+    return torch.cat([idx, idx.new_tensor([flat.numel()])]).to(torch.int32)  # (num_sequences + 1,)

@@ -153,6 +153,20 @@ def parse_record(
     return Record(tuple(messages), tuple(resolved), source, line, extra)
 
 
+CORPUS_LAYOUT = (("asr", "tts", "sqa", "text"), ("train", "val", "test"))  # <corpus dir>/<task>/<split>.jsonl
+
+
+def missing_file_message(path: Path) -> str:
+    """What to say when a data file does not exist: the path, and how to produce it."""
+    msg = f"data file {str(path)!r} does not exist (a source of the data config)."
+    corpus = path.parent.parent
+    if path.parent.name in CORPUS_LAYOUT[0] and path.stem in CORPUS_LAYOUT[1]:
+        return (f"{msg} It belongs to the offline corpus at {str(corpus)!r} (paths.corpus_dir): build it with "
+                f"python -m vita_audio.data.corpus --out {corpus}, or point paths.corpus_dir at a built corpus")
+    return (f"{msg} Write it in the VITA jsonl format (docs/data.md), fix the path in data.train_sources / "
+            "data.val_sources, or build the offline corpus: python -m vita_audio.data.corpus --out <dir>")
+
+
 def read_jsonl(
     path: str | Path,
     on_error: str = "error",
@@ -163,7 +177,7 @@ def read_jsonl(
     """Records of one VITA jsonl file, validated. Blank lines are ignored."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist (a source in the data config?)")
+        raise FileNotFoundError(missing_file_message(path))
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:

@@ -1,33 +1,19 @@
-"""Fill the audio-token cache: run the configured audio tokenizer once over every audio file of the data.
+"""Pure helpers of the cache-filling command (`python -m vita_audio.cli.tokenize`, which owns the Hydra part).
 
-    # every audio file of the data config's train and val sources, with the configured audio tokenizer
-    python -m vita_audio.data.tokenize --data corpus --audio builtin
-    # stage-4 data, two processes, skip unreadable files (counted and listed)
-    python -m vita_audio.data.tokenize --data corpus_sft --jobs 2 --on-error skip
-    # extra jsonl files (e.g. test splits for evaluation) and Hydra overrides
-    python -m vita_audio.data.tokenize --jsonl artifacts/corpus/asr/test.jsonl paths.root_dir=/data/run1
+From Python, fill a cache with any `AudioTokenizer`::
 
-The configuration is composed from `conf/train.yaml` with `data=<--data>` and `audio=<--audio>`; the tokenizer is
-`hydra.utils.instantiate(cfg.audio.tokenizer)` and the cache is `cfg.data.cache_dir / cfg.data.cache_name`.
-Safe to run twice (cached files are skipped), resumable, and several processes may fill one cache. From Python,
-call `vita_audio.data.cache.build_cache(paths, tokenizer, cache_dir, name)` with any `AudioTokenizer`.
+    paths, skips = audio_paths(["data/asr.jsonl"])
+    build_cache(paths, tokenizer, cache_dir, name)          # vita_audio.data.cache
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import multiprocessing as mp
-import shutil
-from pathlib import Path
+from collections.abc import Sequence
 
-from vita_audio.data.cache import build_cache
-from vita_audio.data.mixing import as_sources
+from vita_audio.data.mixing import Source, as_sources
 from vita_audio.data.records import SkipCounter, read_jsonl
 
-log = logging.getLogger(__name__)
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+COMMAND = "python -m vita_audio.cli.tokenize"
 
 
 def audio_paths(jsonl_files: list[str], on_error: str = "error") -> tuple[list[str], SkipCounter]:
@@ -40,63 +26,10 @@ def audio_paths(jsonl_files: list[str], on_error: str = "error") -> tuple[list[s
     return sorted(paths), skips
 
 
-def compose(data: str, audio: str, overrides: list[str], conf_dir: Path = CONF_DIR):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=[f"data={data}", f"audio={audio}", *overrides])
-
-
-def _worker(args: tuple) -> dict:
-    data, audio, overrides, paths, shard, num_shards, on_error, conf_dir = args
-    import torch
-    from hydra.utils import instantiate
-
-    torch.set_num_threads(1)
-    cfg = compose(data, audio, overrides, Path(conf_dir))
-    tokenizer = instantiate(cfg.audio.tokenizer)
-    return build_cache(paths, tokenizer, cfg.data.cache_dir, cfg.data.cache_name, shard=shard, num_shards=num_shards,
-                       on_error=on_error)
-
-
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m vita_audio.data.tokenize", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="corpus", help="data config (conf/data/<name>.yaml) whose sources to encode")
-    p.add_argument("--audio", default="builtin", help="audio config (conf/audio/<name>.yaml) with the tokenizer")
-    p.add_argument("--jsonl", action="append", default=[], help="another jsonl file to encode (repeatable)")
-    p.add_argument("--no-sources", action="store_true", help="only the --jsonl files, not the data config's")
-    p.add_argument("--jobs", type=int, default=1, help="parallel processes (each loads the tokenizer)")
-    p.add_argument("--on-error", choices=["error", "skip"], default="error")
-    p.add_argument("--rebuild", action="store_true", help="wipe the cache namespace first and encode everything")
-    p.add_argument("--conf-dir", default=str(CONF_DIR))
-    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.root_dir=/data")
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-    cfg = compose(a.data, a.audio, a.overrides, Path(a.conf_dir))
-    files = [] if a.no_sources else [s.path for s in as_sources(
-        list(cfg.data.get("train_sources") or []) + list(cfg.data.get("val_sources") or []))]
-    files += a.jsonl
-    paths, skips = audio_paths(files, a.on_error)
-    log.info("%d audio files in %d jsonl files -> cache %s/%s", len(paths), len(files), cfg.data.cache_dir,
-             cfg.data.cache_name)
-    if a.rebuild:
-        root = Path(cfg.data.cache_dir) / cfg.data.cache_name
-        log.info("--rebuild: removing %s", root)
-        shutil.rmtree(root, ignore_errors=True)
-    jobs = [(a.data, a.audio, a.overrides, paths, i, a.jobs, a.on_error, a.conf_dir) for i in range(a.jobs)]
-    if a.jobs > 1:
-        with mp.get_context("spawn").Pool(a.jobs) as pool:
-            results = pool.map(_worker, jobs)
-    else:
-        results = [_worker(jobs[0])]
-    stats = {k: sum(r[k] for r in results) for k in results[0]}
-    stats["records_skipped"] = skips.total()
-    print(json.dumps(stats))
-    return stats
+def source_files(*source_lists: Sequence[Source | dict | str] | None) -> list[str]:
+    """The jsonl paths of some source lists (e.g. a data config's `train_sources` and `val_sources`), in order."""
+    return [s.path for sources in source_lists for s in as_sources(list(sources or []))]
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(f"the cache-filling command moved: {COMMAND} --data <data config> (see --help)")
