@@ -1,0 +1,38 @@
+"""Train the built-in audio codec: `python -m vita_audio.cli.train_codec [wavs=DIR|JSONL] [out_dir=DIR] ...`.
+
+Composes conf/train_codec.yaml, trains (or skips a finished identical run) and checks the result against
+`audio.codebook_size` / `audio.frame_rate`. Returns the codec directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from vita_audio.audio.builtin import load_codec, train_codec
+
+log = logging.getLogger(__name__)
+CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+
+
+def run(cfg: DictConfig) -> Path:
+    codec_cfg = instantiate(cfg.codec)
+    if abs(codec_cfg.frame_rate - float(cfg.audio.frame_rate)) > 1e-6:
+        raise ValueError(f"codec.frames_per_token gives {codec_cfg.frame_rate} tokens/s but audio.frame_rate is "
+                         f"{cfg.audio.frame_rate}: change one of them")
+    out = train_codec(cfg.wavs, cfg.out_dir, codec_cfg, instantiate(cfg.train), force=cfg.force)
+    load_codec(out, expected_codebook_size=cfg.audio.codebook_size)  # the written codec loads and matches
+    log.info("codec ready at %s", out)
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_codec")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
