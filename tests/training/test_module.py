@@ -112,3 +112,14 @@ def test_unfinished_runs_publish_nothing(make_cfg, tmp_path):
     assert not final.exists()  # interrupted before max_steps
     fit(make_cfg(["+experiment=boost_stage1", *small, "trainer.max_steps=2", "trainer.limit_val_batches=0"]))
     assert final.is_file()
+
+
+def test_progress_is_logged_without_a_progress_bar(make_cfg, caplog):
+    cfg = make_cfg(["+experiment=boost_stage1", "data=synthetic", "audio.codebook_size=64", "trainer.max_steps=4",
+                    "trainer.accumulate_grad_batches=2", "trainer.limit_val_batches=0",
+                    "callbacks.progress_log.every_n_steps=2", "callbacks.publish_stage.export=false"])
+    with caplog.at_level("INFO", logger="vita_audio.training.callbacks"):
+        fit(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [ln.split()[1] for ln in lines] == ["2/4", "4/4"]  # once per optimiser step, not per micro-batch
+    assert "loss" in lines[0] and "eta" in lines[0]

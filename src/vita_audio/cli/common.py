@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import hydra
@@ -51,3 +52,7 @@ def finish_loggers(trainer: L.Trainer) -> None:
 
 def set_runtime_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings from HF tokenizers
+    # two notices that do not apply here: our iterable datasets' __len__ is exact per rank and worker, and
+    # the pytree deprecation is Lightning's own
+    warnings.filterwarnings("ignore", message=r".*IterableDataset.*has .__len__. defined")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")

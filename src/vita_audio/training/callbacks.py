@@ -39,6 +39,33 @@ class TokenThroughput(L.Callback):
             self._t0, self._tokens, self._slots, self._steps = now, 0, 0, 0
 
 
+class ProgressLog(L.Callback):
+    """A plain log line every `every_n_steps` optimiser steps (step, loss, LR, tokens/s, ETA): progress stays
+    visible where the progress bar is not (logs of batch jobs, `make demo` output piped to a file)."""
+
+    def __init__(self, every_n_steps: int = 25) -> None:
+        self.every_n_steps = every_n_steps
+        self._t0: float | None = None
+        self._step0 = self._last = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0, self._step0 = time.perf_counter(), trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step  # optimiser steps: with accumulation several batches end on one step
+        if not trainer.is_global_zero or step == self._last or step % self.every_n_steps or self._t0 is None:
+            return
+        self._last = step
+        elapsed = time.perf_counter() - self._t0
+        rate = (step - self._step0) / max(elapsed, 1e-9)  # steps per second
+        total = trainer.max_steps if trainer.max_steps > 0 else None
+        eta = f", eta {(total - step) / max(rate, 1e-9) / 60:.1f} min" if total else ""
+        tps = trainer.callback_metrics.get("train/tokens_per_s")
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        log.info("step %d%s  loss %.4f  lr %.2e%s%s", step, f"/{total}" if total else "", float(outputs["loss"]), lr,
+                 f"  {float(tps):,.0f} tok/s" if tps is not None else "", eta)
+
+
 class SkipReport(L.Callback):
     """Logs and prints the data module's counted skips (bad records) at the end of every epoch."""
 
