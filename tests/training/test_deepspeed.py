@@ -16,6 +16,15 @@ from vita_audio.training.init import load_state_dict_file
 deepspeed = pytest.importorskip("deepspeed")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _no_process_group_left_behind():
+    """DeepSpeed initialises a (gloo) process group and keeps it for this module's tests; later test modules in
+    this process must not see it."""
+    yield
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     def __init__(self, **kwargs) -> None:
         super().__init__(parallel_devices=[torch.device("cpu", 0)], process_group_backend="gloo", **kwargs)
