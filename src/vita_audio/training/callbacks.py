@@ -105,7 +105,7 @@ class PublishStage(L.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if not (self.force or self.finished(trainer)):
-            log.warning("stage not published to %s: the run did not train to max_steps (set "
+            log.warning("stage not published to %s: fast_dev_run, interrupted or stopped before max_steps (set "
                         "callbacks.publish_stage.force=true to publish anyway)", self.dirpath)
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
