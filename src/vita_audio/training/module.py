@@ -92,12 +92,10 @@ class SpeechLMModule(L.LightningModule):
             self.lm.mctp.init_module_from_layer(0, self.backbone.layers[-1])
         elif self.mctp_init == "clone_first":
             self.lm.mctp.clone_first_module()
-        # re-apply freezing: copied / cloned parameters are fresh tensors
-        self.freeze_report = apply_freeze(self.lm, self.freeze_rules.get("frozen"), self.freeze_rules.get("trainable"))
 
     def on_fit_start(self) -> None:
         log.info(str(self.freeze_report))
-        if self.backbone_trainable is False and self.num_mctp == 0:
+        if not self.backbone_trainable and self.num_mctp == 0:
             raise ValueError("nothing to train: the backbone is frozen and there is no MCTP stack")
 
     def train(self, mode: bool = True) -> SpeechLMModule:
