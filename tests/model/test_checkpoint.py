@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vita_audio.checkpoint import export_pretrained, load_pretrained
 from vita_audio.model.backbone import Backbone
@@ -175,3 +176,111 @@ def test_strict_keys_name_missing_and_unexpected(lm, tmp_path):
         load_pretrained(ref)
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_pretrained(tmp_path / "nowhere")
+
+
+# -- loading without a random initialisation ------------------------------------------------------------------------
+_RANDOM_OPS = ("normal", "uniform", "rand", "bernoulli", "random_", "exponential", "cauchy", "geometric",
+               "log_normal")
+
+
+class _RandomOnRealTensors(TorchDispatchMode):
+    """Records every random aten op (nn.init.*, Tensor.normal_, torch.randn, ...) that writes a real (non-meta)
+    tensor: an initialisation that costs time and memory. The same ops on meta tensors are free and not recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if any(r in name for r in _RANDOM_OPS) and isinstance(out, torch.Tensor) and out.device.type != "meta":
+            self.hits.append(name)
+        return out
+
+
+@pytest.fixture(scope="module")
+def exported(lm, tmp_path_factory):
+    return export_pretrained(lm, tmp_path_factory.mktemp("exported") / "ckpt")
+
+
+def test_load_runs_no_random_initialisation(lm, exported):
+    with _RandomOnRealTensors() as spy:  # positive control: an ordinary construction is seen
+        MCTPStack(lm.backbone.config, 1)
+    assert spy.hits
+    with _RandomOnRealTensors() as spy:
+        loaded = load_pretrained(exported)
+    assert spy.hits == []
+    _assert_same_logits(lm, loaded, lm.backbone.vocab_size)
+
+
+def test_parameters_start_on_meta_and_end_as_the_checkpoint(lm, exported, monkeypatch):
+    """Peak memory ~ one copy of the weights: the skeleton has no parameter storage when the checkpoint is
+    assigned, and afterwards the parameters are the checkpoint's tensors (no second copy); buffers are real."""
+    seen: dict[str, set[str]] = {}
+    assign = VitaAudioLM.load_state_dict
+
+    def spy(self, state_dict, *args, **kwargs):
+        seen["devices"] = {p.device.type for p in self.parameters()}
+        seen["assign"] = kwargs.get("assign")
+        return assign(self, state_dict, *args, **kwargs)
+
+    monkeypatch.setattr(VitaAudioLM, "load_state_dict", spy)
+    loaded = load_pretrained(exported)
+    assert seen == {"devices": {"meta"}, "assign": True}
+    params = list(loaded.parameters())
+    assert {p.device.type for p in params} == {"cpu"}
+    assert len({p.untyped_storage().data_ptr() for p in params}) == len(params)  # one storage per tensor
+    assert sum(p.numel() for p in params) == sum(p.numel() for p in lm.parameters())
+    for name, buf in loaded.named_buffers():  # non-persistent (rotary inv_freq): computed on CPU as usual
+        assert buf.device.type == "cpu" and torch.equal(buf, dict(lm.named_buffers())[name]), name
+
+
+def test_load_dtype(lm, exported, tmp_path):
+    bf16 = load_pretrained(exported, dtype="bfloat16")
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+    assert {b.dtype for b in bf16.buffers()} == {torch.float32}  # rotary inv_freq stays float32, as in HF
+    ids = torch.randint(0, lm.backbone.vocab_size, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(bf16(ids)[0].float(), lm(ids)[0], atol=0.05, rtol=0.05)
+    assert {p.dtype for p in load_pretrained(exported, dtype=torch.float32).parameters()} == {torch.float32}
+    with pytest.raises(ValueError, match="floating-point"):
+        load_pretrained(exported, dtype="int8")
+    # None: the dtype stored in config.json (`torch_dtype` of older HF, `dtype` of newer), else float32
+    for key, value, expected in (("torch_dtype", "bfloat16", torch.bfloat16), ("dtype", "bfloat16", torch.bfloat16),
+                                 ("dtype", None, torch.float32)):
+        cfg = json.loads((exported / "config.json").read_text())
+        cfg.pop("torch_dtype", None)
+        cfg.pop("dtype", None)
+        if value is not None:
+            cfg[key] = value
+        copy = tmp_path / f"{key}_{value}"
+        copy.mkdir()
+        for f in exported.iterdir():
+            (copy / f.name).symlink_to(f)
+        (copy / "config.json").unlink()
+        (copy / "config.json").write_text(json.dumps(cfg))
+        assert {p.dtype for p in load_pretrained(copy).parameters()} == {expected}, (key, value)
+
+
+def test_tied_head_is_one_parameter_after_load(tmp_path):
+    tied = _lm("llama", tied=True, n=1)
+    loaded = load_pretrained(export_pretrained(tied, tmp_path / "tied"), dtype="bfloat16")
+    assert loaded.backbone.lm_head.weight is loaded.backbone.embed_tokens.weight
+    assert loaded.backbone.lm_head.weight.dtype == torch.bfloat16
+
+
+def test_safetensors_reader_matches_safetensors(tmp_path):
+    from safetensors import safe_open
+
+    from vita_audio.model.checkpoint import _read_safetensors
+
+    tensors = {"bf16": torch.randn(3, 5).bfloat16(), "f32": torch.randn(7), "scalar": torch.tensor(3.0),
+               "i64": torch.arange(5), "empty": torch.zeros(0, 4), "f16": torch.randn(2, 2).half(),
+               "bool": torch.tensor([True, False])}
+    save_file(tensors, str(tmp_path / "t.safetensors"), metadata={"format": "pt"})
+    got = dict(_read_safetensors(tmp_path / "t.safetensors"))
+    with safe_open(str(tmp_path / "t.safetensors"), framework="pt") as f:
+        assert set(got) == set(f.keys()) == set(tensors)
+        for k in tensors:
+            assert got[k].dtype == tensors[k].dtype and torch.equal(got[k], f.get_tensor(k)), k

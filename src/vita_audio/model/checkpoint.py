@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
 from transformers import CONFIG_MAPPING
 
 from vita_audio.model.backbone import Backbone
@@ -226,12 +229,94 @@ def _tokenizer_only_dir(path: Path) -> Iterator[str]:
         yield tmp
 
 
-def load_pretrained(path: str | Path, attn_implementation: str = "sdpa") -> VitaAudioLM:
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+
+
+def _read_safetensors(file: Path) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, tensor) of a safetensors file, one tensor at a time, each read into its own (owned) memory.
+
+    Plain reads instead of the memory map `safe_open` gives: mapped pages stay resident (and counted) until the
+    whole file is released, and tensors viewing the map would tie the model to the file.
+    """
+    with open(file, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(header_len))
+        start = 8 + header_len
+        for name, info in sorted(((k, v) for k, v in header.items() if k != "__metadata__"),
+                                 key=lambda kv: kv[1]["data_offsets"][0]):
+            if info["dtype"] not in _SAFETENSORS_DTYPES:
+                raise ValueError(f"{file}: {name!r} has dtype {info['dtype']}, which is not supported here")
+            begin, end = info["data_offsets"]
+            tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+            raw = tensor.reshape(-1).view(torch.uint8)
+            if raw.numel() != end - begin:
+                raise ValueError(f"{file}: {name!r} has {end - begin} bytes, its shape and dtype need {raw.numel()}")
+            f.seek(start + begin)
+            if raw.numel() and f.readinto(memoryview(raw.numpy())) != raw.numel():
+                raise ValueError(f"{file}: truncated file (tensor {name!r})")
+            yield name, tensor
+
+
+@contextlib.contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Inside: every parameter a module registers is moved to the meta device (no storage, and the init code that
+    runs on it afterwards does nothing); buffers stay where they are built (CPU), so non-persistent buffers such as
+    the rotary `inv_freq` are computed exactly as in an ordinary construction.
+
+    Parameters are created by their modules (`torch.empty`, not touched) and moved one at a time, so no more than one
+    parameter is ever allocated. A parameter already on meta is registered as is, which keeps tied weights tied.
+    Only modules built in the calling thread are affected.
+    """
+    register = nn.Module.register_parameter
+    thread = threading.get_ident()
+
+    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and param.device.type != "meta" and threading.get_ident() == thread:
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def _resolve_dtype(dtype: torch.dtype | str | None, raw: dict[str, Any], source: str) -> torch.dtype:
+    """`dtype` as a torch dtype; None = the checkpoint's `torch_dtype` / `dtype` in config.json, else float32."""
+    if dtype is None:
+        dtype = raw.get("torch_dtype") or raw.get("dtype") or torch.float32
+        if dtype == "auto":
+            dtype = torch.float32
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        resolved = getattr(torch, name, None)
+        if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+            raise ValueError(f"{source}: {dtype!r} is not a floating-point torch dtype (e.g. 'bfloat16', 'float32')")
+        dtype = resolved
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"{source}: dtype must be a floating-point torch.dtype or its name, got {dtype!r}")
+    return dtype
+
+
+def load_pretrained(path: str | Path, attn_implementation: str = "sdpa",
+                    dtype: torch.dtype | str | None = None) -> VitaAudioLM:
     """Load an exported (or published reference-layout) directory as a `VitaAudioLM` in eval mode.
 
     N = `num_nextn_predict_layers` (0 or absent: a plain backbone). The backbone type comes from
     `backbone_model_type`, else `model_type` without its `_mtp` suffix. The audio codebook size comes from
     config.json, generation_config.json, or the count of `<|audio_i|>` tokens in the tokenizer.
+
+    `dtype` (a torch dtype or its name, "bfloat16" / "float32" ...) is the dtype of the parameters; None = the
+    `torch_dtype` / `dtype` stored in config.json, else float32. Non-persistent buffers (rotary `inv_freq`) stay
+    float32, as in HF models.
+
+    The model is built with its parameters on the meta device (no allocation, no random initialisation) and the
+    checkpoint tensors are then assigned as the parameters: peak memory is about one copy of the weights.
     """
     path = Path(path).expanduser()
     if not (path / CONFIG_NAME).is_file():
@@ -249,6 +334,7 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa") -> Vita
             f"{path / CONFIG_NAME}: unknown backbone model type {model_type!r} (from model_type="
             f"{raw.get('model_type')!r}); set `backbone_model_type` to an HF model type such as 'qwen2'"
         )
+    dtype = _resolve_dtype(dtype, raw, str(path / CONFIG_NAME))
     fields = {k: v for k, v in raw.items() if k not in _NOT_BACKBONE_FIELDS}
     L = int(fields["num_hidden_layers"]) - N
     if L < 1:
@@ -258,7 +344,7 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa") -> Vita
     if fields.get("layer_types") is not None:
         fields["layer_types"] = list(fields["layer_types"])[:L]
 
-    with _tokenizer_only_dir(path) as tok_dir:
+    with _tokenizer_only_dir(path) as tok_dir, _parameters_on_meta():
         codebook = raw.get("audio_codebook_size") or gen.get("audio_codebook_size")
         if not codebook:
             codebook = _count_audio_tokens(load_text_tokenizer(tok_dir))
@@ -266,15 +352,14 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa") -> Vita
                 raise ValueError(f"{path}: no audio_codebook_size in the configs and no <|audio_0|> in the tokenizer")
         backbone = Backbone(int(codebook), config={"model_type": model_type, **fields}, tokenizer=tok_dir,
                             attn_implementation=attn_implementation)
-    stored_vocab = int(raw.get("vocab_size") or backbone.vocab_size)
-    if backbone.vocab_size != stored_vocab:
-        if stored_vocab < len(backbone.tokenizer):
-            raise ValueError(
-                f"{path}: vocab_size {stored_vocab} is smaller than the tokenizer ({len(backbone.tokenizer)} tokens)"
-            )
-        backbone.model.resize_token_embeddings(stored_vocab, mean_resizing=False)
-    mctp = MCTPStack(backbone.config, N) if N else None
-    lm = VitaAudioLM(backbone, mctp)
+        stored_vocab = int(raw.get("vocab_size") or backbone.vocab_size)
+        if backbone.vocab_size != stored_vocab:
+            if stored_vocab < len(backbone.tokenizer):
+                raise ValueError(f"{path}: vocab_size {stored_vocab} is smaller than the tokenizer "
+                                 f"({len(backbone.tokenizer)} tokens)")
+            backbone.model.resize_token_embeddings(stored_vocab, mean_resizing=False)
+        mctp = MCTPStack(backbone.config, N) if N else None
+        lm = VitaAudioLM(backbone, mctp)
 
     files = _weight_files(path)
     names = reference_names(lm)
@@ -283,14 +368,25 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa") -> Vita
         with safe_open(str(file), framework="pt") as f:
             found.update(dict.fromkeys(f.keys(), file))
     _check_keys(set(names), set(found), str(path))
-    own = lm.state_dict()
-    with torch.no_grad():
-        for file in files:
-            with safe_open(str(file), framework="pt") as f:
-                for ref in f.keys():
-                    target, value = own[names[ref]], f.get_tensor(ref)
-                    if target.shape != value.shape:
-                        raise ValueError(f"{file}: {ref!r} has shape {tuple(value.shape)}, the config implies "
-                                         f"{tuple(target.shape)}")
-                    target.copy_(value)
+    shapes = {internal: p.shape for internal, p in lm.state_dict().items()}
+    state: dict[str, torch.Tensor] = {}
+    for file in files:
+        for ref, value in _read_safetensors(file):
+            internal = names[ref]
+            if value.shape != shapes[internal]:
+                raise ValueError(f"{file}: {ref!r} has shape {tuple(value.shape)}, the config implies "
+                                 f"{tuple(shapes[internal])}")
+            state[internal] = value.to(dtype) if value.is_floating_point() else value
+            del value
+    tied = _tied(lm)
+    if tied:  # the tied head is not stored: it is the embedding (tied again below, as one Parameter)
+        head = next(k for k in shapes if _reference_name(k, len(lm.backbone.layers)) == "lm_head.weight")
+        state[head] = state[names["model.embed_tokens.weight"]]
+    lm.load_state_dict(state, strict=True, assign=True)
+    del state
+    if tied:
+        lm.backbone.model.tie_weights()
+    meta = [n for n, t in [*lm.named_parameters(), *lm.named_buffers()] if t.device.type == "meta"]
+    if meta:  # every parameter is in the checkpoint (strict keys); a buffer left here would be a bug
+        raise RuntimeError(f"{path}: tensors left without values after loading: {meta[:10]}")
     return lm.eval()
