@@ -100,11 +100,9 @@ def write_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: i
     path = Path(path)
     wav = torch.as_tensor(wav).detach().cpu().float()
     wav = check_audio(to_mono(wav), sample_rate, name=str(path), allow_silence=True)
-    top = float(wav.abs().max())
+    pcm, top = _pcm16(wav, peak)
     if top > peak:
         log.info("%s: peak %.3f scaled down to %.2f before int16 conversion", path, top, peak)
-        wav = wav * (peak / top)
-    pcm = torch.round(wav * 32767.0).clamp(-32768, 32767).to(torch.int16).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), pcm, int(sample_rate), subtype="PCM_16")
     return path
@@ -112,8 +110,12 @@ def write_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: i
 
 def to_int16_bytes(wav: torch.Tensor, peak: float = 0.99) -> bytes:
     """Mono float waveform -> little-endian int16 bytes (for recognisers), scaled down if it would clip."""
-    wav = wav.detach().cpu().float()
+    return _pcm16(wav.detach().cpu().float(), peak)[0].astype("<i2").tobytes()
+
+
+def _pcm16(wav: torch.Tensor, peak: float) -> tuple[np.ndarray, float]:
+    """(int16 samples, original peak): scaled down to `peak` when louder (never clipped), then rounded."""
     top = float(wav.abs().max()) if wav.numel() else 0.0
     if top > peak:
         wav = wav * (peak / top)
-    return torch.round(wav * 32767.0).clamp(-32768, 32767).to(torch.int16).numpy().astype("<i2").tobytes()
+    return torch.round(wav * 32767.0).clamp(-32768, 32767).to(torch.int16).numpy(), top

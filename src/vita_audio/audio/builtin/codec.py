@@ -79,13 +79,19 @@ def _identity(path: Path, cfg: CodecConfig) -> str:
 
 
 def _as_model(codec: str | Path | CodecModel, expected_codebook_size: int | None,
-              expected_frame_rate: float | None) -> tuple[CodecModel, str]:
+              expected_frame_rate: float | None) -> CodecModel:
     if isinstance(codec, CodecModel):
         _check_expected(codec.cfg, "<in-memory codec>", expected_codebook_size, expected_frame_rate)
-        buf = b"".join(v.detach().contiguous().numpy().tobytes() for v in codec.state_dict().values())
-        return codec.eval(), f"builtin-mem-{hashlib.sha256(buf).hexdigest()[:16]}"
-    model = load_codec(codec, expected_codebook_size, expected_frame_rate)
-    return model, _identity(Path(codec), model.cfg)
+        return codec.eval()
+    return load_codec(codec, expected_codebook_size, expected_frame_rate)
+
+
+def _codec_identity(codec: str | Path | CodecModel, model: CodecModel) -> str:
+    """The tokenizer's cache key: a hash of the weights (of the checkpoint files, or of an in-memory model)."""
+    if isinstance(codec, CodecModel):
+        buf = b"".join(v.detach().contiguous().numpy().tobytes() for v in model.state_dict().values())
+        return f"builtin-mem-{hashlib.sha256(buf).hexdigest()[:16]}"
+    return _identity(Path(codec), model.cfg)
 
 
 class BuiltinTokenizer(AudioTokenizer):
@@ -95,7 +101,8 @@ class BuiltinTokenizer(AudioTokenizer):
 
     def __init__(self, codec: str | Path | CodecModel, expected_codebook_size: int | None = None,
                  expected_frame_rate: float | None = None):
-        self.model, self._identity = _as_model(codec, expected_codebook_size, expected_frame_rate)
+        self.model = _as_model(codec, expected_codebook_size, expected_frame_rate)
+        self._identity = _codec_identity(codec, self.model)
         cfg = self.model.cfg
         self.frame_rate, self.codebook_size, self.sample_rate = cfg.frame_rate, cfg.codebook_size, cfg.sample_rate
         self.features = Features(cfg)
@@ -177,7 +184,7 @@ class BuiltinDetokenizer(AudioDetokenizer):
 
     def __init__(self, codec: str | Path | CodecModel, expected_codebook_size: int | None = None,
                  expected_frame_rate: float | None = None, block_tokens: int = 2):
-        self.model, self.identity = _as_model(codec, expected_codebook_size, expected_frame_rate)
+        self.model = _as_model(codec, expected_codebook_size, expected_frame_rate)
         self.block_tokens = block_tokens
         self.sample_rate = self.model.cfg.sample_rate
         self.codebook_size = self.model.cfg.codebook_size

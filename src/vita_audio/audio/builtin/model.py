@@ -141,13 +141,3 @@ class CodecModel(nn.Module):
         self.encoder = Encoder(cfg)
         self.vq = VectorQuantizer(cfg.codebook_size, cfg.latent_dim)
         self.decoder = Decoder(cfg)
-
-    def pad_context(self, emb: torch.Tensor) -> torch.Tensor:
-        """(B, N, D) -> (B, N + 2R, D) with zero vectors at both utterance edges."""
-        r = self.decoder.context
-        return F.pad(emb, (0, 0, r, r))
-
-    def decode_frames(self, codes: torch.Tensor) -> torch.Tensor:
-        """Whole sequences at once: codes (B, N) -> log-magnitude (B, N * frames_per_token, K). (The detokenizer
-        decodes fixed windows instead, so that streaming and offline round identically.)"""
-        return self.decoder(self.pad_context(self.vq.lookup(codes)))
