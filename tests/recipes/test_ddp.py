@@ -1,6 +1,7 @@
 """DDP on CPU (2 processes, gloo): both ranks train, and they see disjoint rows of the corpus."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from tests.conftest import TEST_SIZE, corpus_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
+DIST_VARS = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
+             "GROUP_RANK", "CROSS_RANK", "CROSS_SIZE"}
 
 
 @pytest.mark.slow
@@ -21,8 +24,10 @@ def test_ddp_two_cpu_processes_see_disjoint_rows(tmp_path, tiny_corpus_cache):
            *TEST_SIZE, "data.max_len=512", f"paths.root_dir={tmp_path}", *corpus_overrides(tiny_corpus_cache),
            "+callbacks.probe._target_=tests.recipes.ddp_probe.RowProbe",
            f"+callbacks.probe.out_dir={probe}"]
+    # a fresh launch: no rendezvous variables left in this process by earlier distributed tests (DeepSpeed)
+    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+                          env={**env, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     seen = {}
     for r in (0, 1):
