@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vita_audio.cli.common import CONFIG_DIR, build_datamodule, build_model, instantiate_list, log, set_runtime_env
+from vita_audio.cli.common import CONFIG_DIR, build_datamodule, build_model, build_trainer, log, set_runtime_env
 
 TASKS = ("loss",)
 
@@ -45,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg.data.max_len = trained["data"]["max_len"]
         log.info("data as in training: interleave %s, max_len %d", list(cfg.interleave.ratio), cfg.data.max_len)
     datamodule = build_datamodule(cfg, model)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=instantiate_list(cfg.get("logger")) or False)
+    trainer = build_trainer(cfg)
     results = trainer.validate(model, datamodule=datamodule)[0]
     metrics = {k: float(v) for k, v in results.items()}
     out = Path(cfg.paths.output_dir) / "metrics.json"

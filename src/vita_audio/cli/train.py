@@ -17,7 +17,8 @@ from vita_audio.cli.common import (
 
 def train(cfg: DictConfig) -> dict[str, float]:
     set_runtime_env()
-    if _is_multirun() and "publish_stage" in (cfg.get("callbacks") or {}):  # sweep jobs must not overwrite each other's (or the real) published stage
+    # sweep jobs must not overwrite each other's (or the real) published stage
+    if _is_multirun() and "publish_stage" in (cfg.get("callbacks") or {}):
         cfg.callbacks.publish_stage.dirpath = f"{cfg.paths.output_dir}/published"
     L.seed_everything(cfg.seed, workers=True)
     model = build_model(cfg)

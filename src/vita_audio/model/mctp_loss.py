@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from vita_audio.model.loss import IGNORE_INDEX, chunked_cross_entropy
+from vita_audio.model.loss import IGNORE_INDEX, chunked_cross_entropy, shifted_targets
 from vita_audio.model.mctp import segment_index
 
 TokenFilter = Callable[[torch.Tensor], torch.Tensor]  # target ids (any shape) -> bool mask, True = supervise
@@ -32,11 +32,9 @@ def mctp_targets(
     n = T - shift  # windows that have a target inside the row
     if n <= 0:
         return targets
-    targets[:, :n] = labels[:, shift:]
-    if sample_ids is not None:
-        seg = segment_index(sample_ids)  # (B, T)
-        crosses = seg[:, shift:] != seg[:, :n]  # (B, n): x[t..t+k+2] not all in one sample
-        targets[:, :n][crosses] = IGNORE_INDEX
+    # segment indices (not raw sample ids): x[t] and x[t+k+2] in one segment <=> x[t..t+k+2] all in one sample
+    segments = None if sample_ids is None else segment_index(sample_ids)  # (B, T)
+    targets[:, :n] = shifted_targets(labels, shift, segments)  # (B, n)
     if token_filter is not None:
         keep = token_filter(targets) & (targets != IGNORE_INDEX)
         targets = torch.where(keep, targets, torch.full_like(targets, IGNORE_INDEX))
