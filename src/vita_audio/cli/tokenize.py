@@ -28,7 +28,7 @@ from pathlib import Path
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vita_audio.data.cache import build_cache
 from vita_audio.data.tokenize import COMMAND, audio_paths, source_files
@@ -43,14 +43,12 @@ def compose(data: str, audio: str, overrides: list[str], conf_dir: str = CONF_DI
 
 
 def _worker(args: tuple) -> dict:
-    data, audio, overrides, paths, shard, num_shards, on_error, conf_dir = args
+    tokenizer_cfg, cache_dir, cache_name, paths, shard, num_shards, on_error = args
     import torch
 
     torch.set_num_threads(1)
-    cfg = compose(data, audio, overrides, conf_dir)
-    tokenizer = instantiate(cfg.audio.tokenizer)
-    return build_cache(paths, tokenizer, cfg.data.cache_dir, cfg.data.cache_name, shard=shard, num_shards=num_shards,
-                       on_error=on_error)
+    tokenizer = instantiate(tokenizer_cfg)  # a resolved plain dict: picklable for spawned workers
+    return build_cache(paths, tokenizer, cache_dir, cache_name, shard=shard, num_shards=num_shards, on_error=on_error)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -77,7 +75,9 @@ def main(argv: list[str] | None = None) -> dict:
         root = Path(cfg.data.cache_dir) / cfg.data.cache_name
         log.info("--rebuild: removing %s", root)
         shutil.rmtree(root, ignore_errors=True)
-    jobs = [(a.data, a.audio, a.overrides, paths, i, a.jobs, a.on_error, a.conf_dir) for i in range(a.jobs)]
+    tokenizer_cfg = OmegaConf.to_container(cfg.audio.tokenizer, resolve=True)
+    jobs = [(tokenizer_cfg, str(cfg.data.cache_dir), str(cfg.data.cache_name), paths, i, a.jobs, a.on_error)
+            for i in range(a.jobs)]
     if a.jobs > 1:
         with mp.get_context("spawn").Pool(a.jobs) as pool:
             results = pool.map(_worker, jobs)

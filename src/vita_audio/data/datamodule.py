@@ -25,7 +25,7 @@ from vita_audio.data.cache import AudioCodeCache
 from vita_audio.data.dataset import BATCH_INDEX_KEY, PackedDataset, SampleStore
 from vita_audio.data.mixing import Source, as_sources
 from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
-from vita_audio.data.records import SkipCounter
+from vita_audio.data.records import ON_ERROR, SkipCounter
 from vita_audio.model.vocab import AudioVocab
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class VitaDataModule(L.LightningDataModule):
         pin_memory: bool = False,
     ) -> None:
         super().__init__()
-        if on_error not in ("error", "skip"):
+        if on_error not in ON_ERROR:
             raise ValueError(f"data.on_error must be 'error' or 'skip', got {on_error!r}")
         if not isinstance(audio_vocab, AudioVocab):
             raise TypeError(f"audio_vocab must be an AudioVocab, got {type(audio_vocab).__name__} (instantiating "
@@ -171,6 +171,7 @@ class VitaDataModule(L.LightningDataModule):
         self.pin_memory = bool(pin_memory)
         self.audio_identity = None if audio_tokenizer is None else str(audio_tokenizer.identity)
         self._cache: AudioCodeCache | None = None
+        self._builder: PromptBuilder | None = None
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
         self.train_set: PackedDataset | None = None
@@ -197,9 +198,14 @@ class VitaDataModule(L.LightningDataModule):
             self._cache = cache
         return self._cache
 
+    def _prompt_builder(self) -> PromptBuilder:
+        """One builder serves train and val (it holds only what it looked up in the tokenizer)."""
+        if self._builder is None:
+            self._builder = PromptBuilder(self.tokenizer, self.audio_vocab, self.interleave_ratio, self.tts_prompt)
+        return self._builder
+
     def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool) -> PackedDataset:
-        builder = PromptBuilder(self.tokenizer, self.audio_vocab, self.interleave_ratio, self.tts_prompt)
-        store = SampleStore(sources, builder, self.cache(), self.max_len, self.on_error, self.audio_root).load()
+        store = SampleStore(sources, self._prompt_builder(), self.cache(), self.max_len, self.on_error, self.audio_root).load()
         rank, world = self._rank()
         return PackedDataset(store, batch_size, self.max_len, self.pad_id, self.seed, shuffle, self.open_rows,
                              rank, world)

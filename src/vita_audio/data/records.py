@@ -52,10 +52,6 @@ class Record:
     line: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}"
-
 
 class SkipCounter:
     """Counts skipped samples per reason; `report()` logs them. Picklable (crosses worker processes)."""

@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from vita_audio.data.packing import collate_rows
 from vita_audio.model.loss import IGNORE_INDEX
 from vita_audio.model.vocab import AudioVocab
 
@@ -56,24 +57,17 @@ class SyntheticStream(IterableDataset):
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        B, T = self.batch_size, self.max_len
-        input_ids = torch.full((B, T), self.pad, dtype=torch.long)
-        labels = torch.full((B, T), IGNORE_INDEX, dtype=torch.long)
-        position_ids = torch.zeros((B, T), dtype=torch.long)
-        sample_ids = torch.full((B, T), -1, dtype=torch.long)
-        for b in range(B):
-            pos, sid = 0, 0
+        rows = []
+        for _ in range(self.batch_size):  # whole samples per row until the next one would not fit
+            row, used = [], 0
             while True:
                 ids, lab = self.sample(g)
-                if pos + len(ids) > T:
+                if used + len(ids) > self.max_len:
                     break
-                n = len(ids)
-                input_ids[b, pos : pos + n] = torch.tensor(ids)
-                labels[b, pos : pos + n] = torch.tensor(lab)
-                position_ids[b, pos : pos + n] = torch.arange(n)
-                sample_ids[b, pos : pos + n] = sid
-                pos, sid = pos + n, sid + 1
-        return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "sample_ids": sample_ids}
+                row.append((ids, lab))
+                used += len(ids)
+            rows.append(row)
+        return collate_rows(rows, self.max_len, self.pad)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         index = self.start
