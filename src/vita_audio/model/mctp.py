@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModel, PretrainedConfig
+from transformers.cache_utils import Cache
+from transformers.masking_utils import create_causal_mask
 
 from vita_audio.model.masking import attention_mask_for
 
@@ -243,3 +245,28 @@ class MCTPStack(nn.Module):
             )  # (B, W, H) = h^(k+1)
             levels.append(h)
         return levels
+
+    # -- incremental decoding --------------------------------------------------------------------------------
+    def level_step(
+        self,
+        k: int,
+        token_embeds: torch.Tensor,  # (B, W, H) E(x[t+k+1]) of the backlog windows t
+        h_prev: torch.Tensor,  # (B, W, H) h^k of the same windows
+        position_ids: torch.Tensor,  # (B, W) rotary positions of the embedded tokens
+        window_mask: torch.Tensor,  # (B, S + W) 1 = a real window (S windows already in `cache`), 0 = padding
+        cache: Cache,
+        final_norm: nn.Module,
+        rotary_emb: nn.Module,
+    ) -> torch.Tensor:
+        """Level k on its backlog of unseen windows, attending to the S windows in its own `cache` -> (B, W, H).
+
+        The mask comes from transformers' builder sized against this level's cache layer (`layer_idx` L + k):
+        the backlog is a block of W queries after S cached keys, causal inside the block (equal to a full
+        recompute of the level, which `forward` does).
+        """
+        mask = create_causal_mask(
+            config=self.config, inputs_embeds=token_embeds, attention_mask=window_mask, cache=cache,
+            position_ids=position_ids, layer_idx=self.num_backbone_layers + k,
+        )
+        return self.module_forward(k, token_embeds, h_prev, position_ids, mask, final_norm, rotary_emb,
+                                   cache=cache, use_cache=True)

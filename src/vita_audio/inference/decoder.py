@@ -1,0 +1,325 @@
+"""The fast decoder: KV-cached backbone and MCTP levels, driven by a schedule (method spec, section 4).
+
+A `Decoder` is one generation. It owns every piece of state (the model object holds none, so generations may
+interleave in one process):
+
+    tokens, mask, positions   (B, n)  the rows so far, left-padded; positions restart at 0 after the padding
+    backbone cache            a transformers DynamicCache over the tokens the backbone has consumed
+    level k (k = 0..K-1)      its own DynamicCache over the windows it has processed, and a buffer of the
+                              hidden states h^k of the windows it has not processed yet (its backlog)
+
+A backbone step consumes every token it has not seen in one forward (after an MCTP run: the run's tokens and the
+token before them) and appends their h^0 to level 0's backlog. The k-th MCTP step of a run processes level k's
+whole backlog in one call, appends its outputs to level k+1's backlog and emits the token after the newest one.
+With x[0..n-1] so far, level k's newest window is t = n-k-2: it combines E(x[n-1]) with h^k[n-k-2] and predicts
+x[n], so the result equals a full recompute (`oracle.py`).
+
+Verified mode treats an MCTP run as drafts: the next backbone forward checks them (speculative decoding), the
+accepted prefix is kept, and every cache is cropped back to the accepted tokens; each level crops its own
+length, since the levels hold different numbers of windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from vita_audio.inference.heads import Heads
+from vita_audio.inference.sampling import Sampler, Sampling
+from vita_audio.inference.schedule import max_run, resolve_schedule, schedule_steps
+from vita_audio.model.lm import VitaAudioLM
+
+
+@dataclass
+class Step:
+    """What one decoder step emitted: one token per row (`tokens` (B,)), by the backbone ("M") or level k ("m")."""
+
+    kind: str
+    level: int
+    tokens: torch.Tensor  # (B,)
+    active: torch.Tensor  # (B,) bool: rows still generating when the token was emitted (False = ignore it)
+
+
+@dataclass
+class _Level:
+    """One MCTP level's state: its KV cache, the windows it has processed and the backlog of h^k inputs."""
+
+    cache: DynamicCache = field(default_factory=DynamicCache)
+    seen: int = 0  # windows 0..seen-1 are in `cache`
+    start: int = 0  # window index of buffer[:, 0]
+    buffer: torch.Tensor | None = None  # (B, m, H) h^k of windows start..start+m-1
+
+    @property
+    def end(self) -> int:
+        return self.start + (0 if self.buffer is None else self.buffer.shape[1])
+
+    def append(self, h: torch.Tensor, start: int) -> None:
+        if self.buffer is None or self.buffer.shape[1] == 0:
+            self.buffer, self.start = h, start
+            return
+        if start != self.end:
+            raise RuntimeError(f"MCTP backlog out of order: windows from {start} appended after {self.end}")
+        self.buffer = torch.cat([self.buffer, h], dim=1)
+
+    def truncate(self, processed: int, inputs: int) -> None:
+        """Keep windows < `processed` in the cache and inputs h^k[t] for t < `inputs` (the rest used rejected
+        tokens). The caches of different levels drop different numbers of windows."""
+        if self.seen > processed:
+            self.cache.crop(processed - self.seen)  # crop takes minus the number of windows to drop
+            self.seen = processed
+        if self.buffer is not None and self.end > inputs:
+            self.buffer = self.buffer[:, : max(0, inputs - self.start)]
+
+    def trim(self, keep: int) -> None:
+        """Forget processed windows older than the last `keep` (verified mode may need to redo those)."""
+        drop = self.seen - keep - self.start
+        if self.buffer is not None and drop > 0:
+            self.buffer = self.buffer[:, drop:]
+            self.start += drop
+
+
+def left_pad(rows: Sequence[Sequence[int]] | torch.Tensor, attention_mask: torch.Tensor | None = None,
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> (ids (B, P), mask (B, P)), left-padded. The padding repeats each row's first token, so the
+    repetition penalty (which looks at the ids) sees exactly the row's own tokens."""
+    if isinstance(rows, torch.Tensor):
+        ids = rows if rows.dim() == 2 else rows[None]
+        if attention_mask is None:
+            return ids.long().to(device), torch.ones_like(ids, dtype=torch.long, device=device)
+        rows = [r[m.bool()].tolist() for r, m in zip(ids, attention_mask.reshape(ids.shape))]
+    rows = [list(map(int, r)) for r in rows]
+    if not rows or any(len(r) == 0 for r in rows):
+        raise ValueError("empty prompt: every row needs at least one token (e.g. the ChatML header of the "
+                         "assistant turn)")
+    P = max(len(r) for r in rows)
+    ids = torch.tensor([[r[0]] * (P - len(r)) + r for r in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (P - len(r)) + [1] * len(r) for r in rows], dtype=torch.long, device=device)
+    return ids, mask
+
+
+class Decoder:
+    """One generation over a batch of prompts. Iterate `steps()` (or use `generate`).
+
+    Args:
+        lm: the model (any `VitaAudioLM`; eval mode is the caller's business).
+        input_ids: (B, P) ids (with `attention_mask` for padded rows) or a list of per-row id lists.
+        schedule: a mode name or a list (see `schedule.py`).
+        max_new_tokens: tokens per row at most.
+        sampling: `Sampling` (None = greedy).
+        stop_ids: a row stops after emitting one of these; None = `<|im_end|>` and the tokenizer's eos.
+        restrict_mctp: MCTP heads over the audio span tokens only (see `heads.py`).
+        verify: MCTP tokens are drafts checked by the backbone (output = Vanilla's under greedy decoding);
+            each cycle drafts with all N modules, whatever the schedule.
+        record_logits: keep each step's logits (tests compare them with full re-forwards).
+    """
+
+    def __init__(
+        self,
+        lm: VitaAudioLM,
+        input_ids: Sequence[Sequence[int]] | torch.Tensor,
+        *,
+        schedule: str | Sequence[int],
+        max_new_tokens: int,
+        sampling: Sampling | None = None,
+        stop_ids: Sequence[int] | None = None,
+        attention_mask: torch.Tensor | None = None,
+        restrict_mctp: bool = True,
+        verify: bool = False,
+        record_logits: bool = False,
+    ) -> None:
+        self.lm = lm
+        bb = lm.backbone
+        device = bb.embed_tokens.weight.device
+        # verified mode drafts with every module each cycle; the schedule is not used there
+        self.schedule = resolve_schedule(schedule, None if verify else lm.num_mctp_modules)
+        if verify and lm.num_mctp_modules == 0:
+            raise ValueError("verified decoding needs MCTP modules to draft with; this model has none")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        self.tokens, self.mask = left_pad(input_ids, attention_mask, device)
+        n_pos = getattr(bb.config, "max_position_embeddings", None)
+        if n_pos is not None and self.tokens.shape[1] + max_new_tokens > n_pos:
+            raise ValueError(f"prompt of {self.tokens.shape[1]} tokens + max_new_tokens={max_new_tokens} exceeds "
+                             f"the model's {n_pos} positions: shorten the prompt or lower max_new_tokens")
+        self.positions = (self.mask.cumsum(1) - 1).clamp_(min=0)  # (B, P)
+        self.stop_ids = _default_stop_ids(bb.tokenizer) if stop_ids is None else [int(i) for i in stop_ids]
+        self._stop = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
+        self.max_new_tokens = int(max_new_tokens)
+        self.sampler = Sampler(sampling, device)
+        self.heads = Heads(lm, self.stop_ids, restrict_mctp)
+        self.verify = verify
+        self.draft_len = lm.num_mctp_modules if verify else max_run(self.schedule)
+        self.cache = DynamicCache()
+        self.seen = 0  # tokens the backbone has consumed
+        self.levels = [_Level() for _ in range(self.draft_len)]
+        self._keep = self.draft_len + 1 if verify else 0
+        B = self.tokens.shape[0]
+        self.active = torch.ones(B, dtype=torch.bool, device=device)
+        self.generated = 0
+        self.backbone_forwards = 0
+        self.mctp_steps = 0
+        self.accepted: list[int] = []  # verified mode: tokens kept per backbone forward
+        self.logits: list[torch.Tensor] | None = [] if record_logits else None
+
+    @property
+    def batch_size(self) -> int:
+        return self.tokens.shape[0]
+
+    @property
+    def done(self) -> bool:
+        return self.generated >= self.max_new_tokens or not bool(self.active.any())
+
+    # -- model calls -------------------------------------------------------------------------------------------
+    def _backbone(self) -> torch.Tensor:
+        """Consume every unseen token in one forward; h^0 of those positions (B, q, H) (also level 0's backlog)."""
+        n = self.tokens.shape[1]
+        h = self.lm.backbone.step(self.tokens[:, self.seen:], self.mask, self.positions[:, self.seen:], self.cache)
+        if self.levels:
+            self.levels[0].append(h, self.seen)
+        self.seen = n
+        self.backbone_forwards += 1
+        return h
+
+    def _level(self, k: int) -> torch.Tensor:
+        """Level k over its backlog; its output at the newest window (B, H), which predicts the next token."""
+        lv, n = self.levels[k], self.tokens.shape[1]
+        if lv.end != n - k - 1:
+            raise RuntimeError(f"MCTP level {k} holds windows up to {lv.end - 1}, step needs {n - k - 2}")
+        lo, hi = lv.seen, lv.end  # backlog windows
+        bb, mctp = self.lm.backbone, self.lm.mctp
+        out = mctp.level_step(
+            k,
+            bb.embed_tokens(self.tokens[:, lo + k + 1 : hi + k + 1]),  # (B, W, H) E(x[t+k+1])
+            lv.buffer[:, lo - lv.start :],  # (B, W, H) h^k[t]
+            self.positions[:, lo + k + 1 : hi + k + 1],  # (B, W)
+            self.mask[:, :hi],  # window t is real iff token t is
+            lv.cache,
+            bb.final_norm,
+            bb.rotary_emb,
+        )  # (B, W, H) = h^(k+1)
+        lv.seen = hi
+        if k + 1 < len(self.levels):
+            self.levels[k + 1].append(out, lo)
+        lv.trim(self._keep)
+        self.mctp_steps += 1
+        return out[:, -1]
+
+    def _append(self, tok: torch.Tensor) -> None:
+        self.tokens = torch.cat([self.tokens, tok[:, None]], dim=1)
+        self.mask = torch.cat([self.mask, torch.ones_like(tok)[:, None]], dim=1)
+        self.positions = torch.cat([self.positions, self.positions[:, -1:] + 1], dim=1)
+
+    def _emit(self, kind: str, level: int, tok: torch.Tensor) -> Step:
+        step = Step(kind, level, tok, self.active.clone())
+        self.generated += 1
+        self.active &= ~torch.isin(tok, self._stop)
+        return step
+
+    def _record(self, logits: torch.Tensor) -> None:
+        if self.logits is not None:
+            self.logits.append(logits.detach().clone())
+
+    # -- decoding loops ----------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def steps(self) -> Iterator[Step]:
+        """Run the generation, one `Step` per emitted token (for every row at once)."""
+        if self.verify:
+            yield from self._verified_steps()
+            return
+        for kind, k in schedule_steps(self.schedule):
+            if self.done:
+                return
+            if kind == "M":
+                logits = self.heads.full(self._backbone()[:, -1])  # (B, V)
+            else:
+                logits = self.heads.mctp(self._level(k))  # (B, V)
+            self._record(logits)
+            tok = self.sampler.pick(self.tokens, logits)
+            self._append(tok)
+            yield self._emit(kind, k, tok)
+
+    def _verified_steps(self) -> Iterator[Step]:
+        """Draft with the MCTP levels, check with the backbone, keep the accepted prefix plus one token.
+
+        Acceptance is the speculative-sampling rule: keep draft d with probability min(1, p(d) / q(d)) (p the
+        backbone's distribution, q the draft's), else draw from max(p - q, 0) renormalised and stop; after a
+        fully accepted run draw one more token from p. Under greedy decoding p and q are one-hot, so the output
+        is exactly the backbone's greedy output.
+        """
+        if self.batch_size != 1:
+            raise ValueError("Decoder(verify=True) decodes one row; `generate` runs a batch row by row")
+        logits = self.heads.full(self._backbone()[:, -1])
+        self._record(logits)
+        tok = self.sampler.pick(self.tokens, logits)
+        self._append(tok)
+        yield self._emit("M", 0, tok)
+        while not self.done:
+            n0 = self.tokens.shape[1] - 1  # x[n0] is the newest token, not yet seen by the backbone
+            budget = self.max_new_tokens - self.generated  # tokens left, the bonus / correction token included
+            drafts, q = [], []
+            for k in range(min(self.draft_len, budget - 1)):
+                dl = self.heads.mctp(self._level(k))
+                qk = self.sampler.probs(self.tokens, dl)  # (1, V)
+                d = self.sampler.draw(qk) if self.sampler.cfg.do_sample else qk.argmax(-1)
+                self._append(d)
+                drafts.append(d)
+                q.append(qk)
+            h = self._backbone()  # (1, D+1, H): x[n0] and the D drafts
+            D = len(drafts)
+            kept: list[tuple[str, int, torch.Tensor]] = []
+            nxt = None
+            for i in range(D + 1):
+                main = self.heads.full(h[:, i])
+                p = self.sampler.probs(self.tokens[:, : n0 + 1 + i], main)  # context x[0..n0+i]
+                if i == D:  # every draft accepted: one more token from the backbone
+                    self._record(main)
+                    nxt = self.sampler.draw(p) if self.sampler.cfg.do_sample else p.argmax(-1)
+                    break
+                d = drafts[i]
+                pd, qd = float(p[0, d]), float(q[i][0, d])
+                if (not self.sampler.cfg.do_sample and pd == 1.0) or (
+                        self.sampler.cfg.do_sample and self.sampler.uniform() * qd < pd):
+                    self._record(main)
+                    kept.append(("m", i, d))
+                    continue
+                self._record(main)
+                residual = (p - q[i]).clamp_(min=0)
+                nxt = residual.argmax(-1) if not self.sampler.cfg.do_sample else self.sampler.draw(
+                    residual / residual.sum())
+                break
+            a = len(kept)
+            self._rollback(n0 + a + 1)  # keep x[0..n0+a]
+            self._append(nxt)
+            self.accepted.append(a + 1)
+            for kind, k, d in kept:
+                yield self._emit(kind, k, d)
+                if self.done:
+                    return
+            yield self._emit("M", 0, nxt)
+
+    def _rollback(self, n_valid: int) -> None:
+        """Forget every token from n_valid on: the rows, the backbone cache and each level's windows."""
+        drop = self.tokens.shape[1] - n_valid
+        if drop > 0:
+            self.tokens, self.mask = self.tokens[:, :n_valid], self.mask[:, :n_valid]
+            self.positions = self.positions[:, :n_valid]
+        if self.seen > n_valid:
+            self.cache.crop(n_valid - self.seen)
+            self.seen = n_valid
+        for k, lv in enumerate(self.levels):
+            # level k's window t uses x[t..t+k+1]; its input h^k[t] uses x[t..t+k]
+            lv.truncate(processed=max(0, n_valid - k - 1), inputs=max(0, n_valid - k))
+
+
+def _default_stop_ids(tokenizer) -> list[int]:
+    ids = []
+    for tok in ("<|im_end|>", getattr(tokenizer, "eos_token", None)):
+        if tok is None:
+            continue
+        i = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(i, int) and i != tokenizer.unk_token_id and i not in ids:
+            ids.append(i)
+    return ids

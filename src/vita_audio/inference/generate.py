@@ -1,0 +1,106 @@
+"""`generate`: the token-level entry point. Needs a `VitaAudioLM` and ids, nothing else (no tokenizer, codec or
+files), so tests and users can drive any model, including one loaded from a reference-layout directory.
+
+    from vita_audio.inference import generate
+    out = generate(lm, [prompt_ids], schedule="boost", max_new_tokens=200)
+    out.sequences      # (B, T) new ids per row, padded with -1 after a row's stop token
+    out.rows()         # [list of ids per row]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from vita_audio.inference.decoder import Decoder, left_pad
+from vita_audio.inference.sampling import Sampling
+from vita_audio.model.lm import VitaAudioLM
+
+PAD = -1
+
+
+@dataclass
+class GenerationOutput:
+    """The new tokens per row and what producing them cost."""
+
+    sequences: torch.Tensor  # (B, T) new ids, PAD (-1) after each row's end
+    lengths: list[int]  # new tokens per row (a row's stop token included)
+    schedule: list[int]
+    backbone_forwards: int = 0  # summed over rows when rows were decoded one by one
+    mctp_steps: int = 0
+    accepted: list[int] = field(default_factory=list)  # verified mode: tokens kept per backbone forward
+    logits: list[torch.Tensor] | None = None  # per step (record_logits=True)
+
+    def rows(self) -> list[list[int]]:
+        return [self.sequences[i, :n].tolist() for i, n in enumerate(self.lengths)]
+
+    @property
+    def mean_accepted(self) -> float:
+        """Verified mode: mean tokens per backbone forward (1.0 = every draft rejected)."""
+        return sum(self.accepted) / len(self.accepted) if self.accepted else float("nan")
+
+
+def default_schedule(lm: VitaAudioLM) -> list[int] | str:
+    """The schedule stored with a checkpoint (`mtp_inference_mode`), else Boost for an MCTP model, else Vanilla."""
+    stored = getattr(lm, "generation_config", {}).get("mtp_inference_mode")
+    if stored:
+        return list(stored)
+    return "boost" if lm.num_mctp_modules else "vanilla"
+
+
+def run_decoder(dec: Decoder) -> GenerationOutput:
+    """Drive a `Decoder` to the end and collect its tokens per row."""
+    per_row: list[list[int]] = [[] for _ in range(dec.batch_size)]
+    for step in dec.steps():
+        for i in torch.nonzero(step.active).flatten().tolist():
+            per_row[i].append(int(step.tokens[i]))
+    return _collect(per_row, dec.schedule, dec.backbone_forwards, dec.mctp_steps, dec.accepted, dec.logits)
+
+
+def _collect(per_row, schedule, forwards, mctp_steps, accepted, logits) -> GenerationOutput:
+    T = max((len(r) for r in per_row), default=0)
+    seq = torch.full((len(per_row), T), PAD, dtype=torch.long)
+    for i, r in enumerate(per_row):
+        seq[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return GenerationOutput(seq, [len(r) for r in per_row], list(schedule), forwards, mctp_steps, list(accepted),
+                            logits)
+
+
+def generate(
+    lm: VitaAudioLM,
+    input_ids: Sequence[Sequence[int]] | torch.Tensor,
+    *,
+    schedule: str | Sequence[int] | None = None,
+    max_new_tokens: int = 256,
+    sampling: Sampling | None = None,
+    stop_ids: Sequence[int] | None = None,
+    attention_mask: torch.Tensor | None = None,
+    restrict_mctp: bool = True,
+    verify: bool = False,
+    record_logits: bool = False,
+) -> GenerationOutput:
+    """Decode new tokens for each prompt row.
+
+    Args:
+        lm: any `VitaAudioLM` (put it in eval mode).
+        input_ids: (B, P) ids (with `attention_mask` when padded) or a list of id lists (left-padded here).
+        schedule: "vanilla" | "balance" | "boost" | "turbo" or a list [a1, b1, ...]; None = the checkpoint's.
+        max_new_tokens: new tokens per row at most.
+        sampling: a `Sampling`; None = greedy.
+        stop_ids: a row ends after emitting one of these; None = `<|im_end|>` and eos; [] = never stop early.
+        restrict_mctp: MCTP steps compute logits over the audio span tokens (and stop ids) only.
+        verify: MCTP tokens are drafts that the backbone verifies (greedy output = Vanilla's). Rows are decoded
+            one at a time (their accepted lengths differ).
+        record_logits: keep the logits of every step (batch decoding only; for tests).
+    """
+    schedule = default_schedule(lm) if schedule is None else schedule
+    kwargs = dict(schedule=schedule, max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids,
+                  restrict_mctp=restrict_mctp, verify=verify, record_logits=record_logits)
+    if not verify:
+        return run_decoder(Decoder(lm, input_ids, attention_mask=attention_mask, **kwargs))
+    ids, mask = left_pad(input_ids, attention_mask)
+    outs = [run_decoder(Decoder(lm, [r[m.bool()].tolist()], **kwargs)) for r, m in zip(ids, mask)]
+    return _collect([o.rows()[0] for o in outs], outs[0].schedule, sum(o.backbone_forwards for o in outs),
+                    sum(o.mctp_steps for o in outs), [a for o in outs for a in o.accepted], None)

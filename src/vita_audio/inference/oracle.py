@@ -1,0 +1,48 @@
+"""The slow decoder: the spec's rules with no cache at all, kept as the test oracle of the fast one.
+
+At every step the whole sequence so far goes through the backbone and the MCTP cascade from scratch
+(`VitaAudioLM.hidden_states`); a backbone step reads h^0 at the last position, the k-th MCTP step of a run reads
+level k's last window (t = n-k-2, which predicts x[n]). Greedy only, one row at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from vita_audio.inference.decoder import _default_stop_ids
+from vita_audio.inference.heads import Heads
+from vita_audio.inference.schedule import resolve_schedule, schedule_steps
+from vita_audio.model.lm import VitaAudioLM
+
+
+@torch.inference_mode()
+def slow_generate(
+    lm: VitaAudioLM,
+    prompt: Sequence[int],
+    *,
+    schedule: str | Sequence[int],
+    max_new_tokens: int,
+    stop_ids: Sequence[int] | None = None,
+    restrict_mctp: bool = True,
+) -> tuple[list[int], list[torch.Tensor]]:
+    """(new ids, logits (1, V) of every step) of one prompt, by full recomputation."""
+    schedule = resolve_schedule(schedule, lm.num_mctp_modules)
+    stops = set(_default_stop_ids(lm.backbone.tokenizer) if stop_ids is None else stop_ids)
+    heads = Heads(lm, sorted(stops), restrict_mctp)
+    seq, new, logits_per_step = list(prompt), [], []
+    device = lm.backbone.embed_tokens.weight.device
+    for kind, k in schedule_steps(schedule):
+        if len(new) >= max_new_tokens:
+            break
+        x = torch.tensor([seq], device=device)
+        h0, levels = lm.hidden_states(x, num_levels=0 if kind == "M" else k + 1)
+        logits = heads.full(h0[:, -1]) if kind == "M" else heads.mctp(levels[k][:, -1])
+        tok = int(logits.argmax(-1))
+        logits_per_step.append(logits)
+        seq.append(tok)
+        new.append(tok)
+        if tok in stops:
+            break
+    return new, logits_per_step

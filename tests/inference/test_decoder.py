@@ -1,0 +1,211 @@
+"""The fast decoder against the slow oracle: tokens, logits, batching, restricted heads, verified mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.inference.conftest import N_MODULES, tiny_lm
+from vita_audio.inference import Decoder, Sampling, generate
+from vita_audio.inference.oracle import slow_generate
+
+SCHEDULES = ["vanilla", [1, N_MODULES], [1, 2, 3, N_MODULES], [1, 3, 2, 1], [2, 4, 1, 1]]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES, ids=str)
+@pytest.mark.parametrize("restrict", [True, False], ids=["audio-head", "full-head"])
+def test_fast_equals_slow_oracle_tokens_and_logits(lm, prompts, schedule, restrict):
+    for p in prompts:
+        slow, slow_logits = slow_generate(lm, p, schedule=schedule, max_new_tokens=24, stop_ids=[],
+                                          restrict_mctp=restrict)
+        fast = generate(lm, [p], schedule=schedule, max_new_tokens=24, stop_ids=[], restrict_mctp=restrict,
+                        record_logits=True)
+        assert fast.rows()[0] == slow
+        assert len(fast.logits) == len(slow_logits) == 24
+        for a, b in zip(fast.logits, slow_logits):  # -inf where restricted: compare the finite entries
+            assert torch.equal(a.isinf(), b.isinf())
+            torch.testing.assert_close(a[a.isfinite()], b[b.isfinite()], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("schedule", ["vanilla", [1, 3, 2, 4]], ids=str)
+def test_batch_of_three_equals_each_row_alone(lm, prompts, schedule):
+    batch = generate(lm, prompts, schedule=schedule, max_new_tokens=20, stop_ids=[])
+    singles = [generate(lm, [p], schedule=schedule, max_new_tokens=20, stop_ids=[]).rows()[0] for p in prompts]
+    assert batch.rows() == singles
+    slow = [slow_generate(lm, p, schedule=schedule, max_new_tokens=20, stop_ids=[])[0] for p in prompts]
+    assert batch.rows() == slow
+
+
+def test_batch_rows_stop_on_their_own(lm, prompts):
+    free = generate(lm, prompts, schedule=[1, 3], max_new_tokens=16, stop_ids=[]).rows()
+    stop = free[1][5]  # row 1 stops at its 6th token; the other rows only if they emit it
+    out = generate(lm, prompts, schedule=[1, 3], max_new_tokens=16, stop_ids=[stop])
+    for row, ref in zip(out.rows(), free):
+        cut = ref.index(stop) + 1 if stop in ref else len(ref)
+        assert row == ref[:cut]
+    assert out.lengths[1] <= 6 and (out.sequences[1, out.lengths[1]:] == -1).all()
+
+
+def test_restricted_head_equals_full_head_on_audio_spans(lm, prompts):
+    """Greedy: wherever the full head's MCTP step picks an audio-span token, the restricted head picks it too."""
+    av = lm.backbone.audio_vocab
+    span = {av.begin_of_audio, av.end_of_audio, *range(av.audio_offset, av.audio_end)}
+    for p in prompts:
+        dec = Decoder(lm, [p], schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[], restrict_mctp=False,
+                      record_logits=True)
+        steps = list(dec.steps())
+        for step, logits in zip(steps, dec.logits):
+            if step.kind != "m":
+                continue
+            # the restricted logits of the same hidden state: the finite part of heads.restricted
+            full_pick = int(logits.argmax())
+            restricted = logits.clone()
+            mask = torch.full_like(restricted, float("-inf"))
+            mask[0, sorted(span)] = 0
+            if full_pick in span:
+                assert int((restricted + mask).argmax()) == full_pick
+        # and end to end: a restricted run emits only span tokens at MCTP steps
+        dec = Decoder(lm, [p], schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[])
+        assert all(int(s.tokens[0]) in span for s in dec.steps() if s.kind == "m")
+
+
+def test_restricted_and_full_heads_agree_on_an_audio_trained_model():
+    """A model whose LM head favours audio rows: the restricted and full-head decoders give the same tokens."""
+    lm = tiny_lm(seed=3)
+    av = lm.backbone.audio_vocab
+    with torch.no_grad():
+        lm.backbone.lm_head.weight[av.audio_offset:av.audio_end] *= 40.0
+    p = list(range(10, 17))
+    full = generate(lm, [p], schedule=[1, N_MODULES], max_new_tokens=25, stop_ids=[], restrict_mctp=False)
+    fast = generate(lm, [p], schedule=[1, N_MODULES], max_new_tokens=25, stop_ids=[], restrict_mctp=True)
+    assert all(av.audio_offset <= t < av.audio_end for t in full.rows()[0][1:])  # the premise holds
+    assert fast.rows() == full.rows()
+
+
+def test_padded_vocabulary_rows_are_never_sampled():
+    lm = tiny_lm(seed=4)
+    bb = lm.backbone
+    valid = len(bb.tokenizer)
+    assert bb.vocab_size > valid, "the tiny preset pads its embedding (multiple of 8)"
+    with torch.no_grad():  # make the padding rows the most likely tokens by far
+        bb.lm_head.weight[valid:] = bb.lm_head.weight[:valid].abs().max() * 50
+    out = generate(lm, [[1, 2, 3]], schedule="vanilla", max_new_tokens=10, stop_ids=[],
+                   sampling=Sampling(temperature=2.0, top_k=0, top_p=1.0, seed=0))
+    assert max(out.rows()[0]) < valid
+
+
+def test_sampling_is_reproducible_and_seed_dependent(lm, prompts):
+    def run(seed):
+        return generate(lm, prompts, schedule=[1, 3], max_new_tokens=20, stop_ids=[],
+                        sampling=Sampling(temperature=1.5, top_k=0, top_p=1.0, seed=seed)).rows()
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+    # the reference defaults (T 0.7, top-k 20, top-p 0.8, repetition penalty 1.05) run too
+    ref = generate(lm, prompts, schedule="boost", max_new_tokens=12, stop_ids=[],
+                   sampling=Sampling(seed=0)) if lm.num_mctp_modules >= 10 else None
+    assert ref is None or ref.sequences.shape[0] == 3
+
+
+def test_two_interleaved_generations_equal_two_separate_ones(lm, prompts):
+    kw = dict(schedule=[1, 2, 2, 4], max_new_tokens=18, stop_ids=[], sampling=Sampling(temperature=1.2, seed=5))
+    alone = [generate(lm, [p], **kw).rows()[0] for p in prompts[:2]]
+    a, b = (Decoder(lm, [p], **kw) for p in prompts[:2])
+    got: list[list[int]] = [[], []]
+    for sa, sb in zip(a.steps(), b.steps()):  # strictly alternating steps of two live generations
+        got[0].append(int(sa.tokens[0]))
+        got[1].append(int(sb.tokens[0]))
+    assert got == alone
+
+
+def test_backbone_forwards_per_schedule(lm):
+    """After an MCTP run the backbone consumes the whole run in one forward: forwards = number of "M" steps."""
+    out = generate(lm, [[5, 6, 7]], schedule=[1, 4], max_new_tokens=20, stop_ids=[])
+    assert (out.backbone_forwards, out.mctp_steps) == (4, 16)
+    out = generate(lm, [[5, 6, 7]], schedule="vanilla", max_new_tokens=20, stop_ids=[])
+    assert (out.backbone_forwards, out.mctp_steps) == (20, 0)
+
+
+def test_eager_attention_decodes_like_sdpa(prompts):
+    sdpa, eager = tiny_lm(attn="sdpa"), tiny_lm(attn="eager")
+    for p in prompts[:2]:
+        a = generate(sdpa, [p], schedule=[1, 2, 2, 4], max_new_tokens=20, stop_ids=[]).rows()
+        b = generate(eager, [p], schedule=[1, 2, 2, 4], max_new_tokens=20, stop_ids=[]).rows()
+        assert a == b
+
+
+# -- verified mode -------------------------------------------------------------------------------------------------
+def _good_drafter(dec: Decoder, truth: list[int], wrong_every: int):
+    """Patch a decoder so its MCTP heads mostly draft the true Vanilla continuation (the tiny random model's own
+    drafts are almost always rejected), and check every MCTP level's output against a full recompute."""
+    lm, heads, prompt_len = dec.lm, dec.heads, dec.tokens.shape[1]
+    level = dec._level
+
+    def checked_level(k):
+        h = level(k)
+        _, full = lm.hidden_states(dec.tokens, num_levels=k + 1)
+        torch.testing.assert_close(h, full[k][:, -1], rtol=1e-4, atol=1e-5)
+        return h
+
+    def drafting_head(h):
+        i = dec.tokens.shape[1] - prompt_len  # index of the token this step predicts
+        logits = torch.full((1, heads.vocab_size), -1e4)
+        want = truth[i] if i < len(truth) and i % wrong_every else (truth[i] + 1) % heads.valid if i < len(truth) else 0
+        logits[0, want] = 0.0
+        return logits
+
+    dec._level = checked_level
+    heads.mctp = drafting_head
+
+
+@pytest.mark.parametrize("wrong_every", [2, 3, 5, 1000])
+def test_verified_equals_vanilla_with_partial_acceptance(lm, prompts, wrong_every):
+    for p in prompts:
+        vanilla = generate(lm, [p], schedule="vanilla", max_new_tokens=40, stop_ids=[]).rows()[0]
+        dec = Decoder(lm, [p], schedule="vanilla", max_new_tokens=40, stop_ids=[], verify=True)
+        _good_drafter(dec, vanilla, wrong_every)
+        got = [int(s.tokens[0]) for s in dec.steps()]
+        assert got == vanilla
+        assert sum(dec.accepted) == len(vanilla) - 1  # every token after the prefill came from a verify forward
+        assert max(dec.accepted) > 1  # drafts were accepted, so the caches were rolled back partially
+
+
+def test_verified_equals_vanilla_on_many_prompts(lm):
+    g = torch.Generator().manual_seed(7)
+    rows = [torch.randint(0, 250, (int(n),), generator=g).tolist() for n in torch.randint(2, 12, (12,), generator=g)]
+    vanilla = generate(lm, rows, schedule="vanilla", max_new_tokens=25, stop_ids=[])
+    verified = generate(lm, rows, max_new_tokens=25, stop_ids=[], verify=True, restrict_mctp=False)
+    assert verified.rows() == vanilla.rows()
+    assert verified.mean_accepted >= 1.0
+
+
+def test_verified_sampling_is_seeded(lm, prompts):
+    kw = dict(max_new_tokens=20, stop_ids=[], verify=True, sampling=Sampling(temperature=1.0, seed=3))
+    assert generate(lm, prompts[:1], **kw).rows() == generate(lm, prompts[:1], **kw).rows()
+
+
+def test_default_schedule_comes_from_the_checkpoint(lm):
+    lm.generation_config = {"mtp_inference_mode": [1, 2]}
+    try:
+        out = generate(lm, [[3, 4]], max_new_tokens=9, stop_ids=[])
+        assert out.schedule == [1, 2] and out.backbone_forwards == 3
+    finally:
+        del lm.generation_config
+    assert generate(tiny_lm(num_modules=0), [[3, 4]], max_new_tokens=3, stop_ids=[]).schedule == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [(dict(input_ids=[[]]), "empty prompt"), (dict(input_ids=[]), "empty prompt"),
+     (dict(input_ids=[[1] * 2040], max_new_tokens=20), "positions"), (dict(schedule="warp"), "unknown decode mode"),
+     (dict(schedule=[1, 2, 3]), "even length"), (dict(max_new_tokens=0), "max_new_tokens")],
+)
+def test_bad_inputs_are_clear_errors(lm, kwargs, match):
+    args = dict(input_ids=[[1, 2]], schedule="vanilla", max_new_tokens=4) | kwargs
+    with pytest.raises(ValueError, match=match):
+        generate(lm, args.pop("input_ids"), **args)
+
+
+def test_verified_needs_mctp_modules():
+    with pytest.raises(ValueError, match="needs MCTP modules"):
+        generate(tiny_lm(num_modules=0), [[1, 2]], max_new_tokens=4, verify=True)
