@@ -135,6 +135,22 @@ class Backbone(nn.Module):
         out = self.model.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False)
         return out.last_hidden_state  # (B, T, H), already through the final norm
 
+    def step(
+        self,
+        input_ids: torch.Tensor,  # (B, q) the tokens the cache has not seen yet
+        attention_mask: torch.Tensor,  # (B, S + q) 1 = real token, 0 = (left) padding; S = tokens in `cache`
+        position_ids: torch.Tensor,  # (B, q)
+        cache,  # a transformers Cache (DynamicCache), extended in place
+    ) -> torch.Tensor:
+        """One cached forward for decoding: final-normed hidden states (B, q, H) of the new tokens.
+
+        The 2-D padding mask goes to transformers' own mask builder (it sizes the causal mask against the cache,
+        so a block of q > 1 new tokens is causal inside itself and sees all S cached ones).
+        """
+        out = self.model.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                               cache=cache, use_cache=True)
+        return out.last_hidden_state  # (B, q, H)
+
     def save_pretrained(self, path: str | Path) -> None:
         """Write the HF model and the extended tokenizer to a local directory."""
         self.model.save_pretrained(str(path))
