@@ -1,0 +1,127 @@
+"""Speech out, streamed: text deltas and audio chunks as the decoder emits tokens (batch 1).
+
+    for event in stream(lm, prompt_ids, detokenizer, schedule="boost"):
+        if isinstance(event, TextDelta): print(event.text, end="")
+        elif isinstance(event, AudioChunk): play(event.wav, event.sample_rate)
+        else: result = event  # Finished: all tokens, text, codes, timing
+
+Every audio span of an answer (Boost cuts one utterance into chunks of 8 codes, each between its own markers) feeds
+one streaming detokenizer session, so each code is synthesised once, as it arrives; the concatenated chunks equal
+the offline `detokenizer.decode` of the same codes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from vita_audio.audio.interface import AudioDetokenizer
+from vita_audio.inference.decoder import Decoder
+from vita_audio.inference.generate import default_schedule
+from vita_audio.inference.sampling import Sampling
+from vita_audio.model.lm import VitaAudioLM
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class AudioChunk:
+    wav: torch.Tensor  # (S,) float in [-1, 1]
+    sample_rate: int
+    elapsed: float  # seconds from the start of the generation to this chunk
+
+
+@dataclass
+class Finished:
+    tokens: list[int]  # every new id (stop included)
+    text: str
+    codes: torch.Tensor  # (N,) all audio codes of the answer
+    wav: torch.Tensor | None  # (S,) the whole answer's audio (the chunks concatenated), None without audio
+    sample_rate: int | None
+    backbone_forwards: int
+    mctp_steps: int
+    first_audio_s: float | None  # time to the first audio chunk
+    elapsed: float
+    accepted: list[int] = field(default_factory=list)
+
+
+class _TextStream:
+    """Incremental detokenisation of the text ids: emits only complete characters."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tok, self.ids, self.sent = tokenizer, [], ""
+
+    def push(self, i: int) -> str:
+        self.ids.append(i)
+        text = self.tok.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
+            return ""
+        delta, self.sent = text[len(self.sent):], text
+        return delta
+
+
+def stream(
+    lm: VitaAudioLM,
+    input_ids: Sequence[int],
+    detokenizer: AudioDetokenizer | None = None,
+    *,
+    schedule: str | Sequence[int] | None = None,
+    max_new_tokens: int = 512,
+    sampling: Sampling | None = None,
+    stop_ids: Sequence[int] | None = None,
+    verify: bool = False,
+) -> Iterator[TextDelta | AudioChunk | Finished]:
+    """Decode one prompt, yielding `TextDelta`s and (with a detokenizer) `AudioChunk`s, then one `Finished`."""
+    bb = lm.backbone
+    av = bb.audio_vocab
+    dec = Decoder(lm, [list(input_ids)], schedule=default_schedule(lm) if schedule is None else schedule,
+                  max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify)
+    text = _TextStream(bb.tokenizer)
+    session = detokenizer.stream() if detokenizer is not None else None
+    sr = detokenizer.sample_rate if detokenizer is not None else None
+    markers = {av.begin_of_audio, av.end_of_audio, *dec.stop_ids}
+    tokens: list[int] = []
+    codes: list[int] = []
+    pieces: list[torch.Tensor] = []
+    first_audio = None
+    t0 = time.perf_counter()
+    for step in dec.steps():
+        if not bool(step.active[0]):
+            break
+        tok = int(step.tokens[0])
+        tokens.append(tok)
+        if av.audio_offset <= tok < av.audio_end:
+            codes.append(tok - av.audio_offset)
+            if session is not None:
+                wav = session.push(torch.tensor([tok - av.audio_offset]))
+                if wav.numel():
+                    pieces.append(wav)
+                    first_audio = first_audio if first_audio is not None else time.perf_counter() - t0
+                    yield AudioChunk(wav, sr, time.perf_counter() - t0)
+        elif tok not in markers:
+            delta = text.push(tok)
+            if delta:
+                yield TextDelta(delta)
+    if session is not None and codes:
+        wav = session.finish()
+        if wav.numel():
+            pieces.append(wav)
+            first_audio = first_audio if first_audio is not None else time.perf_counter() - t0
+            yield AudioChunk(wav, sr, time.perf_counter() - t0)
+    full = torch.cat(pieces) if pieces else None
+    yield Finished(tokens, text.sent, torch.tensor(codes, dtype=torch.long), full, sr, dec.backbone_forwards,
+                   dec.mctp_steps, first_audio, time.perf_counter() - t0, list(dec.accepted))
+
+
+def collect(events: Iterator[TextDelta | AudioChunk | Finished]) -> Finished:
+    """Run a stream to its end and return its `Finished` event."""
+    last = None
+    for last in events:
+        pass
+    return last
