@@ -269,10 +269,11 @@ class Decoder:
                 q.append(qk)
             h = self._backbone()  # (1, D+1, H): x[n0] and the D drafts
             D = len(drafts)
+            mains = self.heads.full(h[0])  # (D+1, V): one pass over the head for every position
             kept: list[tuple[str, int, torch.Tensor]] = []
             nxt = None
             for i in range(D + 1):
-                main = self.heads.full(h[:, i])
+                main = mains[i : i + 1]  # (1, V)
                 p = self.sampler.probs(self.tokens[:, : n0 + 1 + i], main)  # context x[0..n0+i]
                 if i == D:  # every draft accepted: one more token from the backbone
                     self._record(main)
