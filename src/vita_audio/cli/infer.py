@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from vita_audio.audio.io import write_audio
+from vita_audio.audio.io import AudioError, write_audio
 from vita_audio.cli.common import CONFIG_DIR, log, set_runtime_env
 from vita_audio.inference import AudioChunk, Finished, Sampling, SpeechLM, TextDelta, load_model
 from vita_audio.inference.api import TASKS
@@ -73,7 +73,10 @@ def infer(cfg: DictConfig) -> Finished:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")
 def main(cfg: DictConfig) -> None:
-    infer(cfg)
+    try:
+        infer(cfg)
+    except (ValueError, FileNotFoundError, AudioError) as err:  # bad input: the message says what to do
+        sys.exit(f"infer.py: {err}")
 
 
 if __name__ == "__main__":

@@ -43,11 +43,12 @@ class GenerationOutput:
 
 
 def default_schedule(lm: VitaAudioLM) -> list[int] | str:
-    """The schedule stored with a checkpoint (`mtp_inference_mode`), else Boost for an MCTP model, else Vanilla."""
+    """Vanilla for a model without MCTP modules; else the schedule stored with the checkpoint
+    (`mtp_inference_mode`), else Boost."""
+    if lm.num_mctp_modules == 0:
+        return "vanilla"  # a stage-1 or Vanilla checkpoint stores its data's interleave ratio, not a schedule
     stored = getattr(lm, "generation_config", {}).get("mtp_inference_mode")
-    if stored:
-        return list(stored)
-    return "boost" if lm.num_mctp_modules else "vanilla"
+    return list(stored) if stored else "boost"
 
 
 def run_decoder(dec: Decoder) -> GenerationOutput:
