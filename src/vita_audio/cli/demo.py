@@ -1,6 +1,7 @@
 """The main job of `make demo`: the embedded default recipe, end to end, offline, on CPU.
 
     corpus (hibari-tts + espeak-ng) -> built-in codec -> audio-token cache -> <variant>_stage1 .. stage4
+        -> infer.py: a spoken test question answered in speech (s2s) and a sentence read aloud (tts)
 
     python -m vita_audio.cli.demo                  # the Boost variant; finished steps are skipped
     python -m vita_audio.cli.demo --variant balance
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
+DEMO_SENTENCE = "The capital of Greece is Athens."
 
 
 def steps(variant: str, artifacts: Path) -> list[tuple[str, list[str], Path | None]]:
@@ -35,6 +37,13 @@ def steps(variant: str, artifacts: Path) -> list[tuple[str, list[str], Path | No
     for k in (1, 2, 3, 4):
         name = f"{variant}_stage{k}"
         out.append((name, [py, "train.py", f"+experiment={name}"], artifacts / "stages" / name / "final.ckpt"))
+    # speak: the final checkpoint answers a spoken test question (never seen in training) and reads a sentence
+    final = artifacts / "stages" / f"{variant}_stage4" / "hf"
+    for task, inp in (("s2s", artifacts / "corpus" / "wavs" / "test" / "test_q00000_question_hibari.wav"),
+                      ("tts", DEMO_SENTENCE)):
+        run_dir = artifacts / "demo" / variant / task
+        out.append((f"infer_{task}", [py, "infer.py", f"task={task}", f"input={inp}", f"ckpt_path={final}",
+                                      f"hydra.run.dir={run_dir}"], run_dir / "answer.wav"))
     return out
 
 
@@ -84,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         shown = "  ".join(f"{n.split('/', 1)[1]}={v:.3f}" for n, v in sorted(metrics.items()) if n.startswith("val/"))
         print(f"  stage {k}: {shown or '(no metrics)'}")
     print(f"\n[demo] exported checkpoint (reference layout): {artifacts / 'stages' / f'{args.variant}_stage4' / 'hf'}")
+    for task in ("s2s", "tts"):
+        run_dir = artifacts / "demo" / args.variant / task
+        answer = (run_dir / "answer.txt").read_text().strip() if (run_dir / "answer.txt").is_file() else "?"
+        print(f"[demo] {task}: {answer!r} -> listen: {run_dir / 'answer.wav'}")
     return 0
 
 
