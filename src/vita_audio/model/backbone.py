@@ -31,7 +31,11 @@ class Backbone(nn.Module):
         attn_implementation: "sdpa" (default, CPU and GPU), "eager", or "flash_attention_2" where installed.
         gradient_checkpointing: trade compute for activation memory.
         pad_vocab_to_multiple_of: the embedding rows are padded to a multiple of this (8, as the reference).
-        extra_special_tokens: special tokens added before the audio markers (rarely needed).
+        special_tokens: the special tokens added before the audio codes, in order: a layout name of
+            `vita_audio.model.vocab.SPECIAL_TOKEN_LAYOUTS` ("audio_markers", "vita_audio" = the reference's 20,
+            "vita_audio_plus") or an explicit list holding the three audio markers.
+        extra_special_tokens: superseded by `special_tokens`; only the empty default is accepted (configs
+            stored in older checkpoints carry it).
         seed: seed of the random initialisation of config-built models (keeps presets reproducible).
     """
 
@@ -44,6 +48,7 @@ class Backbone(nn.Module):
         attn_implementation: str = "sdpa",
         gradient_checkpointing: bool = False,
         pad_vocab_to_multiple_of: int = 8,
+        special_tokens: str | list[str] = "audio_markers",
         extra_special_tokens: tuple[str, ...] | list[str] = (),
         seed: int = 0,
     ) -> None:
@@ -58,10 +63,13 @@ class Backbone(nn.Module):
         tok_source = tokenizer or pretrained
         if tok_source is None:
             raise ValueError("a config-built backbone needs `tokenizer` ('tiny' or a local directory)")
+        if extra_special_tokens:
+            raise ValueError(
+                "extra_special_tokens is superseded by special_tokens: give the whole ordered list (or a layout "
+                "name such as 'vita_audio', the reference's 20 specials) as model.backbone.special_tokens"
+            )
         self.tokenizer = load_text_tokenizer(str(tok_source))
-        self.audio_vocab: AudioVocab = extend_tokenizer(
-            self.tokenizer, audio_codebook_size, tuple(extra_special_tokens)
-        )
+        self.audio_vocab: AudioVocab = extend_tokenizer(self.tokenizer, audio_codebook_size, special_tokens)
 
         if pretrained is not None:
             path = Path(pretrained).expanduser()

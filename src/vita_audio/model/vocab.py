@@ -2,8 +2,13 @@
 
 Layout appended to the text vocabulary, in order::
 
-    <|begin_of_audio|> <|end_of_audio|> <|audio|>   (special tokens; <|audio|> is a data-file placeholder)
-    <|audio_0|> ... <|audio_{N-1}|>                  (plain tokens, one per codebook entry)
+    special tokens of a named layout (SPECIAL_TOKEN_LAYOUTS), e.g. "audio_markers":
+        <|begin_of_audio|> <|end_of_audio|> <|audio|>     (<|audio|> is a data-file placeholder)
+    <|audio_0|> ... <|audio_{N-1}|>                        (plain tokens, one per codebook entry)
+
+The "vita_audio" layout is the reference's 20 specials in the reference's order (most are unused vision
+leftovers, but they fix the ids): on Qwen2.5 (151665 entries) <|begin_of_audio|> = 151674, <|end_of_audio|> =
+151675, <|audio|> = 151684 and <|audio_0|> = 151685, as in a published VITA-Audio checkpoint.
 
 Ids are always looked up by string, so a tokenizer that already holds these tokens (a published
 VITA-Audio checkpoint) is used as it is and keeps its own ids.
@@ -11,6 +16,7 @@ VITA-Audio checkpoint) is used as it is and keeps its own ids.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +24,40 @@ import torch
 BEGIN_OF_AUDIO = "<|begin_of_audio|>"
 END_OF_AUDIO = "<|end_of_audio|>"
 AUDIO_PLACEHOLDER = "<|audio|>"
+CONTEXT_OF_AUDIO = "<|context_of_audio|>"
+
+AUDIO_MARKERS = (BEGIN_OF_AUDIO, END_OF_AUDIO, AUDIO_PLACEHOLDER)
+# The reference layout (method spec, section 1), in order; ids follow from the order alone.
+VITA_AUDIO_SPECIALS = (
+    "<|begin_of_image|>", "<|end_of_image|>", "<|context_of_image|>",
+    "<|begin_of_video|>", "<|end_of_video|>", "<|context_of_video|>",
+    "<|begin_of_patch|>", "<|end_of_patch|>", "<|context_of_patch|>",
+    BEGIN_OF_AUDIO, END_OF_AUDIO,
+    "<|begin_of_quad|>", "<|end_of_quad|>", "<|begin_of_ref|>", "<|end_of_ref|>", "<|begin_of_box|>", "<|end_of_box|>",
+    "<|image|>", "<|video|>", AUDIO_PLACEHOLDER,
+)
+# The Plus tokenizer adds <|context_of_audio|> right after <|end_of_audio|>.
+_EOA = VITA_AUDIO_SPECIALS.index(END_OF_AUDIO) + 1
+VITA_AUDIO_PLUS_SPECIALS = (*VITA_AUDIO_SPECIALS[:_EOA], CONTEXT_OF_AUDIO, *VITA_AUDIO_SPECIALS[_EOA:])
+
+SPECIAL_TOKEN_LAYOUTS: dict[str, tuple[str, ...]] = {
+    "audio_markers": AUDIO_MARKERS,  # the three audio tokens only (the tiny preset)
+    "vita_audio": VITA_AUDIO_SPECIALS,  # reference checkpoint compatibility (the Qwen2.5 presets)
+    "vita_audio_plus": VITA_AUDIO_PLUS_SPECIALS,
+}
+
+
+def special_tokens_of(layout: str | Sequence[str]) -> tuple[str, ...]:
+    """The ordered special tokens of a named layout, or of an explicit list (which must hold the audio markers)."""
+    if isinstance(layout, str):
+        if layout not in SPECIAL_TOKEN_LAYOUTS:
+            raise ValueError(f"unknown special-token layout {layout!r}; known: {', '.join(SPECIAL_TOKEN_LAYOUTS)}")
+        return SPECIAL_TOKEN_LAYOUTS[layout]
+    tokens = tuple(layout)
+    missing = [t for t in AUDIO_MARKERS if t not in tokens]
+    if missing or len(set(tokens)) != len(tokens):
+        raise ValueError(f"a special-token list must hold each of {list(AUDIO_MARKERS)} once, got {list(tokens)}")
+    return tokens
 
 
 def audio_token(code: int) -> str:
@@ -56,14 +96,17 @@ class AudioVocab:
         return (ids >= self.audio_offset) & (ids < self.audio_end)
 
 
-def extend_tokenizer(tokenizer, codebook_size: int, extra_special_tokens: tuple[str, ...] = ()) -> AudioVocab:
-    """Add the audio markers and `codebook_size` audio tokens to an HF tokenizer (in place).
+def extend_tokenizer(
+    tokenizer, codebook_size: int, special_tokens: str | Sequence[str] = "audio_markers"
+) -> AudioVocab:
+    """Add the special tokens of `special_tokens` (a layout name or an ordered list), then `codebook_size` audio
+    tokens, to an HF tokenizer (in place).
 
     Tokens already present are not added again. Returns the ids, looked up by string.
     """
     if codebook_size <= 0:
         raise ValueError(f"codebook_size must be positive, got {codebook_size}")
-    specials = [*extra_special_tokens, BEGIN_OF_AUDIO, END_OF_AUDIO, AUDIO_PLACEHOLDER]
+    specials = list(special_tokens_of(special_tokens))
     vocab = tokenizer.get_vocab()
     missing = [t for t in specials if t not in vocab]
     if missing:
