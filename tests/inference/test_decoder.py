@@ -216,3 +216,24 @@ def test_bad_inputs_are_clear_errors(lm, kwargs, match):
 def test_verified_needs_mctp_modules():
     with pytest.raises(ValueError, match="needs MCTP modules"):
         generate(tiny_lm(num_modules=0), [[1, 2]], max_new_tokens=4, verify=True)
+
+
+def test_speculative_acceptance_keeps_the_backbone_distribution():
+    """The acceptance rule: draft from q, keep-or-replace -> the token is distributed as p (Monte Carlo, 20k)."""
+    from vita_audio.inference.decoder import speculative_check
+    from vita_audio.inference.sampling import Sampler
+
+    p = torch.tensor([[0.5, 0.3, 0.15, 0.05, 0.0]])
+    q = torch.tensor([[0.1, 0.1, 0.4, 0.2, 0.2]])  # a poor drafter: mass where p has little or none
+    sampler = Sampler(Sampling(temperature=1.0, seed=0))
+    n, counts = 20000, torch.zeros(5)
+    for _ in range(n):
+        d = sampler.draw(q)
+        fix = speculative_check(p, q, d, sampler)
+        counts[int(d if fix is None else fix)] += 1
+    torch.testing.assert_close(counts / n, p[0], atol=0.015, rtol=0)
+    # greedy: kept iff the draft is the backbone's argmax, else replaced by it
+    greedy = Sampler(Sampling.greedy())
+    one_hot = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]])
+    assert speculative_check(one_hot, one_hot, torch.tensor([1]), greedy) is None
+    assert int(speculative_check(one_hot, one_hot, torch.tensor([3]), greedy)) == 1

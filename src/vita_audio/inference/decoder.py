@@ -279,17 +279,12 @@ class Decoder:
                     self._record(main)
                     nxt = self.sampler.draw(p) if self.sampler.cfg.do_sample else p.argmax(-1)
                     break
-                d = drafts[i]
-                pd, qd = float(p[0, d]), float(q[i][0, d])
-                if (not self.sampler.cfg.do_sample and pd == 1.0) or (
-                        self.sampler.cfg.do_sample and self.sampler.uniform() * qd < pd):
-                    self._record(main)
-                    kept.append(("m", i, d))
-                    continue
                 self._record(main)
-                residual = (p - q[i]).clamp_(min=0)
-                nxt = residual.argmax(-1) if not self.sampler.cfg.do_sample else self.sampler.draw(
-                    residual / residual.sum())
+                fix = speculative_check(p, q[i], drafts[i], self.sampler)
+                if fix is None:
+                    kept.append(("m", i, drafts[i]))
+                    continue
+                nxt = fix
                 break
             a = len(kept)
             self._rollback(n0 + a + 1)  # keep x[0..n0+a]
@@ -313,6 +308,24 @@ class Decoder:
         for k, lv in enumerate(self.levels):
             # level k's window t uses x[t..t+k+1]; its input h^k[t] uses x[t..t+k]
             lv.truncate(processed=max(0, n_valid - k - 1), inputs=max(0, n_valid - k))
+
+
+def speculative_check(p: torch.Tensor, q: torch.Tensor, draft: torch.Tensor, sampler: Sampler) -> torch.Tensor | None:
+    """Speculative-sampling acceptance of one draft: None = accepted, else the token that replaces it.
+
+    p (1, V) the backbone's distribution, q (1, V) the one the draft was drawn from. Keep the draft d with
+    probability min(1, p(d) / q(d)); otherwise draw from max(p - q, 0) renormalised. The kept-or-replaced token
+    is then distributed exactly as p. Greedy (one-hot p and q): kept iff d is the backbone's argmax, else replaced
+    by that argmax.
+    """
+    d = int(draft)
+    pd, qd = float(p[0, d]), float(q[0, d])
+    if not sampler.cfg.do_sample:
+        return None if pd == 1.0 else p.argmax(-1)
+    if sampler.uniform() * qd < pd:
+        return None
+    residual = (p - q).clamp_(min=0)
+    return sampler.draw(residual / residual.sum())
 
 
 def _default_stop_ids(tokenizer) -> list[int]:
