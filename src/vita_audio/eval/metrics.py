@@ -38,3 +38,28 @@ def wer(references: list[str], hypotheses: list[str], normalize: bool = True) ->
         out = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
         edits += out.substitutions + out.deletions + out.insertions
     return edits / n_ref
+
+
+def cer(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus character error rate over non-space characters (Chinese: one character = one token), after
+    `seed_tts`-style punctuation stripping."""
+    from vita_audio.eval.normalize import normalize_seed_tts
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    refs = [" ".join(normalize_seed_tts(r).replace(" ", "")) for r in references]
+    hyps = [" ".join(normalize_seed_tts(h).replace(" ", "")) for h in hypotheses]
+    return wer(refs, hyps, normalize=False)
+
+
+def contains_answer(prediction: str, aliases: list[str]) -> bool:
+    """Spoken-QA containment (spec section 7): the normalised prediction contains every word of some alias.
+    Numbers match as words or digits ("thirty five" == "35")."""
+    from vita_audio.eval.normalize import normalize_seed_tts, words_to_digits
+
+    pred = set(words_to_digits(normalize_seed_tts(prediction)).split())
+    for alias in aliases:
+        words = words_to_digits(normalize_seed_tts(alias)).split()
+        if words and all(w in pred for w in words):
+            return True
+    return False
