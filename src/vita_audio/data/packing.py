@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from vita_audio.model.loss import IGNORE_INDEX
+from vita_audio.model.masking import cu_seqlens  # noqa: F401  (the varlen boundaries of a batch; lives in model/)
 
 
 def plan_rows(lengths: Sequence[int], order: Sequence[int], max_len: int, open_rows: int = 64) -> list[list[int]]:
@@ -77,18 +78,3 @@ def collate_rows(
             sample_ids[b, pos : pos + n] = s
             pos += n
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "sample_ids": sample_ids}
-
-
-def cu_seqlens(sample_ids: torch.Tensor) -> torch.Tensor:
-    """Cumulative sequence lengths (int32) of the flattened batch for flash-attention varlen kernels.
-
-    Each packed sample is one sequence; each padding token is its own length-1 sequence (so it attends only to
-    itself, as in `packed_causal_mask`). sample_ids: (B, T) -> (num_sequences + 1,)
-    """
-    flat = sample_ids.reshape(-1)  # (B*T,)
-    T = sample_ids.shape[1]
-    pos = torch.arange(flat.numel(), device=flat.device)
-    starts = torch.ones_like(flat, dtype=torch.bool)
-    starts[1:] = (flat[1:] != flat[:-1]) | (pos[1:] % T == 0) | (flat[1:] < 0)
-    idx = torch.nonzero(starts).flatten()  # (num_sequences,) start of each sequence in flat
-    return torch.cat([idx, idx.new_tensor([flat.numel()])]).to(torch.int32)  # (num_sequences + 1,)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from vita_audio.model.masking import attention_mask_for
+from vita_audio.model.masking import packed_attention_kwargs
 from vita_audio.model.text_tokenizer import load_text_tokenizer
 from vita_audio.model.vocab import AudioVocab, extend_tokenizer
 
@@ -133,14 +133,19 @@ class Backbone(nn.Module):
         position_ids: torch.Tensor | None = None,  # (B, T), restart at 0 per packed sample
         sample_ids: torch.Tensor | None = None,  # (B, T), packed sample index per token, -1 for padding
     ) -> torch.Tensor:
-        """Final-normed hidden states (B, T, H); logits are left to the caller (chunked loss or `lm_head`)."""
+        """Final-normed hidden states (B, T, H); logits are left to the caller (chunked loss or `lm_head`).
+
+        With `sample_ids`, attention stays inside each packed sample whatever the attention implementation and
+        batch size (`masking.packed_attention_kwargs`: transformers' packed mask from the positions for sdpa /
+        eager, varlen boundaries for flash attention).
+        """
         if position_ids is None:
             position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
-        mask = None
-        if sample_ids is not None:  # (B, 1, T, T), or None for flash attention (varlen from position_ids)
+        attention: dict = {"attention_mask": None}
+        if sample_ids is not None:
             impl = self.model.config._attn_implementation
-            mask = attention_mask_for(sample_ids, impl, self.embed_tokens.weight.dtype)
-        out = self.model.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, use_cache=False)
+            attention = packed_attention_kwargs(sample_ids, position_ids, impl, self.embed_tokens.weight.dtype)
+        out = self.model.model(input_ids=input_ids, position_ids=position_ids, use_cache=False, **attention)
         return out.last_hidden_state  # (B, T, H), already through the final norm
 
     def step(
