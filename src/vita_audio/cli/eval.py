@@ -1,6 +1,8 @@
-"""Evaluate a checkpoint: `python eval.py task=loss ckpt_path=PATH [data=...]`.
+"""Evaluate a checkpoint: `python eval.py task=loss|asr|tts|sqa ckpt_path=PATH [data=... | dataset=...]`.
 
-checkpoint -> model (rebuilt from the config stored in it, weights_only) -> data -> trainer -> task -> metrics.json
+    loss            checkpoint -> model (rebuilt from its stored config) -> data -> trainer.validate -> metrics.json
+    asr | tts | sqa  checkpoint -> SpeechLM (+ codec, judge) -> dataset adapter -> decode per mode -> metrics.json,
+                     metrics.md, predictions.jsonl
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vita_audio.cli.common import CONFIG_DIR, build_datamodule, build_model, build_trainer, log, set_runtime_env
 
-TASKS = ("loss",)
+TASKS = ("loss", "asr", "tts", "sqa")
 
 
 def load_module(ckpt_path: str):
@@ -33,11 +35,48 @@ def load_module(ckpt_path: str):
     return model
 
 
+def build_judge(name: str):
+    if name == "pocketsphinx":
+        from vita_audio.eval.judges import PocketSphinxJudge
+
+        return PocketSphinxJudge()
+    raise ValueError(f"unknown judge {name!r}; available: pocketsphinx")
+
+
+def evaluate_generation(cfg: DictConfig) -> dict[str, float]:
+    """asr / tts / sqa: decode the dataset in every mode of `task.modes`, score, write the run's files."""
+    from vita_audio.cli.infer import build_speech
+    from vita_audio.eval.tasks import TASKS as RUNNERS
+    from vita_audio.eval.tasks import write_results
+    from vita_audio.inference import Sampling
+
+    task = cfg.task.name
+    adapter = hydra.utils.instantiate(cfg.dataset)
+    samples = adapter.samples()
+    if not samples:
+        raise ValueError(f"dataset {cfg.dataset.get('path') or cfg.dataset} has no {task} samples")
+    speech = build_speech(cfg, "s2s" if task == "sqa" else task)
+    judge = build_judge(cfg.task.judge) if task in ("tts", "sqa") else None
+    sampling = Sampling.greedy() if cfg.greedy else Sampling(seed=cfg.seed)
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k not in ("name", "judge")}
+    result = RUNNERS[task](speech, samples, judge=judge, sampling=sampling, **kwargs)
+    skips = getattr(adapter, "skips", None)
+    if skips is not None and skips.total():
+        result.info["invalid_records_skipped"] = skips.total()
+        log.warning(skips.report(str(cfg.dataset.get("path"))))
+    out = write_results(result, cfg.paths.output_dir)
+    log.info("metrics, table and predictions written under %s", out)
+    print((out / "metrics.md").read_text())
+    return {f"{mode}/{k}": float(v) for mode, m in result.metrics.items() for k, v in m.items()}
+
+
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     set_runtime_env()
     if cfg.task.name not in TASKS:
         raise ValueError(f"unknown task {cfg.task.name!r}; available: {', '.join(TASKS)}")
     L.seed_everything(cfg.seed)
+    if cfg.task.name != "loss":
+        return evaluate_generation(cfg)
     model = load_module(cfg.ckpt_path)
     if cfg.data_like_training:  # the sequences the model was trained on: its interleave ratio and row length
         trained = model.hparams["config"]

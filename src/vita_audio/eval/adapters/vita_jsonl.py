@@ -1,0 +1,60 @@
+"""Any VITA jsonl (the training format, `data/records.py`) as evaluation samples of one task:
+
+    asr   user "...<|audio|>" with the ASR prompt, assistant text          -> (audio, transcript)
+    tts   user "Convert the text to speech.\\n<text>", assistant <|audio|>  -> (text, original audio)
+    sqa   records with `answers` and user audio                            -> (question audio, aliases)
+
+The task of each record is read from its `task` field when present, else from its shape; records of other tasks are
+left out (counted in `skipped`). Invalid records are counted and reported by reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT
+from vita_audio.data.records import SkipCounter, read_jsonl
+from vita_audio.eval.adapters.sample import EvalSample, check_layout
+from vita_audio.model.vocab import AUDIO_PLACEHOLDER
+
+
+def record_task(messages, extra) -> str | None:
+    if extra.get("task"):
+        return str(extra["task"])
+    user = next((c for r, c in messages if r == "user"), "")
+    if user.startswith(TTS_PROMPT):
+        return "tts"
+    if extra.get("answers"):
+        return "sqa"
+    if user.startswith(ASR_PROMPT):
+        return "asr"
+    return None
+
+
+class VitaJsonl:
+    def __init__(self, path: str | Path, task: str, limit: int | None = None, on_error: str = "skip") -> None:
+        if task not in ("asr", "tts", "sqa"):
+            raise ValueError(f"VitaJsonl task must be asr, tts or sqa, got {task!r}")
+        self.path, self.task, self.limit, self.on_error = Path(path).expanduser(), task, limit, on_error
+        self.skips = SkipCounter()
+        self.other_tasks = 0
+
+    def samples(self) -> list[EvalSample]:
+        check_layout(self.path, "VITA jsonl", "a .jsonl file of {'messages': [...], 'audios': [...]} lines")
+        out: list[EvalSample] = []
+        for rec in read_jsonl(self.path, on_error=self.on_error, skips=self.skips):
+            if record_task(rec.messages, rec.extra) != self.task:
+                self.other_tasks += 1
+                continue
+            answer = next((c for r, c in rec.messages if r == "assistant"), "")
+            text = answer.replace(AUDIO_PLACEHOLDER, "").strip()
+            sid = f"{Path(rec.source).stem}:{rec.line}"
+            if self.task == "tts":
+                user = next(c for r, c in rec.messages if r == "user")
+                spoken = user[len(TTS_PROMPT):].strip()
+                out.append(EvalSample(id=sid, text=spoken, ref_audio=Path(rec.audios[0]) if rec.audios else None))
+            else:
+                answers = tuple(rec.extra.get("answers") or ())
+                out.append(EvalSample(id=sid, text=text, audio=Path(rec.audios[0]), answers=answers,
+                                      extra={"question": rec.extra.get("question", "")}))
+        return out[: self.limit] if self.limit else out

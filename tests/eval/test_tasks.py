@@ -1,0 +1,171 @@
+"""Evaluation tasks and dataset adapters on tiny fixtures the tests write (tiny random model and codec)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from tests.audio.conftest import TINY as TINY_CODEC
+from tests.audio.conftest import speechlike
+from tests.inference.conftest import tiny_lm
+from vita_audio.audio.builtin import BuiltinDetokenizer, BuiltinTokenizer, save_codec
+from vita_audio.audio.builtin.model import CodecModel
+from vita_audio.audio.io import write_audio
+from vita_audio.checkpoint import export_pretrained
+from vita_audio.cli.common import CONFIG_DIR
+from vita_audio.cli.eval import evaluate
+from vita_audio.eval.adapters import LibriSpeech, SeedTTS, SpokenQA, VitaJsonl
+from vita_audio.eval.tasks import run_asr, run_sqa, run_tts, write_results
+from vita_audio.inference import Sampling, SpeechLM
+
+
+class ParrotJudge:
+    """A judge that 'hears' a fixed sentence: makes the scoring arithmetic checkable."""
+
+    sample_rate = 16000
+
+    def __init__(self, heard: str) -> None:
+        self.heard = heard
+
+    def transcribe(self, wav, sample_rate):
+        return self.heard
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evalset")
+    (root / "wavs").mkdir()
+    for i in range(3):
+        write_audio(root / "wavs" / f"u{i}.wav", torch.from_numpy(speechlike(0.8, seed=i)), 16000)
+    (root / "wavs" / "broken.wav").write_bytes(b"RIFF0000")
+    rows = [
+        {"messages": [{"role": "user", "content": "Convert the speech to text.\n<|audio|>"},
+                      {"role": "assistant", "content": "seven times five"}], "audios": ["wavs/u0.wav"], "task": "asr"},
+        {"messages": [{"role": "user", "content": "Convert the speech to text.\n<|audio|>"},
+                      {"role": "assistant", "content": "hello there"}], "audios": ["wavs/broken.wav"], "task": "asr"},
+        {"messages": [{"role": "user", "content": "Convert the text to speech.\nhello there"},
+                      {"role": "assistant", "content": "<|audio|>"}], "audios": ["wavs/u1.wav"], "task": "tts"},
+        {"messages": [{"role": "user", "content": "<|audio|>"},
+                      {"role": "assistant", "content": "It is thirty five.\n<|audio|>"}],
+         "audios": ["wavs/u2.wav", "wavs/u0.wav"], "answers": ["thirty five", "35"], "task": "sqa"},
+        {"messages": [{"role": "user", "content": "no audio here"}]},  # invalid: counted, never silently dropped
+    ]
+    (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    torch.manual_seed(0)
+    codec = CodecModel(TINY_CODEC).eval()
+    codec_dir = save_codec(codec, root / "codec")
+    lm = tiny_lm()
+    hf = export_pretrained(lm, root / "hf", interleave_ratio=[1, 4])
+    speech = SpeechLM(lm, BuiltinTokenizer(codec), BuiltinDetokenizer(codec))
+    return root, speech, codec_dir, hf
+
+
+def test_vita_jsonl_adapter_splits_tasks_and_counts_bad_records(world):
+    root = world[0]
+    asr = VitaJsonl(root / "test.jsonl", "asr")
+    got = asr.samples()
+    assert [s.text for s in got] == ["seven times five", "hello there"]
+    assert asr.skips.total() == 1 and asr.other_tasks == 2
+    (tts,) = VitaJsonl(root / "test.jsonl", "tts").samples()
+    assert tts.text == "hello there" and tts.ref_audio.name == "u1.wav"
+    (sqa,) = VitaJsonl(root / "test.jsonl", "sqa").samples()
+    assert sqa.answers == ("thirty five", "35") and sqa.audio.name == "u2.wav"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        VitaJsonl(root / "nope.jsonl", "asr").samples()
+
+
+def test_librispeech_seed_tts_and_spoken_qa_layouts(tmp_path):
+    chap = tmp_path / "ls" / "84" / "121"
+    chap.mkdir(parents=True)
+    (chap / "84-121.trans.txt").write_text("84-121-0000 GO DO YOU HEAR\n84-121-0001 BUT IN LESS THAN FIVE MINUTES\n")
+    write_audio(chap / "84-121-0000.flac", torch.from_numpy(speechlike(0.5, 0)), 16000)
+    ls = LibriSpeech(tmp_path / "ls").samples()
+    assert [(s.id, s.text) for s in ls] == [("84-121-0000", "GO DO YOU HEAR"),
+                                             ("84-121-0001", "BUT IN LESS THAN FIVE MINUTES")]
+    assert ls[0].audio.suffix == ".flac"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no \\*.trans.txt"):
+        LibriSpeech(tmp_path / "empty").samples()
+
+    en = tmp_path / "seedtts" / "en"
+    (en / "wavs").mkdir(parents=True)
+    (en / "meta.lst").write_text("u1|prompt words|prompt-wavs/u1.wav|Hello world.\nu2|p|prompt-wavs/u2.wav|Bye.\n")
+    write_audio(en / "wavs" / "u1.wav", torch.from_numpy(speechlike(0.5, 1)), 16000)
+    st = SeedTTS(en).samples()
+    assert [s.text for s in st] == ["Hello world.", "Bye."] and st[0].ref_audio is not None and st[1].ref_audio is None
+    (en / "bad.lst").write_text("u1|only two\n")
+    with pytest.raises(ValueError, match="4 '\\|'-separated fields"):
+        SeedTTS(en / "bad.lst").samples()
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"id": "q1", "question": "Capital of Greece?", "audio": "q1.wav",
+                              "answer": "Athens"}) + "\n")
+    (s,) = SpokenQA(qa).samples()
+    assert s.answers == ("Athens",) and s.audio == tmp_path / "q1.wav"
+    qa.write_text(json.dumps({"question": "no audio"}) + "\n")
+    with pytest.raises(ValueError, match="needs 'audio' and 'answers'"):
+        SpokenQA(qa).samples()
+
+
+def test_asr_keeps_unreadable_audio_in_the_denominator(world):
+    root, speech = world[0], world[1]
+    samples = VitaJsonl(root / "test.jsonl", "asr").samples()
+    res = run_asr(speech, samples, modes=["vanilla", "verified"], max_new_tokens=6, sampling=Sampling.greedy())
+    assert res.metrics["vanilla"]["wer"] == res.metrics["verified"]["wer"]  # verified greedy == Vanilla
+    m = res.metrics["vanilla"]
+    assert m["failed"] == 1
+    # the broken sample scores as all deletions: WER >= its 2 words out of the 5 reference words
+    assert m["wer"] >= 2 / 5
+    assert [p["error"] is not None for p in res.predictions] == [False, True] * 2
+
+
+def test_tts_and_sqa_scoring_with_a_known_judge(world, tmp_path):
+    root, speech = world[0], world[1]
+    tts = VitaJsonl(root / "test.jsonl", "tts").samples()
+    res = run_tts(speech, tts, ParrotJudge("hello there"), modes=["vanilla"],
+                  max_new_tokens=40, sampling=Sampling.greedy())
+    assert res.info["judge_wer_on_original_audio"] == 0.0
+    m = res.metrics["vanilla"]
+    # the judge hears the text whenever there is audio; no audio -> all deletions
+    assert m["judge_wer"] == (1.0 if m["no_audio"] else 0.0)
+
+    sqa = VitaJsonl(root / "test.jsonl", "sqa").samples()
+    res = run_sqa(speech, sqa, ParrotJudge("it is 35"), modes=["vanilla"], max_new_tokens=30,
+                  sampling=Sampling.greedy())
+    m = res.metrics["vanilla"]
+    assert m["s2s_accuracy"] == (0.0 if m["no_audio"] else 1.0)
+    assert m["s2t_accuracy"] in (0.0, 1.0)
+    out = write_results(res, tmp_path / "run")
+    assert json.loads((out / "metrics.json").read_text())["modes"]["vanilla"]["s2s_accuracy"] == m["s2s_accuracy"]
+    assert "| vanilla |" in (out / "metrics.md").read_text()
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 1
+
+
+def test_modes_need_modules_and_exist(world):
+    root, speech = world[0], world[1]
+    samples = VitaJsonl(root / "test.jsonl", "asr").samples()
+    with pytest.raises(ValueError, match="unknown decode mode 'warp'"):
+        run_asr(speech, samples, modes=["warp"])
+    plain = SpeechLM(tiny_lm(num_modules=0), speech.tokenizer, speech.detokenizer)
+    with pytest.raises(ValueError, match="needs MCTP modules"):
+        run_asr(plain, samples, modes=["boost"])
+
+
+@pytest.mark.parametrize("task", ["asr", "tts", "sqa"])
+def test_eval_cli_every_generation_task(world, task, tmp_path):
+    root, _, codec_dir, hf = world
+    overrides = [f"task={task}", f"ckpt_path={hf}", "dataset=vita_jsonl", f"dataset.path={root / 'test.jsonl'}",
+                 f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out", f"paths.codec_dir={codec_dir}",
+                 "audio.codebook_size=32", f"audio.frame_rate={TINY_CODEC.frame_rate}", "task.modes=[vanilla]",
+                 "task.max_new_tokens=8"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=overrides)
+    (tmp_path / "out").mkdir()
+    metrics = evaluate(cfg)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["task"] == task and saved["invalid_records_skipped"] == 1
+    key = {"asr": "wer", "tts": "judge_wer", "sqa": "s2t_accuracy"}[task]
+    assert metrics[f"vanilla/{key}"] == saved["modes"]["vanilla"][key]
