@@ -27,12 +27,22 @@ def chunked_cross_entropy(
     targets: torch.Tensor,  # (N,) target ids, IGNORE_INDEX to skip
     chunk_rows: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns (sum of CE over supervised rows, number of supervised rows, number predicted correctly)."""
+    """Returns (sum of CE over supervised rows, number of supervised rows, number predicted correctly).
+
+    Without a supervised row the sum is a zero that still depends on `hidden` and `weight`: `backward()` works
+    and gives every parameter upstream a zero gradient (DDP's reducer sees each parameter it expects, also
+    without `find_unused_parameters`).
+    """
     keep = targets != IGNORE_INDEX
     hidden, targets = hidden[keep], targets[keep]  # only supervised rows ever reach the LM head
     count = targets.new_tensor(targets.numel())
-    total = hidden.new_zeros((), dtype=torch.float32)
     correct = targets.new_zeros(())
+    if targets.numel() == 0:
+        zero = hidden.sum().float() * 0.0  # (0, H) rows: a zero-valued edge to whatever produced `hidden`
+        if weight.requires_grad:
+            zero = zero + weight[:1].sum().float() * 0.0  # ... and to the head
+        return zero, count, correct
+    total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, targets.numel(), chunk_rows):
         h, t = hidden[start : start + chunk_rows], targets[start : start + chunk_rows]
         if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):

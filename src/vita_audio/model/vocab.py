@@ -102,12 +102,15 @@ def extend_tokenizer(
     """Add the special tokens of `special_tokens` (a layout name or an ordered list), then `codebook_size` audio
     tokens, to an HF tokenizer (in place).
 
-    Tokens already present are not added again. Returns the ids, looked up by string.
+    Tokens already present are not added again; a tokenizer that already holds the audio markers and
+    <|audio_0|> gets no special token at all (its own layout stays). Returns the ids, looked up by string.
     """
     if codebook_size <= 0:
         raise ValueError(f"codebook_size must be positive, got {codebook_size}")
     specials = list(special_tokens_of(special_tokens))
     vocab = tokenizer.get_vocab()
+    if all(t in vocab for t in (*AUDIO_MARKERS, audio_token(0))):
+        specials = []  # an already extended tokenizer (a checkpoint of ours, a published one) keeps its layout
     missing = [t for t in specials if t not in vocab]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)

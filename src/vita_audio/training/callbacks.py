@@ -66,6 +66,20 @@ class ProgressLog(L.Callback):
                  f"  {float(tps):,.0f} tok/s" if tps is not None else "", eta)
 
 
+class LearningRates(L.Callback):
+    """Logs the learning rate of every optimiser parameter group as `lr/<group name>` before each step (the LR
+    that step uses), e.g. stage 4's `lr/base_decay` and `lr/x10_decay` (the MCTP group at 10 x LR).
+
+    What Lightning's `LearningRateMonitor` reports, logged through the LightningModule instead of the loggers
+    directly, so it also works without a logger (loggers are opt-in here) and shows in `callback_metrics`."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        for i, opt in enumerate(trainer.optimizers):
+            for j, group in enumerate(opt.param_groups):
+                name = group.get("name", f"pg{j}") if len(trainer.optimizers) == 1 else f"opt{i}_{group.get('name', j)}"
+                pl_module.log(f"lr/{name}", float(group["lr"]), on_step=True, on_epoch=False, batch_size=1)
+
+
 class SkipReport(L.Callback):
     """Logs and prints the data module's counted skips (bad records) at the end of every epoch."""
 

@@ -42,8 +42,9 @@ def load_state_dict_file(path: str | Path, predecessor: str | None = None) -> di
 
 def initialize_from_checkpoint(
     module: torch.nn.Module, path: str | Path, allow_missing_mctp: bool, predecessor: str | None = None
-) -> None:
-    """Load matching weights; only MCTP parameters may be missing (they are initialised by the stage)."""
+) -> set[str]:
+    """Load matching weights; only MCTP parameters may be missing (they are initialised by the stage).
+    Returns the names of the tensors loaded (the stage checks that what it builds on, e.g. module 0, was there)."""
     state = load_state_dict_file(path, predecessor)
     own = module.state_dict()
     unexpected = [k for k in state if k not in own]
@@ -64,6 +65,8 @@ def initialize_from_checkpoint(
             f"checkpoint {str(path)!r}: shape mismatch for {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)} "
             "(different backbone size or vocabulary?)"
         )
-    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    loaded = {k: v for k, v in state.items() if k in own}
+    module.load_state_dict(loaded, strict=False)
     log.info("initialised from %s (%d tensors; %d MCTP tensors left to the stage's init; %d dropped)",
              path, len(state) - len(unexpected), len(missing), len(unexpected))
+    return set(loaded)

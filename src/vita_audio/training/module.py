@@ -8,9 +8,11 @@ lives in `vita_audio.model`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from functools import partial
+import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 import lightning as L
@@ -24,11 +26,27 @@ from vita_audio.model.mctp import MCTPStack
 from vita_audio.model.mctp_loss import mctp_losses
 from vita_audio.model.weighting import LossWeighting
 from vita_audio.training.init import initialize_from_checkpoint
+from vita_audio.training.metrics import HeadLosses
 from vita_audio.training.optim import param_groups
 
 log = logging.getLogger(__name__)
 
 MCTPInit = Literal["none", "copy_last_layer", "clone_first"]
+Stats = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (sum of CE, supervised targets, correct) of one head
+MODULE0 = re.compile(r"^lm\.mctp\.(layers|embed_norms|hidden_norms|projs)\.0\.")
+
+
+class _DetachedParams(torch.nn.Module):
+    """Runs `module` with its parameters detached: the output depends on them, no gradient reaches them."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = [module]  # a list: not registered as a submodule (no second owner of its parameters)
+
+    def forward(self, *args):
+        module = self.inner[0]
+        params = {n: p.detach() for n, p in module.named_parameters()}
+        return torch.func.functional_call(module, params, args)
 
 
 class SpeechLMModule(L.LightningModule):
@@ -45,6 +63,22 @@ class SpeechLMModule(L.LightningModule):
         mctp_init: applied after loading the predecessor: copy the backbone's last layer into module 0 (stage 2),
             clone module 0 into every module (stage 3), or nothing.
         ce_chunk_rows: rows per chunk of the chunked cross-entropy (memory vs speed).
+        mctp_grad_into_backbone: whether the MCTP losses' gradients reach the parts shared with the backbone
+            (the backbone layers through h^0, the token embedding, the final norm and the LM head) when those
+            train (stage 4). True = the reference (one joint loss, everything gets the MCTP gradient); False =
+            the MCTP losses train the MCTP modules only and the shared parts learn from the main loss alone.
+
+    Metrics (`split/name`, token-weighted means; module k = the k-th MCTP module, predicting x[t+k+2]):
+        train/loss            the objective this stage optimises: main_weight * L_main + mctp_weight * the
+                              weighted mean of the module CEs; without the main term when the backbone is frozen
+                              (stages 2 and 3: it is a constant there and its logits are never computed)
+        train/loss_main, train/loss_mctp_{k}, train/acc_*   per step, heads with supervised targets only
+        val/loss              main_weight * L_main + mctp_weight * weighted mean of the module CEs, in every
+                              stage (the main head is evaluated under no_grad even when frozen), over the whole
+                              validation set: the same quantity in stages 1-4
+        val/loss_main         CE of the main head (next token), mean over all supervised validation tokens
+        val/loss_mctp_{k}     CE of MCTP module k, mean over all its supervised validation targets
+        val/acc_main, val/acc_mctp_{k}   top-1 accuracy over the same tokens
     """
 
     def __init__(
@@ -58,6 +92,7 @@ class SpeechLMModule(L.LightningModule):
         lr_scales: dict[str, float] | None = None,
         mctp_init: MCTPInit = "none",
         ce_chunk_rows: int = 1024,
+        mctp_grad_into_backbone: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False, ignore=["backbone", "optimizer", "scheduler", "mctp", "loss"])
@@ -68,6 +103,8 @@ class SpeechLMModule(L.LightningModule):
         self.weighting = loss or LossWeighting()
         self.freeze_rules = dict(freeze or {})
         self.lr_scales, self.mctp_init, self.ce_chunk_rows = dict(lr_scales or {}), mctp_init, ce_chunk_rows
+        self.mctp_grad_into_backbone = mctp_grad_into_backbone
+        self.val_heads = HeadLosses(1 + self.lm.num_mctp_modules)  # one metric object for the validation split
         self.freeze_report = apply_freeze(self.lm, self.freeze_rules.get("frozen"), self.freeze_rules.get("trainable"))
 
     # -- set-up ---------------------------------------------------------------------------------------------
@@ -86,11 +123,23 @@ class SpeechLMModule(L.LightningModule):
     def initialize(self, init_from: str | None, predecessor: str | None = None) -> None:
         """Load a predecessor stage's weights (if given), then apply `mctp_init`. Not used when resuming.
         `predecessor` (the experiment that produces `init_from`) makes a missing checkpoint's error actionable."""
+        loaded: set[str] = set()
         if init_from:
-            initialize_from_checkpoint(self, init_from, self.mctp_init != "none", predecessor)
+            loaded = initialize_from_checkpoint(self, init_from, self.mctp_init != "none", predecessor)
         if self.mctp_init == "copy_last_layer":
             self.lm.mctp.init_module_from_layer(0, self.backbone.layers[-1])
         elif self.mctp_init == "clone_first":
+            module0 = [k for k in self.state_dict() if MODULE0.match(k)]
+            missing = [k for k in module0 if k not in loaded]
+            if missing:
+                source = f"checkpoint {init_from!r} holds no trained MCTP module 0 ({len(missing)} of its " \
+                    f"{len(module0)} tensors missing, e.g. {missing[0]}; a stage-1 checkpoint?)" if init_from \
+                    else "no init_from was given"
+                how = f"python train.py +experiment={predecessor}" if predecessor else "the stage-2 experiment"
+                raise ValueError(
+                    f"mctp_init=clone_first (stage 3) copies a trained MCTP module 0 into every module, but {source}. "
+                    f"Train stage 2 first ({how}) and start from its final.ckpt."
+                )
             self.lm.mctp.clone_first_module()
 
     def on_fit_start(self) -> None:
@@ -106,36 +155,58 @@ class SpeechLMModule(L.LightningModule):
         return self
 
     # -- losses ---------------------------------------------------------------------------------------------
-    def compute_losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _hidden_states(self, batch: dict[str, torch.Tensor], backbone_grad: bool):
+        input_ids, position_ids, sample_ids = batch["input_ids"], batch.get("position_ids"), batch.get("sample_ids")
+        if self.mctp_grad_into_backbone or not backbone_grad or self.lm.mctp is None:
+            return self.lm.hidden_states(input_ids, position_ids, sample_ids, backbone_grad=backbone_grad)
+        # the MCTP cascade on detached shared inputs: h^0, E(x) and the final norm's weight
+        bb = self.backbone
+        h0 = bb(input_ids, position_ids=position_ids, sample_ids=sample_ids)  # (B, T, H)
+        levels = self.lm.mctp(
+            h0.detach(), input_ids, position_ids, sample_ids, embed_tokens=bb.embed_tokens,
+            final_norm=_DetachedParams(bb.final_norm), rotary_emb=bb.rotary_emb,
+            inputs_embeds=bb.embed_tokens(input_ids).detach(),  # (B, T, H)
+        )
+        return h0, levels
+
+    def head_stats(self, batch: dict[str, torch.Tensor], with_main: bool = False) -> tuple[Stats | None, list[Stats]]:
+        """(main head stats or None, [stats of MCTP module k]); each (sum of CE, supervised targets, correct).
+
+        The main head runs when the backbone trains, or with `with_main` (validation: under no_grad when frozen).
+        """
+        labels, sample_ids = batch["labels"], batch.get("sample_ids")  # (B, T)
+        train_backbone = self.backbone_trainable
+        h0, levels = self._hidden_states(batch, train_backbone)
+        weight = self.backbone.lm_head.weight  # (V, H)
+        main = None
+        if train_backbone or with_main:
+            with contextlib.nullcontext() if train_backbone else torch.no_grad():
+                targets = shifted_targets(labels, 1, sample_ids)  # (B, T-1)
+                rows = h0[:, :-1].reshape(-1, h0.shape[-1])  # (B*(T-1), H): row t predicts x[t+1]
+                main = chunked_cross_entropy(rows, weight, targets.reshape(-1), self.ce_chunk_rows)
+        modules: list[Stats] = []
+        if levels:
+            token_filter = self._audio_targets if self.weighting.mctp_tokens == "audio" else None
+            mctp_weight = weight if self.mctp_grad_into_backbone else weight.detach()
+            modules = mctp_losses(levels, labels, sample_ids, mctp_weight, self.ce_chunk_rows, token_filter)
+        return main, modules
+
+    def compute_losses(self, batch: dict[str, torch.Tensor], with_main: bool = False) -> dict[str, torch.Tensor]:
         """
         batch ─► backbone ─► h0 (B,T,H) ─► main CE of lm_head(h0[t]) vs x[t+1]   (skipped when frozen)
                                └─► MCTP levels h1..hN (B,T-k-1,H) ─► CE_k vs x[t+k+2]
-        loss = weighting.combine(main, [CE_k])
+        loss = weighting.combine(main, [CE_k], [targets_k])   (modules without targets are left out of the mean)
         """
-        input_ids, labels = batch["input_ids"], batch["labels"]  # (B, T)
-        position_ids, sample_ids = batch.get("position_ids"), batch.get("sample_ids")
-        train_backbone = self.backbone_trainable
-        h0, levels = self.lm.hidden_states(input_ids, position_ids, sample_ids, backbone_grad=train_backbone)
-        weight = self.backbone.lm_head.weight  # (V, H)
+        main, modules = self.head_stats(batch, with_main)
         out: dict[str, torch.Tensor] = {}
-        main = None
-        if train_backbone:
-            targets = shifted_targets(labels, 1, sample_ids)  # (B, T-1)
-            H = h0.shape[-1]
-            rows = h0[:, :-1].reshape(-1, H)  # (B*(T-1), H): row t predicts x[t+1]
-            s, n, c = chunked_cross_entropy(rows, weight, targets.reshape(-1), self.ce_chunk_rows)  # targets (B*(T-1),)
-            main = s / n.clamp(min=1)
-            out["loss_main"], out["acc_main"] = main, c.float() / n.clamp(min=1)
-            out["supervised_tokens"] = n
-        module_means = []
-        if levels:
-            token_filter = self._audio_targets if self.weighting.mctp_tokens == "audio" else None
-            stats = mctp_losses(levels, labels, sample_ids, weight, self.ce_chunk_rows, token_filter)
-            for k, (s, n, c) in enumerate(stats):
-                m = s / n.clamp(min=1)
-                module_means.append(m)
-                out[f"loss_mctp_{k}"], out[f"acc_mctp_{k}"] = m, c.float() / n.clamp(min=1)
-        out["loss"] = self.weighting.combine(main, module_means)
+        for name, stats in ([("main", main)] if main is not None else []) + [
+            (f"mctp_{k}", st) for k, st in enumerate(modules)
+        ]:
+            s, n, c = stats
+            out[f"loss_{name}"], out[f"acc_{name}"], out[f"count_{name}"] = s / n.clamp(min=1), c / n.clamp(min=1), n
+        objective_main = out["loss_main"] if main is not None and self.backbone_trainable else None
+        module_means = [out[f"loss_mctp_{k}"] for k in range(len(modules))]
+        out["loss"] = self.weighting.combine(objective_main, module_means, [n for _, n, _ in modules])
         return out
 
     def _audio_targets(self, ids: torch.Tensor) -> torch.Tensor:
@@ -147,17 +218,33 @@ class SpeechLMModule(L.LightningModule):
         out = self.compute_losses(batch)
         B = batch["input_ids"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=B)
-        self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss" and k != "supervised_tokens"},
+        heads = [k.removeprefix("count_") for k in out if k.startswith("count_")]
+        counts = torch.stack([out[f"count_{h}"] for h in heads]).tolist()  # one sync for all heads
+        self.log_dict({f"train/{m}_{h}": out[f"{m}_{h}"] for h, n in zip(heads, counts) if n > 0 for m in ("loss", "acc")},
                       batch_size=B)
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=B)
         return out["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        out = self.compute_losses(batch)
-        B = batch["input_ids"].shape[0]
-        self.log("val/loss", out["loss"], prog_bar=True, batch_size=B, sync_dist=True)
-        self.log_dict({f"val/{k}": v for k, v in out.items() if k not in ("loss", "supervised_tokens")},
-                      batch_size=B, sync_dist=True)
+        main, modules = self.head_stats(batch, with_main=True)
+        self.val_heads.update([main, *modules])
+
+    def on_validation_epoch_end(self) -> None:
+        """Token-weighted epoch means of every head (summed across ranks by the metric), and val/loss from them."""
+        r = self.val_heads.compute()
+        self.val_heads.reset()
+        # (heads,) each; torchmetrics squeezes a one-head result to a scalar
+        loss, acc, count = (r[k].reshape(-1) for k in ("loss", "acc", "count"))
+        loss, acc = loss.float(), acc.float()
+        present = (count > 0).tolist()
+        names = ["main"] + [f"mctp_{k}" for k in range(self.num_mctp)]
+        metrics = {}
+        for i, name in enumerate(names):
+            if present[i]:
+                metrics[f"val/loss_{name}"], metrics[f"val/acc_{name}"] = loss[i], acc[i]
+        metrics["val/loss"] = self.weighting.combine(loss[0], list(loss[1:]), list(count[1:])).to(loss.device)
+        self.log("val/loss", metrics.pop("val/loss"), prog_bar=True)
+        self.log_dict(metrics)
 
     # -- optimisation ---------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Optimiser parameter groups and the learning-rate schedule of the recipe.
 
 Groups: (decay, no decay) x (LR scale). Biases, norms and 1-D parameters get no weight decay; parameters whose
-name matches a key of `lr_scales` get their LR multiplied (stage 4: MCTP x 10).
+name matches a key of `lr_scales` get their LR multiplied (stage 4: MCTP x 10). Each group has a `name`
+(`base_decay`, `base_no_decay`, `x10_decay`, ...), under which its learning rate is logged (`lr/<name>`).
 Schedule: linear warm-up over `warmup_ratio` of the steps, then cosine from LR down to `min_lr_ratio` x LR.
 """
 
@@ -28,7 +29,10 @@ def param_groups(
             continue
         scale = next((s for r, s in scales if r.search(name)), 1.0)
         wd = 0.0 if p.ndim < 2 or "norm" in name or name.endswith(".bias") else weight_decay
-        group = groups.setdefault((scale, wd), {"params": [], "names": [], "lr": lr * scale, "weight_decay": wd})
+        gname = f"{'base' if scale == 1.0 else f'x{scale:g}'}_{'decay' if wd else 'no_decay'}"  # e.g. x10_decay
+        group = groups.setdefault(
+            (scale, wd), {"params": [], "names": [], "lr": lr * scale, "weight_decay": wd, "name": gname}
+        )
         group["params"].append(p)
         group["names"].append(name)
     if not groups:

@@ -1,0 +1,45 @@
+"""A rank of the DDP empty-level test (spawned by tests/training/test_losses.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+class _Loss(nn.Module):
+    """DDP needs the loss computed inside a forward of the wrapped module."""
+
+    def __init__(self, module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch):
+        return self.module.compute_losses(batch)["loss"]
+
+
+def run_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    from tests.training.test_losses import FROZEN, make_module, text_batch
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        m = make_module(2, FROZEN)
+        ddp = DistributedDataParallel(_Loss(m), find_unused_parameters=False)
+        opt = torch.optim.SGD([p for p in ddp.parameters() if p.requires_grad], lr=0.1)
+        steps = 0
+        for step in range(3):
+            # only labels[2] supervised: module 1 (targets labels[t+3]) has none, on both ranks
+            batch = text_batch(m, seed=10 * step + rank, supervised=slice(2, 3))
+            opt.zero_grad(set_to_none=True)
+            ddp(batch).backward()
+            g1 = [p.grad for p in m.lm.mctp.layers[1].parameters()]
+            g0 = [p.grad for p in m.lm.mctp.projs[0].parameters()]
+            opt.step()
+            steps += 1
+        torch.save({"steps": steps, "module1_grad_zero": all(g is not None and not g.any() for g in g1),
+                    "module0_grad_nonzero": all(g is not None and g.any() for g in g0),
+                    "proj0": m.lm.mctp.projs[0].weight.detach().clone()}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
