@@ -51,15 +51,39 @@ def test_tts_text_prepended_and_interleaved(tok_av):
 
 
 def test_sqa_answer_interleaved_question_masked(tok_av):
+    """Balance [1, 4, 3, 8, 4, 10]: text chunks 1, 3, 4, ..., audio chunks 2, 6, 8, ...; the chunk count is the
+    smaller of the two and the last chunk takes the rest (spec section 3), written out by hand."""
     tok, av = tok_av
     q, a = torch.arange(20), torch.arange(100, 140)
     msgs = (("user", "<|audio|>"), ("assistant", "It is five.\n<|audio|>"))
     ids, labels = PromptBuilder(tok, av, [1, 4, 3, 8, 4, 10]).build(msgs, [q, a])
+    t = enc(tok, "It is five.\n")
+    assert len(t) == 6  # text cuts 1, 3, 2 (3 chunks); audio cuts 2, 6, 8, 8, 8, 8 (6 chunks) -> 3 chunks
+    A = (a + av.audio_offset).tolist()
+    boa, eoa, im_end = av.begin_of_audio, av.end_of_audio, tok.convert_tokens_to_ids("<|im_end|>")
+    expected = [t[0], boa, *A[0:2], eoa,
+                *t[1:4], boa, *A[2:8], eoa,
+                *t[4:6], boa, *A[8:40], eoa,  # the last chunk: all remaining text and audio
+                im_end, *enc(tok, "\n")]
     sup = [i for i, l in zip(ids, labels) if l != IGNORE_INDEX]
-    assert av.is_audio(torch.tensor(sup)).sum() == 40  # the whole answer audio, none of the question
-    assert sup.count(av.begin_of_audio) > 1  # interleaved in chunks
-    unsup_audio = [i for i, l in zip(ids, labels) if l == IGNORE_INDEX and av.audio_offset <= i < av.audio_end]
-    assert len(unsup_audio) == 20
+    assert sup == expected
+    question = [av.begin_of_audio, *(q + av.audio_offset).tolist(), av.end_of_audio]
+    assert ids[: len(ids) - len(expected)] == [*PromptBuilder(tok, av).header("user"), *question, im_end,
+                                               *enc(tok, "\n"), *PromptBuilder(tok, av).header("assistant")]
+    assert all(l == IGNORE_INDEX for l in labels[: len(ids) - len(expected)])
+
+
+def test_without_a_ratio_the_message_order_is_kept(tok_av):
+    """interleave_ratio=None: no interleaving, and text that follows the audio span stays after it."""
+    tok, av = tok_av
+    codes = torch.tensor([3, 4, 5])
+    msgs = (("user", "Say it."), ("assistant", "<|audio|> and that is all."))
+    ids, labels = PromptBuilder(tok, av, None).build(msgs, [codes])
+    sup = [i for i, l in zip(ids, labels) if l != IGNORE_INDEX]
+    audio = [av.begin_of_audio, *(codes + av.audio_offset).tolist(), av.end_of_audio]
+    assert sup == [*audio, *enc(tok, " and that is all."), tok.convert_tokens_to_ids("<|im_end|>"), *enc(tok, "\n")]
+    ids2, _ = PromptBuilder(tok, av, None).build((("user", "Hi."), ("assistant", "Hello.\n<|audio|>")), [codes])
+    assert ids2[-len(audio) - 2 : -2] == audio and enc(tok, "Hello.\n") == ids2[-len(audio) - 2 - len(enc(tok, "Hello.\n")) : -len(audio) - 2]
 
 
 def test_generation_prompt(tok_av):

@@ -6,9 +6,11 @@
     {assistant content, interleaved}<|im_end|>\\n     supervised (labels = ids, unshifted)
 
 Each `<|audio|>` becomes `<|begin_of_audio|> audio ids <|end_of_audio|>`; audio codes are mapped to ids with
-`AudioVocab.codes_to_ids` and inserted as ids (never as `<|audio_i|>` strings). Assistant content with exactly one
-audio span is interleaved with its text (`interleave.py`); a TTS sample (user content = `tts_prompt` + text,
-assistant content = one `<|audio|>`) gets the text prepended to the assistant audio first.
+`AudioVocab.codes_to_ids` and inserted as ids (never as `<|audio_i|>` strings). With an interleave ratio,
+assistant content with exactly one audio span is interleaved with its text (`interleave.py`: the text on both
+sides of the span, in order, is cut into chunks, spec section 3); without one (`interleave_ratio=None`) every
+message keeps its own order, text after an audio span included. A TTS sample (user content = `tts_prompt` +
+text, assistant content = one `<|audio|>`) gets the text prepended to the assistant audio first.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class PromptBuilder:
         texts = self._encode([p for p in parts if p])
         it = iter(texts)
         text_ids = [next(it) if p else [] for p in parts]
-        if role == "assistant" and len(parts) == 2:  # one audio span: interleave the text around it
+        if role == "assistant" and len(parts) == 2 and self.ratio is not None:  # one audio span: interleave
             return interleave(
                 text_ids[0] + text_ids[1], self._audio(codes.pop(0)), self.ratio,
                 self.vocab.begin_of_audio, self.vocab.end_of_audio,
