@@ -37,7 +37,18 @@ def test_shapes_and_logits(lm):
         h0, levels = lm.hidden_states(ids, pos, sids)
         assert logits.shape == (2, 10, V) and h0.shape == (2, 10, H)
         assert [tuple(x.shape) for x in mtp_logits] == [(2, 10 - k - 1, V) for k in range(N)]
-        torch.testing.assert_close(logits, lm.backbone.lm_head(h0))
+        # the main logits are the HF causal LM's own (forward of the whole Qwen2ForCausalLM), per packed sample
+        for r, s, e in [(0, 0, 4), (0, 4, 10), (1, 0, 8)]:
+            hf = lm.backbone.model(input_ids=ids[r : r + 1, s:e]).logits  # (1, e - s, V)
+            torch.testing.assert_close(logits[r : r + 1, s:e], hf, atol=1e-5, rtol=1e-4)
+        # MCTP logits: module 0 recomputed by hand from the spec's formula on the unpacked second row
+        bb, m = lm.backbone, lm.mctp
+        h0_row = bb.model.model(input_ids=ids[1:2, :8]).last_hidden_state  # (1, 8, H) final-normed
+        x = m.projs[0](torch.cat([m.embed_norms[0](bb.embed_tokens(ids[1:2, 1:8])), m.hidden_norms[0](h0_row[:, :7])], -1))
+        rot = torch.arange(1, 8)[None]  # rotary positions of the embedded tokens x[t+1]
+        x = m.layers[0](x, attention_mask=None, position_ids=rot, position_embeddings=bb.rotary_emb(x, rot))
+        x = x[0] if isinstance(x, tuple) else x
+        torch.testing.assert_close(mtp_logits[0][1:2, :7], bb.lm_head(bb.final_norm(x)), atol=1e-5, rtol=1e-4)
         for x, h in zip(mtp_logits, levels):
             torch.testing.assert_close(x, lm.backbone.lm_head(h))
         _, two = lm.hidden_states(ids, pos, sids, num_levels=2)

@@ -19,8 +19,8 @@ class LossRecorder(L.Callback):
             trainer.should_stop = True  # simulates an interruption (the schedule still targets max_steps)
 
 
-def fit(cfg, ckpt_path: str | None = None, stop_after: int | None = None):
-    """Run `cfg` like train.py does, returning (module, trainer, per-step losses)."""
+def fit(cfg, ckpt_path: str | None = None, stop_after: int | None = None, callbacks: list | None = None):
+    """Run `cfg` like train.py does (plus `callbacks`), returning (module, trainer, per-step losses)."""
     L.seed_everything(cfg.seed, workers=True)
     model = build_model(cfg)
     if ckpt_path is None:
@@ -29,6 +29,7 @@ def fit(cfg, ckpt_path: str | None = None, stop_after: int | None = None):
     trainer = build_trainer(cfg)
     rec = LossRecorder(stop_after)
     trainer.callbacks.append(rec)
+    trainer.callbacks.extend(callbacks or [])
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model, trainer, rec.losses
 
