@@ -34,11 +34,25 @@ def test_model_stages_instantiate(make_cfg, stage):
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
 
 
-@pytest.mark.parametrize("loss", options("model/loss"))
+# what each loss preset must configure: (main_weight, mctp_weight, a_k for 3 modules, mctp_tokens)
+LOSS_PRESETS = {
+    "reference": (1.0, 1.0, [1.0, 1.0, 1.0], "all"),
+    "decay": (1.0, 1.0, [1.0, 0.8, 0.64], "all"),
+    "audio_only": (1.0, 1.0, [1.0, 1.0, 1.0], "audio"),
+}
+
+
+def test_every_loss_preset_is_checked():
+    assert set(options("model/loss")) == set(LOSS_PRESETS)
+
+
+@pytest.mark.parametrize("loss", sorted(LOSS_PRESETS))
 def test_loss_presets(make_cfg, loss):
     cfg = make_cfg([f"model/loss={loss}"])
     w = hydra.utils.instantiate(cfg.model.loss)
-    assert len(w.weights(3)) == 3
+    main_weight, mctp_weight, a, tokens = LOSS_PRESETS[loss]
+    assert (w.main_weight, w.mctp_weight, w.mctp_tokens) == (main_weight, mctp_weight, tokens)
+    assert w.weights(3) == pytest.approx(a)
 
 
 @pytest.mark.parametrize("interleave", options("interleave"))
@@ -60,14 +74,47 @@ def test_real_backbone_presets_read_local_dirs(make_cfg, tmp_path, tiny_backbone
         assert bb.vocab_size == tiny_backbone.vocab_size
 
 
-@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "deepspeed"])
-def test_trainer_presets(make_cfg, trainer):
+# what each hardware preset configures (checked on every machine), beyond the shared trainer/default.yaml
+TRAINER_PRESETS = {
+    "cpu": {"accelerator": "cpu", "devices": 1, "precision": "32-true"},
+    "gpu": {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"},
+    "ddp": {"accelerator": "gpu", "devices": -1, "num_nodes": 1, "precision": "bf16-mixed", "strategy": "ddp",
+            "use_distributed_sampler": False},
+    "deepspeed": {"accelerator": "gpu", "devices": -1, "num_nodes": 1, "precision": "bf16-mixed",
+                  "use_distributed_sampler": False},
+}
+
+
+def test_every_trainer_preset_is_checked():
+    assert set(options("trainer")) - {"default"} == set(TRAINER_PRESETS)
+
+
+@pytest.mark.parametrize("trainer", sorted(TRAINER_PRESETS))
+def test_trainer_presets_configure(make_cfg, trainer):
     cfg = make_cfg([f"trainer={trainer}"])
-    assert cfg.trainer.gradient_clip_val == 1.0
-    if trainer == "cpu" or torch.cuda.is_available():
-        if trainer == "deepspeed":
-            pytest.importorskip("deepspeed")
-        build_trainer(cfg)
+    t = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert t["_target_"] == "lightning.pytorch.Trainer" and t["gradient_clip_val"] == 1.0
+    assert {k: t.get(k) for k in TRAINER_PRESETS[trainer]} == TRAINER_PRESETS[trainer]
+    if trainer == "deepspeed":  # ZeRO-2, the reference set-up, with our loaders' batch size for its logging
+        s = t["strategy"]
+        assert s["_target_"] == "lightning.pytorch.strategies.DeepSpeedStrategy" and s["stage"] == 2
+        assert s["logging_batch_size_per_gpu"] == cfg.data.batch_size and not s["offload_optimizer"]
+
+
+def test_cpu_trainer_builds(make_cfg):
+    trainer = build_trainer(make_cfg(["trainer=cpu"]))
+    assert type(trainer.accelerator).__name__ == "CPUAccelerator" and trainer.gradient_clip_val == 1.0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the gpu / ddp / deepspeed presets need a CUDA GPU")
+@pytest.mark.parametrize("trainer", ["gpu", "ddp", "deepspeed"])
+def test_gpu_trainer_presets_build(make_cfg, trainer):
+    if trainer == "deepspeed":
+        pytest.importorskip("deepspeed")
+    trainer_obj = build_trainer(make_cfg([f"trainer={trainer}"]))
+    assert type(trainer_obj.accelerator).__name__ == "CUDAAccelerator"
+    assert trainer_obj.precision == "bf16-mixed"
 
 
 @pytest.mark.parametrize("logger", options("logger"))

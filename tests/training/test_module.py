@@ -92,13 +92,40 @@ def test_stage3_clones_stage2_module_and_stage4_lr_groups(make_cfg, tmp_path):
         is_mctp = {id(p) in mctp_ids for p in g["params"]}
         assert len(is_mctp) == 1
         assert g["lr"] == pytest.approx(base_lr * (10 if is_mctp.pop() else 1))
-    names = dict((id(p), n) for n, p in stage4.named_parameters())
+    # weight decay by what a parameter is (module types), not by the name rule the implementation uses: the
+    # matrices of Linear and Embedding layers decay; biases and every norm's scale do not
+    decayed = {id(m.weight) for m in stage4.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))}
+    assert len(decayed) == sum(p.ndim == 2 for p in stage4.parameters())  # no 2-D parameter outside those layers
+    norms = [m for m in stage4.modules() if type(m).__name__.endswith("RMSNorm")]
+    assert len(norms) == 2 * 2 + 1 + 10 * (2 + 2)  # 2 backbone layers x 2, final norm, 10 MCTP modules x (layer 2 + 2)
+    no_decay = {id(m.weight) for m in norms} | {id(p) for n, p in stage4.named_parameters() if n.endswith(".bias")}
+    assert decayed.isdisjoint(no_decay) and len(decayed | no_decay) == len(list(stage4.parameters()))
     for g in opt.param_groups:
         for p in g["params"]:
-            n = names[id(p)]
-            expect = 0.0 if p.ndim < 2 or "norm" in n or n.endswith(".bias") else 0.1
-            assert g["weight_decay"] == expect, n
+            assert g["weight_decay"] == (0.1 if id(p) in decayed else 0.0), names_of(stage4)[id(p)]
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(stage4.parameters()))
+
+
+def names_of(module) -> dict[int, str]:
+    return {id(p): n for n, p in module.named_parameters()}
+
+
+def test_step0_loss_is_log_vocab_with_a_zero_head(make_cfg):
+    """Independent of any recorded number: with the LM head at zero every logit is 0, so the first training loss
+    of stage 1 is log(V) over the whole padded vocabulary, whatever the data."""
+    import math
+
+    from tests.training.helpers import fit
+
+    cfg = make_cfg([*RUN, "trainer.max_steps=1", "trainer.limit_val_batches=0"])
+
+    class ZeroHead(__import__("lightning").Callback):
+        def on_train_start(self, trainer, pl_module):
+            with torch.no_grad():
+                pl_module.backbone.lm_head.weight.zero_()
+
+    model, _, losses = fit(cfg, callbacks=[ZeroHead()])
+    assert losses[0] == pytest.approx(math.log(model.backbone.vocab_size), rel=1e-6)
 
 
 def test_unfinished_runs_publish_nothing(make_cfg, tmp_path):
