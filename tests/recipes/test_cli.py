@@ -1,11 +1,13 @@
 """The documented commands, run as a user would (subprocesses): train, multirun sweep, eval."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import TEST_SIZE
 
@@ -30,12 +32,16 @@ def test_train_then_eval(tmp_path):
     assert (runs[0] / "checkpoints" / "last.ckpt").is_file()
     assert (runs[0] / "config_resolved.yaml").is_file() and (runs[0] / "train.log").is_file()
 
+    # the last validation of training ran on the final weights: eval on the same data gives the same numbers
+    recorded = dict(line.split("\t") for line in (final.parent / "final_metrics.txt").read_text().splitlines())
     proc = run([str(ROOT / "eval.py"), "task=loss", f"ckpt_path={final}", f"paths.root_dir={tmp_path}",
-                *SMALL[len(TEST_SIZE):]], tmp_path)
+                "data.batch_size=2", "trainer.limit_val_batches=1", *SMALL[len(TEST_SIZE):]], tmp_path)
     assert "val/loss" in proc.stdout
     (out,) = (tmp_path / "logs" / "eval" / "runs" / "loss").iterdir()
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    assert metrics["val/loss"] > 0
+    for key in ("val/loss", "val/loss_main"):
+        assert metrics[key] == pytest.approx(float(recorded[key]), abs=1e-4), key  # written with 4 decimals
+    assert 0 < metrics["val/loss"] < 1.1 * math.log(1096)  # near chance (log V, 1096 rows) after 3 steps
 
 
 @pytest.mark.slow
@@ -75,4 +81,13 @@ def test_eval_uses_the_training_data_settings(tmp_path):
     assert list(ev.interleave.ratio) == [1, 10, 4, 10] and ev.data.max_len == 256  # eval.yaml defaults
     metrics = evaluate(ev)
     assert list(ev.interleave.ratio) == [1, 4, 3, 8, 4, 10] and ev.data.max_len == 64  # taken from training
-    assert metrics["val/loss"] > 0 and (tmp_path / "out" / "metrics.json").is_file()
+    assert (tmp_path / "out" / "metrics.json").is_file()
+    # the same number from the module itself on the first validation batch of those settings
+    from vita_audio.cli.common import build_datamodule
+    from vita_audio.cli.eval import load_module
+
+    model = load_module(str(final)).eval()
+    batch = next(iter(build_datamodule(ev, model).val_dataloader()))
+    with torch.no_grad():
+        out = model.compute_losses(batch, with_main=True)
+    assert metrics["val/loss"] == pytest.approx(float(out["loss_main"]), rel=1e-5)
