@@ -58,13 +58,18 @@ def test_other_sample_rates_are_resampled(codec):
     assert (codes22 == codes16).float().mean() > 0.6  # nearly the same tokens
 
 
-def test_determinism_and_batch(codec):
+def test_determinism_and_batch(codec, codec_dir):
     tok, det = BuiltinTokenizer(codec), BuiltinDetokenizer(codec)
     wavs = [torch.from_numpy(speechlike(s, seed=i)) for i, s in enumerate([0.5, 0.8])]
     a = tok.encode_batch(wavs, 16000)
     b = [tok.encode(w, 16000) for w in wavs]
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert torch.equal(det.decode(a[0])[0], det.decode(a[0])[0])
+    # decode is a function of the codes and the weights only: a detokenizer loaded on its own from the checkpoint
+    # files gives the same samples, and other codes give other samples (the output is not a constant)
+    y = det.decode(a[0])[0]
+    assert torch.equal(y, BuiltinDetokenizer(codec_dir).decode(a[0])[0])
+    other = det.decode((a[0] + 1) % tok.codebook_size)[0]
+    assert other.shape == y.shape and (other - y).abs().max() > 1e-3
 
 
 def test_loudness_invariance(codec):
@@ -73,15 +78,22 @@ def test_loudness_invariance(codec):
     assert torch.equal(tok.encode(w, 16000), tok.encode(0.1 * w, 16000))
 
 
-def test_save_load_roundtrip(codec, tmp_path):
+def test_save_load_roundtrip(codec, codec_dir, tmp_path):
     save_codec(codec, tmp_path / "copy")
     again = load_codec(tmp_path / "copy")
     w = torch.from_numpy(speechlike(0.7, seed=9))
     c1, c2 = BuiltinTokenizer(codec).encode(w, 16000), BuiltinTokenizer(again).encode(w, 16000)
     assert torch.equal(c1, c2)
     assert torch.equal(BuiltinDetokenizer(codec).decode(c1)[0], BuiltinDetokenizer(again).decode(c1)[0])
-    # identity: stable for the same weights, different for other weights
-    assert BuiltinTokenizer(tmp_path / "copy").identity == BuiltinTokenizer(tmp_path / "copy").identity
+    # identity: a function of the weights, not of the path (the original and its copy in another directory agree),
+    # and a change of one weight changes it
+    assert BuiltinTokenizer(tmp_path / "copy").identity == BuiltinTokenizer(codec_dir).identity
+    assert BuiltinTokenizer(tmp_path / "copy").identity.startswith("builtin-25hz-32-")
+    nudged = load_codec(codec_dir)
+    with torch.no_grad():
+        next(nudged.parameters()).view(-1)[0] += 1e-3
+    save_codec(nudged, tmp_path / "nudged")
+    assert BuiltinTokenizer(tmp_path / "nudged").identity != BuiltinTokenizer(codec_dir).identity
     other = CodecModel(TINY)
     save_codec(other, tmp_path / "other")
     assert BuiltinTokenizer(tmp_path / "other").identity != BuiltinTokenizer(tmp_path / "copy").identity
