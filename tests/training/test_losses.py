@@ -197,3 +197,28 @@ def test_main_loss_equals_the_hf_model_loss():
         ours = m.compute_losses(batch)["loss_main"]
         hf = m.backbone.model(input_ids=batch["input_ids"], labels=batch["labels"]).loss
     torch.testing.assert_close(ours, hf, rtol=1e-5, atol=1e-6)
+
+
+# -- fault 6: what the loss means under gradient accumulation (documented in the README) ---------------------
+def test_gradient_accumulation_averages_micro_batch_means():
+    """accumulate_grad_batches=2 steps on the mean of the two micro-batches' per-token means (each micro-batch
+    weighs the same, whatever its number of supervised tokens), as the README states."""
+    import copy
+
+    m = make_module(0, None, loss=None)
+    m.optimizer_factory = partial(torch.optim.SGD, lr=1.0, weight_decay=0.0)
+    batches = [text_batch(m, seed=3), text_batch(m, seed=4, supervised=slice(6, 8))]  # 22 vs 4 targets
+    ref = copy.deepcopy(m)
+    grads = []
+    for b in batches:
+        ref.zero_grad(set_to_none=True)
+        ref.compute_losses(b)["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in ref.named_parameters()})
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, accumulate_grad_batches=2, gradient_clip_val=None,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    trainer.fit(m, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    name = "lm.backbone.model.model.layers.0.mlp.up_proj.weight"
+    step = before[name] - dict(m.named_parameters())[name].detach()  # SGD, lr 1: the gradient used
+    torch.testing.assert_close(step, (grads[0][name] + grads[1][name]) / 2, rtol=1e-4, atol=1e-7)
