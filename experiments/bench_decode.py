@@ -1,0 +1,461 @@
+"""Decoding speed of every mode, side by side: Vanilla, Balance, Boost, Turbo (and verified) vs `transformers`.
+
+Models (`--sizes`):
+
+    tiny         the `make demo` checkpoint (artifacts/stages/boost_stage4/hf) if it exists, else the tiny preset
+                 (Qwen2, hidden 256, 4 layers, 2048 codes) with random weights; the table says which
+    tiny-random  the tiny preset with random weights, whatever exists on disk
+    0.5b         random weights in the Qwen2.5-0.5B shape: Qwen2, 24 layers, hidden 896, 14 heads / 2 KV heads,
+                 intermediate 4864, tied embeddings resized to 168,072 rows (the real head), 16,384 audio codes
+                 (the real restricted-head size), N = 10 MCTP modules
+    test         hidden 64, 2 layers, 64 codes, N = 10 (the smoke test)
+
+Each size runs batch 1 and 8 (`--batch`), fp32, 2 threads, 32-token prompts (TTS prompts of the tiny tokenizer),
+`--new-tokens` (165) new tokens, greedy, `stop_ids=[]`. Within one size the modes run in rounds, the order rotated
+each round, and the table gives medians over rounds, so the machine's load hits every mode alike.
+
+Measured per mode (one `Decoder(...).steps()` iterator, a clock read at every step):
+
+    tokens/s             rows x new tokens / wall time from building the `Decoder` to its last step (prefill included)
+    forwards/token       backbone forwards per generated token of a row
+    first chunk          time to the first decodable audio chunk: until the 11th new token (the first Boost chunk:
+                         1 text token + <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
+    r = m / M            one MCTP step (model call, head, sampling) over one single-token backbone step: medians of the
+                         per-step times of this mode's "m" steps and of Vanilla's "M" steps after the prefill.
+                         Verified mode has no per-step split (its tokens arrive per cycle): it uses Turbo's r
+    ideal                tokens / (backbone forwards + MCTP steps x r): the speed-up over Vanilla if every backbone
+                         forward cost one single-token step and every MCTP step r (for a repeating cycle (a, b):
+                         (a + b) / (a + b r))
+    achieved, % ideal    tokens/s over Vanilla's tokens/s, and that over the ideal
+    accepted             verified mode: mean tokens kept per backbone forward (GenerationOutput.mean_accepted)
+
+Vanilla is also compared with `transformers`' own greedy `generate` on the same backbone
+(`max_new_tokens = min_new_tokens = new tokens`). Verified mode decodes rows one by one (`generate` does so too).
+
+    python experiments/bench_decode.py [--sizes tiny,0.5b --batch 1,8 --rounds 3 --rounds-big 2 --new-tokens 165
+                                        --out experiments/plots/bench_decode.png --profile boost]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
+from vita_audio.inference.decoder import Decoder
+from vita_audio.model.backbone import Backbone
+from vita_audio.model.lm import VitaAudioLM
+from vita_audio.model.mctp import MCTPStack
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "artifacts" / "stages" / "boost_stage4" / "hf"
+MODES = ["vanilla", "balance", "boost", "turbo", "verified"]
+HF = "hf_generate"
+CHUNK = 11  # the first Boost chunk: 1 text token + <boa> + 8 codes + <eoa>
+
+TINY = dict(model_type="qwen2", hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=8192, rope_theta=10000.0, rms_norm_eps=1e-6,
+            tie_word_embeddings=False)
+TEST = dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=False)
+QWEN05 = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+              num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0,
+              rms_norm_eps=1e-6, tie_word_embeddings=True)
+QWEN05_VOCAB = 168_072
+
+SENTENCES = [
+    "The capital of Greece is Athens, an old city by the sea.",
+    "Rain fell softly on the roofs of the quiet mountain village.",
+    "She opened the window and listened to the birds in the garden.",
+    "Our train leaves at seven, so please be at the station early.",
+    "A good cup of tea can make a cold morning feel much warmer.",
+    "The little boat drifted slowly across the calm blue lake.",
+    "He wrote a long letter to his friend who lived far away.",
+    "Every autumn the leaves turn red and gold in the old park.",
+]
+
+
+# -- models ----------------------------------------------------------------------------------------------------
+def build_model(size: str) -> tuple[VitaAudioLM, str]:
+    """A model in eval mode and the words naming it in the table."""
+    if size == "tiny" and (DEMO / "config.json").is_file():
+        from vita_audio.checkpoint import load_pretrained
+
+        lm = load_pretrained(str(DEMO), dtype=torch.float32).eval()
+        return lm, f"demo checkpoint ({DEMO.relative_to(ROOT)}), {_params(lm)}"
+    if size in ("tiny", "tiny-random"):
+        lm = _random(TINY, 2048, None)
+        return lm, f"tiny preset, random weights (hidden 256, 4 layers, 2048 codes), {_params(lm)}"
+    if size == "test":
+        lm = _random(TEST, 64, None)
+        return lm, f"test size, random weights (hidden 64, 2 layers, 64 codes), {_params(lm)}"
+    if size == "0.5b":
+        lm = _random(QWEN05, 16384, QWEN05_VOCAB)
+        return lm, f"Qwen2.5-0.5B shape, random weights (24 layers, hidden 896, vocab 168,072, 16,384 codes), " \
+            f"{_params(lm)}"
+    raise ValueError(f"unknown size {size!r}: tiny, tiny-random, 0.5b or test")
+
+
+def _params(lm: VitaAudioLM) -> str:
+    bb = sum(p.numel() for p in lm.backbone.parameters())
+    mctp = sum(p.numel() for p in lm.mctp.parameters()) if lm.mctp is not None else 0
+    return f"{bb / 1e6:.1f} M + {lm.num_mctp_modules} MCTP modules {mctp / 1e6:.1f} M parameters"
+
+
+def _random(config: dict, codebook: int, vocab: int | None) -> VitaAudioLM:
+    bb = Backbone(codebook, config=dict(config), tokenizer="tiny", seed=0)
+    if vocab is not None:
+        bb.model.resize_token_embeddings(vocab, mean_resizing=False)
+    torch.manual_seed(0)
+    return VitaAudioLM(bb, MCTPStack.for_backbone(bb, 10)).eval()
+
+
+def make_prompts(lm: VitaAudioLM, batch: int, length: int) -> torch.Tensor:
+    """`batch` TTS prompts of exactly `length` tokens (ChatML, the demo's training format): (B, length)."""
+    builder = PromptBuilder(lm.backbone.tokenizer, lm.backbone.audio_vocab)
+    rows = []
+    for i in range(batch):
+        words = SENTENCES[i % len(SENTENCES)].split()
+        ids = None
+        for n in range(len(words), 0, -1):  # the longest prefix of the sentence that fits ...
+            text = " ".join(words[:n])
+            for pad in range(0, 40):  # ... then filler until it is exactly `length` tokens
+                cand = builder.generation_prompt([("user", f"{TTS_PROMPT}\n{text}{'!' * pad}")])
+                if len(cand) >= length:
+                    break
+            if len(cand) == length:
+                ids = cand
+                break
+        if ids is None:
+            raise ValueError(f"no prompt of exactly {length} tokens")
+        rows.append(ids)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+# -- one run ---------------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    total: float  # seconds, prefill included
+    first_chunk: float  # seconds until the CHUNK-th new token (nan if fewer)
+    first_chunk_decode: float  # the same, after the prefill (from the first new token on)
+    tokens: int  # new tokens summed over rows
+    forwards: int
+    mctp_steps: int
+    accepted: list[int] = field(default_factory=list)
+    times: dict[str, list[float]] = field(default_factory=dict)  # per-step seconds by kind (prefill apart)
+
+
+def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int) -> Run:
+    verify = mode == "verified"
+    rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify else [ids]  # verified: one row at a time
+    times: dict[str, list[float]] = {"prefill": [], "M": [], "m": [], "cycle": []}
+    first = first_dec = float("nan")
+    forwards = mctp = 0
+    accepted: list[int] = []
+    t0 = time.perf_counter()
+    for r, row in enumerate(rows):
+        dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
+                      verify=verify)
+        last, n = time.perf_counter(), 0
+        for step in dec.steps():
+            now = time.perf_counter()
+            n += 1
+            if n == 1:
+                times["prefill"].append(now - last)
+            elif verify:
+                if now - last > 1e-4:  # the first token of a cycle carries the cycle's cost; the rest are free
+                    times["cycle"].append(now - last)
+            else:
+                times[step.kind].append(now - last)
+            if r == 0 and n == 1:
+                t1 = now
+            if r == 0 and n == CHUNK:
+                first, first_dec = now - t0, now - t1
+            last = now
+        forwards += dec.backbone_forwards
+        mctp += dec.mctp_steps
+        accepted += dec.accepted
+        assert n == new_tokens, (mode, n)
+    total = time.perf_counter() - t0
+    return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times)
+
+
+def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
+    model = lm.backbone.model
+    tok = lm.backbone.tokenizer
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=None, top_k=None, top_p=None, temperature=None)
+    total = time.perf_counter() - t0
+    assert out.shape[1] - ids.shape[1] == new_tokens, out.shape
+    return Run(total, float("nan"), float("nan"), new_tokens * ids.shape[0], new_tokens, 0)
+
+
+# -- a size x batch block --------------------------------------------------------------------------------------
+def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
+          log=print) -> dict[str, list[Run]]:
+    ids = make_prompts(lm, batch, prefill)
+    order = [*modes, HF]
+    warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
+    for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
+        run_hf(lm, ids, warm) if mode == HF else run_mode(lm, ids, mode, warm)
+    runs: dict[str, list[Run]] = {m: [] for m in order}
+    for rnd in range(rounds):
+        k = rnd % len(order)
+        for mode in order[k:] + order[:k]:  # rotate the order each round
+            run = run_hf(lm, ids, new_tokens) if mode == HF else run_mode(lm, ids, mode, new_tokens)
+            runs[mode].append(run)
+            log(f"  round {rnd} batch {batch} {mode:>11}: {run.tokens / run.total:8.1f} tok/s  "
+                f"({run.total:.2f} s)")
+    return runs
+
+
+def med(xs) -> float:
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def split(rs: list[Run]) -> dict[str, float]:
+    """Where a decode's time goes (medians over rounds): prefill, backbone steps, MCTP steps (seconds, counts)."""
+    return dict(total=med([r.total for r in rs]), prefill=med([sum(r.times["prefill"]) for r in rs]),
+                M=med([sum(r.times["M"]) for r in rs]), n_M=len(rs[0].times["M"]),
+                m=med([sum(r.times["m"]) for r in rs]), n_m=len(rs[0].times["m"]),
+                cycle=med([sum(r.times["cycle"]) for r in rs]), n_cycle=len(rs[0].times["cycle"]))
+
+
+def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> list[dict]:
+    """One row per mode (medians over rounds) and one for `transformers` generate."""
+    van = runs["vanilla"]
+    c_M = med([med(r.times["M"]) for r in van])  # one single-token backbone step (s)
+    tps = {m: med([r.tokens / r.total for r in rs]) for m, rs in runs.items()}
+    ratio = {m: med([r.tokens / r.total / (v.tokens / v.total) for r, v in zip(rs, van)]) for m, rs in runs.items()}
+    r_mode: dict[str, float] = {}
+    for m, rs in runs.items():
+        if m not in (HF, "vanilla", "verified"):
+            r_mode[m] = med([med(r.times["m"]) for r in rs]) / c_M
+    r_mode["vanilla"] = float("nan")
+    rows = []
+    for m, rs in runs.items():
+        if m == HF:
+            continue
+        r0 = rs[0]
+        per_row = r0.tokens / batch if m != "verified" else r0.tokens  # verified counts forwards over all rows
+        r = r_mode.get("turbo" if m == "verified" else m, float("nan"))
+        forwards = r0.forwards / r0.tokens * (batch if m != "verified" else 1)
+        mctp = r0.mctp_steps / r0.tokens * (batch if m != "verified" else 1)
+        ideal = 1.0 if m == "vanilla" else 1.0 / (forwards + mctp * r)
+        acc = med([sum(x.accepted) / len(x.accepted) for x in rs]) if r0.accepted else float("nan")
+        M_rel = med([med(x.times["M"]) for x in rs]) / c_M if m != "verified" else float("nan")
+        rows.append(dict(size=size, model=label, batch=batch, mode=m, tok_s=tps[m], forwards_per_token=forwards,
+                         mctp_per_token=mctp, first_chunk_s=med([x.first_chunk for x in rs]),
+                         first_chunk_rel=med([x.first_chunk / v.first_chunk for x, v in zip(rs, van)]),
+                         first_chunk_decode_s=med([x.first_chunk_decode for x in rs]),
+                         first_chunk_decode_rel=med([x.first_chunk_decode / v.first_chunk_decode
+                                                     for x, v in zip(rs, van)]),
+                         split=split(rs),
+                         r=r, M_rel=M_rel, ideal=ideal, achieved=ratio[m], frac_ideal=ratio[m] / ideal,
+                         accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
+                         step_M_ms=c_M * 1e3, per_row=per_row))
+    rows.append(dict(size=size, model=label, batch=batch, mode="transformers generate", tok_s=tps[HF],
+                     forwards_per_token=1.0, achieved=ratio[HF], rounds=len(runs[HF]),
+                     vanilla_over_hf=med([(v.tokens / v.total) / (h.tokens / h.total)
+                                          for v, h in zip(van, runs[HF])])))
+    return rows
+
+
+# -- output ----------------------------------------------------------------------------------------------------
+def _f(x, fmt: str, unit: str = "") -> str:
+    return "" if x is None or x != x else format(x, fmt) + unit
+
+
+def table(rows: list[dict]) -> str:
+    """The main table: one line per size, batch and mode."""
+    out = ["| size | batch | mode | tokens/s | vs Vanilla | forwards / token | first chunk (s) | vs Vanilla | "
+           "first chunk after prefill (s) | vs Vanilla | r = m / M | ideal | % of ideal | accepted |",
+           "|" + "---|" * 3 + "---:|" * 11]
+    for d in rows:
+        frac = d.get("frac_ideal")
+        out.append("| " + " | ".join([
+            d["size"], str(d["batch"]), d["mode"], _f(d["tok_s"], ",.2f"), _f(d.get("achieved"), ".2f", "x"),
+            _f(d.get("forwards_per_token"), ".3f"), _f(d.get("first_chunk_s"), ".3f"),
+            _f(d.get("first_chunk_rel"), ".3f", "x"), _f(d.get("first_chunk_decode_s"), ".3f"),
+            _f(d.get("first_chunk_decode_rel"), ".3f", "x"), _f(d.get("r"), ".3f"),
+            _f(d.get("ideal"), ".2f", "x"), _f(None if frac is None else 100 * frac, ".0f", "%"),
+            _f(d.get("accepted"), ".2f")]) + " |")
+    return "\n".join(out)
+
+
+def split_table(rows: list[dict]) -> str:
+    """Where each decode's time goes: prefill, backbone ("M") and MCTP ("m") steps, medians over rounds."""
+    out = ["| size | batch | mode | total (s) | prefill (s) | backbone steps: n, s, ms each, x Vanilla's | "
+           "MCTP steps: n, s, ms each | verified cycles: n, s |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for d in rows:
+        sp = d.get("split")
+        if not sp:
+            continue
+        M = f"{sp['n_M']}, {sp['M']:.2f}, {1e3 * sp['M'] / sp['n_M']:.1f}, {d['M_rel']:.2f}" if sp["n_M"] else ""
+        m = f"{sp['n_m']}, {sp['m']:.2f}, {1e3 * sp['m'] / sp['n_m']:.1f}" if sp["n_m"] else ""
+        c = f"{sp['n_cycle']}, {sp['cycle']:.2f}" if sp["n_cycle"] else ""
+        out.append(f"| {d['size']} | {d['batch']} | {d['mode']} | {sp['total']:.2f} | {sp['prefill']:.2f} | {M} | "
+                   f"{m} | {c} |")
+    return "\n".join(out)
+
+
+def goals(rows: list[dict]) -> list[str]:
+    """The issue's goals, at the 0.5B shape, batch 1 (when that block ran)."""
+    b = {d["mode"]: d for d in rows if d["size"] == "0.5b" and d["batch"] == 1}
+    if not b:
+        return []
+    out = []
+
+    def check(name, ok, text):
+        out.append(f"- [{'x' if ok else ' '}] {name}: {text}")
+
+    check("Turbo >= 3x Vanilla", b["turbo"]["achieved"] >= 3, f"{b['turbo']['achieved']:.2f}x")
+    check("Boost >= 2.5x Vanilla", b["boost"]["achieved"] >= 2.5, f"{b['boost']['achieved']:.2f}x")
+    check("Boost first chunk <= 0.25x Vanilla's", b["boost"]["first_chunk_rel"] <= 0.25,
+          f"{b['boost']['first_chunk_rel']:.3f}x ({b['boost']['first_chunk_s']:.2f} s vs "
+          f"{b['vanilla']['first_chunk_s']:.2f} s)")
+    for m in ("balance", "boost", "turbo", "verified"):
+        if m in b:
+            check(f"{m} >= 80% of its ideal", b[m]["frac_ideal"] >= 0.8,
+                  f"{100 * b[m]['frac_ideal']:.0f}% ({b[m]['achieved']:.2f}x of {b[m]['ideal']:.2f}x)")
+    hf = b["transformers generate"]
+    check("Vanilla >= transformers generate", hf["vanilla_over_hf"] >= 1.0,
+          f"{hf['vanilla_over_hf']:.2f}x ({b['vanilla']['tok_s']:.2f} vs {hf['tok_s']:.2f} tok/s)")
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e '.[dev]')")
+        return None
+    blocks = sorted({(d["size"], d["batch"]) for d in rows}, key=lambda x: (x[0] != "tiny", x))
+    fig, axes = plt.subplots(2, len(blocks), figsize=(3.2 * len(blocks), 5.6), squeeze=False)
+    for j, (size, batch) in enumerate(blocks):
+        ds = [d for d in rows if d["size"] == size and d["batch"] == batch]
+        names = [d["mode"].replace("transformers generate", "HF gen") for d in ds]
+        ax = axes[0, j]
+        ax.bar(names, [d["achieved"] for d in ds], color="tab:blue", label="achieved")
+        ax.scatter(names, [d.get("ideal", float("nan")) for d in ds], color="tab:red", marker="_", s=300,
+                   label="ideal", zorder=3)
+        ax.set_title(f"{size}, batch {batch}", fontsize=9)
+        ax.set_ylabel("speed-up over Vanilla" if j == 0 else "")
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        if j == 0:
+            ax.legend(fontsize=7)
+        ax = axes[1, j]
+        fc = [(n, d["first_chunk_rel"]) for n, d in zip(names, ds) if d.get("first_chunk_rel") is not None]
+        ax.bar([n for n, _ in fc], [v for _, v in fc], color="tab:green")
+        ax.axhline(0.25, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel("first audio chunk, x Vanilla's" if j == 0 else "")
+        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def profile(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int, top: int = 25) -> str:
+    """cProfile of one decode (cumulative time, the top entries)."""
+    pr = cProfile.Profile()
+    pr.enable()
+    run_mode(lm, ids, mode, new_tokens)
+    pr.disable()
+    s = io.StringIO()
+    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(top)
+    return s.getvalue()
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# -- CLI -------------------------------------------------------------------------------------------------------
+def parse(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="tiny,0.5b", help="comma list of tiny, tiny-random, 0.5b, test")
+    ap.add_argument("--batch", default="1,8", help="comma list of batch sizes")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds per block (tiny / test sizes)")
+    ap.add_argument("--rounds-big", type=int, default=2, help="rounds for the 0.5b blocks at batch 1")
+    ap.add_argument("--rounds-big-batch", type=int, default=1, help="rounds for the 0.5b blocks at batch > 1")
+    ap.add_argument("--new-tokens", type=int, default=165)
+    ap.add_argument("--prefill", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--modes", default=",".join(MODES), help="verified runs on the tiny sizes only")
+    ap.add_argument("--verified-big", action="store_true", help="also run verified mode at the 0.5b shape")
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "plots" / "bench_decode.png"), help="PNG path")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--profile", default=None, help="cProfile one decode of this mode per 0.5b batch-1 block")
+    return ap.parse_args(argv)
+
+
+def main(argv=None, log=print) -> dict:
+    args = parse(argv)
+    torch.set_num_threads(args.threads)
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    batches = [int(b) for b in args.batch.split(",")]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if "vanilla" not in modes:
+        modes.insert(0, "vanilla")
+    if "verified" in modes and "turbo" not in modes:  # verified borrows Turbo's r
+        modes.insert(modes.index("verified"), "turbo")
+    start = uptime()
+    log(f"start: {start}")
+    rows, profiles = [], {}
+    for size in sizes:
+        t0 = time.perf_counter()
+        lm, label = build_model(size)
+        log(f"{size}: {label} (built in {time.perf_counter() - t0:.1f} s)")
+        for batch in batches:
+            big = size == "0.5b"
+            rounds = args.rounds if not big else (args.rounds_big if batch == 1 else args.rounds_big_batch)
+            ms = [m for m in modes if m != "verified" or not big or args.verified_big]
+            runs = bench(lm, batch, ms, rounds, args.new_tokens, args.prefill, log=log)
+            rows += summarize(size, label, batch, runs)
+            if args.profile and big and batch == 1:
+                profiles[args.profile] = profile(lm, make_prompts(lm, 1, args.prefill), args.profile,
+                                                 args.new_tokens)
+                log(profiles[args.profile])
+        del lm
+    end = uptime()
+    tab = table(rows)
+    log("\n" + tab + "\n\n" + split_table(rows) + "\n")
+    for g in goals(rows):
+        log(g)
+    log(f"end: {end}")
+    path = plot(rows, Path(args.out)) if args.out else None
+    if path:
+        log(f"plot: {path}")
+    result = dict(rows=rows, table=tab, split_table=split_table(rows), goals=goals(rows), uptime_start=start, uptime_end=end, plot=path,
+                  models={d["size"]: d["model"] for d in rows}, profiles=profiles)
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in result.items() if k != "plot"}, indent=1,
+                                              default=str))
+    return result
+
+
+if __name__ == "__main__":
+    main()
