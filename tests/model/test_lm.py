@@ -44,7 +44,8 @@ def test_shapes_and_logits(lm):
         # MCTP logits: module 0 recomputed by hand from the spec's formula on the unpacked second row
         bb, m = lm.backbone, lm.mctp
         h0_row = bb.model.model(input_ids=ids[1:2, :8]).last_hidden_state  # (1, 8, H) final-normed
-        x = m.projs[0](torch.cat([m.embed_norms[0](bb.embed_tokens(ids[1:2, 1:8])), m.hidden_norms[0](h0_row[:, :7])], -1))
+        e = m.embed_norms[0](bb.embed_tokens(ids[1:2, 1:8]))  # (1, 7, H) E(x[t+1])
+        x = m.projs[0](torch.cat([e, m.hidden_norms[0](h0_row[:, :7])], -1))  # (1, 7, H)
         rot = torch.arange(1, 8)[None]  # rotary positions of the embedded tokens x[t+1]
         x = m.layers[0](x, attention_mask=None, position_ids=rot, position_embeddings=bb.rotary_emb(x, rot))
         x = x[0] if isinstance(x, tuple) else x

@@ -220,8 +220,8 @@ class SpeechLMModule(L.LightningModule):
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=B)
         heads = [k.removeprefix("count_") for k in out if k.startswith("count_")]
         counts = torch.stack([out[f"count_{h}"] for h in heads]).tolist()  # one sync for all heads
-        self.log_dict({f"train/{m}_{h}": out[f"{m}_{h}"] for h, n in zip(heads, counts) if n > 0 for m in ("loss", "acc")},
-                      batch_size=B)
+        present = [h for h, n in zip(heads, counts) if n > 0]  # a head without targets this step logs nothing
+        self.log_dict({f"train/{m}_{h}": out[f"{m}_{h}"] for h in present for m in ("loss", "acc")}, batch_size=B)
         self.log("lr", self.optimizers().param_groups[0]["lr"], prog_bar=True, batch_size=B)
         return out["loss"]
 
