@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
+CHROMIUM_STAMP := $(VENV)/.chromium-installed
 
 .PHONY: install demo test test-fast bench clean help
 
@@ -27,10 +28,20 @@ $(APT_STAMP): | $(VENV)/bin/python
 	fi
 	@touch $@
 
+# Debian's chromium for the real-browser test of the web page (Playwright drives it; no browser download).
+$(CHROMIUM_STAMP): | $(VENV)/bin/python
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] && echo "" || echo sudo ); \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
+	  else echo "warning: chromium missing and no apt-get: the browser test will be skipped"; fi; \
+	fi
+	@touch $@
+
 # torch is pinned in the same pip command as everything else so that pip never swaps in a CUDA build.
-$(STAMP): pyproject.toml | $(VENV)/bin/python $(APT_STAMP)
+$(STAMP): pyproject.toml | $(VENV)/bin/python $(APT_STAMP) $(CHROMIUM_STAMP)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "torch==2.13.0" -e ".[dev,speech,deepspeed,wandb,tensorboard]"
+	$(PIP) install -q "torch==2.13.0" -e ".[dev,speech,deepspeed,wandb,tensorboard,serve]"
 	@touch $@
 
 install: $(STAMP)

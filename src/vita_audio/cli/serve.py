@@ -1,0 +1,46 @@
+"""Serve a checkpoint over HTTP: `python serve.py ckpt_path=... [server.slots=4] [port=8000] [host=0.0.0.0]`.
+
+checkpoint -> model + audio codec (conf/audio) -> SpeechLM -> FastAPI app (vita_audio.serve) -> uvicorn
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from vita_audio.audio.io import AudioError
+from vita_audio.cli.common import CONFIG_DIR, log, set_runtime_env
+from vita_audio.inference import SpeechLM, load_model
+from vita_audio.serve import ServeSettings, create_app
+
+
+def build_app(cfg: DictConfig):
+    """The app of a composed serve config (tests call this and run it in-process)."""
+    set_runtime_env()
+    if cfg.get("torch_threads"):
+        torch.set_num_threads(int(cfg.torch_threads))
+    lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
+    speech = SpeechLM(lm, hydra.utils.instantiate(cfg.audio.tokenizer), hydra.utils.instantiate(cfg.audio.detokenizer))
+    settings = ServeSettings(**OmegaConf.to_container(cfg.server, resolve=True))
+    return create_app(speech, settings)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
+def main(cfg: DictConfig) -> None:
+    import uvicorn
+
+    try:
+        app = build_app(cfg)
+    except (ValueError, FileNotFoundError, AudioError) as err:
+        sys.exit(f"serve.py: {err}")
+    auth = "an API key" if app.state.settings.api_key else "no API key"
+    log.info("serving %s on http://%s:%d/ (%s, %d slot(s))", cfg.ckpt_path, cfg.host, cfg.port, auth,
+             app.state.settings.slots)
+    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level=str(cfg.log_level))
+
+
+if __name__ == "__main__":
+    main()

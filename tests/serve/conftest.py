@@ -1,0 +1,102 @@
+"""A served tiny model: random 10-module VITA-Audio LM exported like a stage, a random tiny codec, uvicorn on
+127.0.0.1 on a free port in a thread (package-scoped: built once, a second or two)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import uvicorn
+from hydra import compose, initialize_config_dir
+
+from tests.audio.conftest import TINY as TINY_CODEC
+from tests.audio.conftest import speechlike
+from tests.inference.conftest import tiny_lm
+from vita_audio.audio.builtin import save_codec
+from vita_audio.audio.builtin.model import CodecModel
+from vita_audio.audio.io import write_audio
+from vita_audio.checkpoint import export_pretrained
+from vita_audio.cli.common import CONFIG_DIR
+
+API_KEY = "test-key"
+MODULES = 10  # Boost and Turbo run 10 MCTP steps in a row
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    """uvicorn serving `app` in a thread; `url` is its base URL."""
+
+    def __init__(self, app) -> None:
+        self.app, self.port = app, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start within 30 s")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+    @property
+    def engine(self):
+        return self.app.state.engine
+
+
+@pytest.fixture(scope="package")
+def artefacts(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("serve")
+    torch.manual_seed(0)
+    codec = save_codec(CodecModel(TINY_CODEC).eval(), root / "codec")
+    hf = export_pretrained(tiny_lm(num_modules=MODULES), root / "hf", interleave_ratio=[1, 10, 4, 10])
+    wav = write_audio(root / "question.wav", torch.from_numpy(speechlike(1.0, seed=3)), 16000)
+    long_wav = write_audio(root / "long.wav", torch.from_numpy(speechlike(3.0, seed=4)), 16000)
+    return {"root": root, "codec": codec, "hf": hf, "wav": wav, "long_wav": long_wav}
+
+
+def serve_cfg(artefacts, overrides=()):
+    base = [f"ckpt_path={artefacts['hf']}", f"paths.root_dir={artefacts['root']}",
+            f"paths.codec_dir={artefacts['codec']}", "audio.codebook_size=32",
+            f"audio.frame_rate={TINY_CODEC.frame_rate}", "server.stop_ids=[]", "server.max_tokens=600",
+            "server.max_audio_seconds=2.0", "server.max_body_bytes=200000"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="serve", overrides=[*base, *overrides])
+
+
+@pytest.fixture(scope="package")
+def served(artefacts):
+    """The shared server: an API key, 2 slots, no queue (a third concurrent request gets 503)."""
+    from vita_audio.cli.serve import build_app
+
+    cfg = serve_cfg(artefacts, [f"server.api_key={API_KEY}", "server.slots=2", "server.max_queue=0",
+                                "server.max_batch=2"])
+    with Served(build_app(cfg)) as s:
+        yield s
+
+
+def wait_idle(served: Served, timeout: float = 20.0) -> dict:
+    """Poll the engine until no row is active or queued (bounded)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = served.engine.stats()
+        if st["active"] == 0 and st["queued"] == 0:
+            return st
+        time.sleep(0.02)
+    raise AssertionError(f"the engine is still busy after {timeout} s: {served.engine.stats()}")

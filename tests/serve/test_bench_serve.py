@@ -1,0 +1,39 @@
+"""Smoke test of experiments/bench_serve.py's client side against the in-process test server: two levels, a few
+tokens, zero errors and the table's figures filled in."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.serve.conftest import API_KEY, wait_idle
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_serve.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_serve", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_bench_levels(bench, served, artefacts):
+    wait_idle(served)
+    wav = base64.b64encode(artefacts["wav"].read_bytes()).decode()
+    rows = [asyncio.run(bench.run_level(served.url, wav, n, 1, 12, "boost", {"Authorization": f"Bearer {API_KEY}"}))
+            for n in (1, 2)]
+    assert [r["errors"] for r in rows] == [0, 0], [r["error_samples"] for r in rows]
+    assert all(r["first_p95"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    assert rows[1]["batch_mean"] >= 1 and "| 2 | 2 | 0 |" in bench.table(rows)
+    assert bench.pct([1.0, 2.0, 3.0, 4.0], 50) == 2.0 and bench.pct([1.0, 2.0, 3.0, 4.0], 95) == 4.0
