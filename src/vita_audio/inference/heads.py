@@ -28,12 +28,17 @@ class Heads:
         self.valid = min(len(bb.tokenizer), self.vocab_size)  # ids >= valid are padding rows
         self.restrict_mctp = restrict_mctp
         av = bb.audio_vocab
-        ids = [av.begin_of_audio, av.end_of_audio, *range(av.audio_offset, av.audio_end), *stop_ids]
-        self.audio_ids = torch.tensor(sorted(set(i for i in ids if 0 <= i < self.valid)),
-                                      device=self.head.weight.device)
-        self._weight = self.head.weight.detach()[self.audio_ids]  # (R, H), one copy per generation
+        # the codes are a contiguous row range: used as a view of the head (no copy of its ~16k rows per
+        # generation); the markers and stop ids are a handful of rows, copied once
+        self.codes = (av.audio_offset, min(av.audio_end, self.valid))
+        others = {av.begin_of_audio, av.end_of_audio, *stop_ids}
+        self.other_ids = torch.tensor(sorted(i for i in others if 0 <= i < self.valid
+                                             and not self.codes[0] <= i < self.codes[1]),
+                                      dtype=torch.long, device=self.head.weight.device)
+        self.audio_ids = torch.cat([torch.arange(*self.codes, device=self.other_ids.device), self.other_ids]).sort()[0]
+        self._other_weight = self.head.weight.detach()[self.other_ids]  # (R, H), R = markers + stops
         bias = getattr(self.head, "bias", None)
-        self._bias = None if bias is None else bias.detach()[self.audio_ids]
+        self._other_bias = None if bias is None else bias.detach()[self.other_ids]
 
     def full(self, h: torch.Tensor) -> torch.Tensor:
         """h (..., H) -> logits (..., V), padding rows at -inf."""
@@ -44,9 +49,13 @@ class Heads:
 
     def restricted(self, h: torch.Tensor) -> torch.Tensor:
         """h (B, H) -> logits (B, V), finite only on the audio span tokens and the stop ids."""
-        part = torch.nn.functional.linear(h, self._weight, self._bias).float()  # (B, R)
-        out = torch.full((*h.shape[:-1], self.vocab_size), float("-inf"), dtype=part.dtype, device=part.device)
-        out[..., self.audio_ids] = part
+        lo, hi = self.codes
+        weight, bias = self.head.weight.detach(), getattr(self.head, "bias", None)
+        codes = torch.nn.functional.linear(h, weight[lo:hi], None if bias is None else bias.detach()[lo:hi])
+        others = torch.nn.functional.linear(h, self._other_weight, self._other_bias)
+        out = torch.full((*h.shape[:-1], self.vocab_size), float("-inf"), dtype=torch.float32, device=h.device)
+        out[..., lo:hi] = codes.float()
+        out[..., self.other_ids] = others.float()
         return out
 
     def mctp(self, h: torch.Tensor) -> torch.Tensor:
