@@ -1,5 +1,8 @@
 """A served tiny model: random 10-module VITA-Audio LM exported like a stage, a random tiny codec, uvicorn on
-127.0.0.1 on a free port in a thread (package-scoped: built once, a second or two)."""
+127.0.0.1 on a free port in a thread (package-scoped: built once, a second or two).
+
+The model has 2,048 audio codes against ~1,000 text tokens, so a random model's answers mix text and audio
+whichever head a decode step uses (the restricted audio head or the full one)."""
 
 from __future__ import annotations
 
@@ -13,17 +16,30 @@ import torch
 import uvicorn
 from hydra import compose, initialize_config_dir
 
-from tests.audio.conftest import TINY as TINY_CODEC
+from dataclasses import replace
+
+from tests.audio.conftest import TINY
 from tests.audio.conftest import speechlike
-from tests.inference.conftest import tiny_lm
+from tests.conftest import TINY_CONFIG
 from vita_audio.audio.builtin import save_codec
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.io import write_audio
 from vita_audio.checkpoint import export_pretrained
 from vita_audio.cli.common import CONFIG_DIR
+from vita_audio.model.backbone import Backbone
+from vita_audio.model.lm import VitaAudioLM
+from vita_audio.model.mctp import MCTPStack
 
 API_KEY = "test-key"
 MODULES = 10  # Boost and Turbo run 10 MCTP steps in a row
+CODEBOOK = 2048
+TINY_CODEC = replace(TINY, codebook_size=CODEBOOK)
+
+
+def serve_lm(num_modules: int = MODULES, seed: int = 0) -> VitaAudioLM:
+    bb = Backbone(CODEBOOK, config=dict(TINY_CONFIG), tokenizer="tiny", seed=seed)
+    torch.manual_seed(seed)
+    return VitaAudioLM(bb, MCTPStack.for_backbone(bb, num_modules)).eval()
 
 
 def free_port() -> int:
@@ -65,7 +81,7 @@ def artefacts(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("serve")
     torch.manual_seed(0)
     codec = save_codec(CodecModel(TINY_CODEC).eval(), root / "codec")
-    hf = export_pretrained(tiny_lm(num_modules=MODULES), root / "hf", interleave_ratio=[1, 10, 4, 10])
+    hf = export_pretrained(serve_lm(), root / "hf", interleave_ratio=[1, 10, 4, 10])
     wav = write_audio(root / "question.wav", torch.from_numpy(speechlike(1.0, seed=3)), 16000)
     long_wav = write_audio(root / "long.wav", torch.from_numpy(speechlike(3.0, seed=4)), 16000)
     return {"root": root, "codec": codec, "hf": hf, "wav": wav, "long_wav": long_wav}
@@ -73,7 +89,7 @@ def artefacts(tmp_path_factory) -> dict[str, Path]:
 
 def serve_cfg(artefacts, overrides=()):
     base = [f"ckpt_path={artefacts['hf']}", f"paths.root_dir={artefacts['root']}",
-            f"paths.codec_dir={artefacts['codec']}", "audio.codebook_size=32",
+            f"paths.codec_dir={artefacts['codec']}", f"audio.codebook_size={CODEBOOK}",
             f"audio.frame_rate={TINY_CODEC.frame_rate}", "server.stop_ids=[]", "server.max_tokens=600",
             "server.max_audio_seconds=2.0", "server.max_body_bytes=200000"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -65,7 +65,7 @@ def test_record_send_stream_and_play(page_server, artefacts):
             assert second["error"] is None and second["text"]
             # the whole conversation went back to the server: the first question's audio, the answer, the text
             assert second["usage"]["prompt_tokens"] > answer["usage"]["prompt_tokens"] + 20
-            assert answer["stats"]["mode"] == "boost" and answer["stats"]["first_audio_forwards"] == 1
+            assert answer["stats"]["mode"] == "boost" and answer["stats"]["first_audio_forwards"] >= 1
             assert page.locator(".turn.assistant").count() == 2 and page.locator(".turn.user").count() == 2
             assert not errors, errors
         finally:

@@ -9,8 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.audio.conftest import TINY as TINY_CODEC
-from tests.inference.conftest import tiny_lm
+from tests.serve.conftest import TINY_CODEC, serve_lm
 from vita_audio.audio.builtin import BuiltinDetokenizer
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.inference import AudioChunk, Sampling, TextDelta, resolve_schedule, stream
@@ -22,7 +21,7 @@ PROMPTS = [[1, 5, 9, 2], [7, 3], [4, 4, 8, 1, 6, 2, 9]]
 @pytest.fixture(scope="module")
 def parts():
     torch.manual_seed(0)
-    return tiny_lm(num_modules=4), BuiltinDetokenizer(CodecModel(TINY_CODEC).eval())
+    return serve_lm(num_modules=4), BuiltinDetokenizer(CodecModel(TINY_CODEC).eval())
 
 
 def _job(prompt, events, schedule=(1, 4), n=30, **kw):

@@ -24,7 +24,7 @@ def test_config_defaults_are_safe(artefacts):
 def test_serve_py_runs_a_server(artefacts):
     port = free_port()
     cmd = [sys.executable, "serve.py", f"ckpt_path={artefacts['hf']}", f"port={port}", "torch_threads=1",
-           f"paths.root_dir={artefacts['root']}", f"paths.codec_dir={artefacts['codec']}", "audio.codebook_size=32",
+           f"paths.root_dir={artefacts['root']}", f"paths.codec_dir={artefacts['codec']}", "audio.codebook_size=2048",
            "audio.frame_rate=25.0", "server.stop_ids=[]", "log_level=warning"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -52,9 +52,10 @@ def decode_input_audio(data: object, fmt: object, sample_rate: int, max_seconds:
 
 
 def pcm16_bytes(wav: torch.Tensor) -> bytes:
-    """(S,) float in [-1, 1] -> little-endian int16 mono (clipped, not rescaled, so chunks stay continuous)."""
-    x = torch.round(wav.detach().float().clamp(-1.0, 1.0) * 32767.0).to(torch.int16).numpy()
-    return x.astype("<i2").tobytes()
+    """(S,) float in [-1, 1] -> little-endian int16 mono (clipped, not rescaled, so chunks stay continuous).
+    numpy, not torch: this runs on the event loop, where a torch op may wake torch's whole thread pool."""
+    x = np.clip(wav.detach().cpu().numpy().astype(np.float32), -1.0, 1.0) * 32767.0
+    return np.round(x).astype("<i2").tobytes()
 
 
 def wav_bytes(wav: torch.Tensor, sample_rate: int) -> bytes:

@@ -28,16 +28,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 
 from vita_audio.audio.interface import AudioDetokenizer
 from vita_audio.inference import AudioChunk, Decoder, Sampling, TextDelta
-from vita_audio.serve.lanes import CodecLane
+from vita_audio.serve.lanes import CodecLane, CodecPool
 
 log = logging.getLogger(__name__)
+FIRST_BACKLOG = 4  # codes queued for the codec after which a row waiting for its first chunk stops decoding on
 
 
 class Overloaded(Exception):
@@ -146,6 +146,11 @@ class _Group:
     def waiting_first(self) -> bool:
         return any(not r.first_output for r in self.live())
 
+    def codec_bound(self) -> bool:
+        """Every row still waiting for its first audio has enough codes queued for the codec."""
+        waiting = [r for r in self.live() if not r.first_output]
+        return bool(waiting) and all(r.lane is not None and r.lane.backlog >= FIRST_BACKLOG for r in waiting)
+
 
 class Engine:
     """Runs jobs on `lm` (+ `detokenizer` for audio out) in a background thread. Thread-safe `submit` / `cancel`.
@@ -166,7 +171,7 @@ class Engine:
         self.slots, self.max_queue, self.max_batch, self.batch_window = slots, max_queue, max_batch, batch_window
         self._incoming = 0  # announced by expect(), not submitted yet
         self.codec_threads = codec_threads if detokenizer is not None else 0
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: CodecPool | None = None
         self._waiting: deque[Job] = deque()
         self._groups: deque[_Group] = deque()
         self._live = 0  # rows in groups that are not done or cancelled
@@ -182,7 +187,7 @@ class Engine:
         if self._thread is None:
             self._stop = False
             if self.codec_threads and self._pool is None:
-                self._pool = ThreadPoolExecutor(self.codec_threads, thread_name_prefix="vita-codec")
+                self._pool = CodecPool(self.codec_threads)
             self._thread = threading.Thread(target=self._run, name="vita-engine", daemon=True)
             self._thread.start()
         return self
@@ -195,7 +200,7 @@ class Engine:
             self._thread.join(timeout)
             self._thread = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown()
             self._pool = None
 
     def expect(self) -> None:
@@ -260,6 +265,9 @@ class Engine:
             self._reap()
             if self._groups:
                 g = self._pick(next(rr))
+                if g is None:  # every group waits for the codec's first chunks
+                    time.sleep(0.002)
+                    continue
                 try:
                     self._advance(g)
                 except Exception as err:  # noqa: BLE001 - a bug must not kill the engine: fail this group only
@@ -302,11 +310,18 @@ class Engine:
             return
         self._groups.append(g)
 
-    def _pick(self, tick: int) -> _Group:
+    def _pick(self, tick: int) -> _Group | None:
+        """The group to step: the oldest with a row still waiting for its first audio, else round robin. A group
+        whose waiting rows already have `FIRST_BACKLOG` codes queued for the codec is skipped (the codec's first
+        chunk is what they wait for; decoding further would only take its CPU); None = nothing to step now."""
         fresh = [g for g in self._groups if g.waiting_first()]
-        if fresh:
-            return min(fresh, key=lambda g: g.created)
-        return self._groups[tick % len(self._groups)]
+        ready = [g for g in fresh if not g.codec_bound()]
+        if ready:
+            return min(ready, key=lambda g: g.created)
+        rest = [g for g in self._groups if not g.waiting_first()]
+        if rest:
+            return rest[tick % len(rest)]
+        return None
 
     def _advance(self, g: _Group) -> None:
         try:
