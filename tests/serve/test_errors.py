@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import httpx
 import pytest
@@ -154,4 +153,3 @@ def test_error_mid_stream_is_an_sse_error_event(served):
 def test_the_page_is_served(served, path):
     r = httpx.get(f"{served.url}{path}", timeout=10)
     assert r.status_code == 200 and len(r.content) > 100
-    time.sleep(0)

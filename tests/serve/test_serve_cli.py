@@ -35,7 +35,8 @@ def test_serve_py_runs_a_server(artefacts):
                 break
             except httpx.TransportError:
                 time.sleep(0.3)
-        assert health is not None, f"serve.py did not come up: {proc.poll()} {proc.stdout.read() if proc.poll() else ''}"
+        out = proc.stdout.read() if proc.poll() is not None else ""
+        assert health is not None, f"serve.py did not come up (exit {proc.poll()}): {out}"
         assert health["status"] == "ok" and health["sample_rate"] == 16000 and not health["auth"]
         r = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=60,
                        json={"model": "vita-audio", "messages": [{"role": "user", "content": "Hi."}],

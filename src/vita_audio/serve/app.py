@@ -208,7 +208,8 @@ async def _sse(job: Job, events: asyncio.Queue, engine: Engine, req: ChatRequest
         while True:
             ev = await events.get()
             if isinstance(ev, TextDelta):
-                delta = {"audio": {"id": meta.audio_id, "transcript": ev.text}} if req.audio_out else {"content": ev.text}
+                delta = ({"audio": {"id": meta.audio_id, "transcript": ev.text}} if req.audio_out
+                         else {"content": ev.text})
                 yield meta.chunk(delta)
             elif isinstance(ev, AudioChunk):
                 yield meta.chunk({"audio": {"id": meta.audio_id, "data": b64(pcm16_bytes(ev.wav))}})

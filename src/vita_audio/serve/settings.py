@@ -41,8 +41,9 @@ class ServeSettings:
     stop_ids: list[int] | None = None
 
     def __post_init__(self) -> None:
-        if self.slots < 1 or self.max_batch < 1 or self.max_queue < 0 or self.batch_window_s < 0 or self.codec_threads < 0:
-            raise ValueError(f"slots and max_batch must be >= 1 and max_queue >= 0, got slots={self.slots}, "
-                             f"max_batch={self.max_batch}, max_queue={self.max_queue}")
+        if self.slots < 1 or self.max_batch < 1 or min(self.max_queue, self.batch_window_s, self.codec_threads) < 0:
+            raise ValueError(f"slots and max_batch must be >= 1, max_queue, batch_window_s and codec_threads >= 0; "
+                             f"got slots={self.slots}, max_batch={self.max_batch}, max_queue={self.max_queue}, "
+                             f"batch_window_s={self.batch_window_s}, codec_threads={self.codec_threads}")
         if self.api_key is not None and not str(self.api_key).strip():
             self.api_key = None
