@@ -79,7 +79,18 @@ def test_bad_checkpoint_paths_are_clear_errors(exported, tmp_path):
         load_model(junk)
 
 
-def test_streamed_audio_equals_offline_decode_of_the_same_codes(lm, codec):
+def _speaking_lm():
+    """A tiny model whose head favours the audio rows: its answers are mostly audio."""
+    lm = tiny_lm(seed=3)
+    av = lm.backbone.audio_vocab
+    with torch.no_grad():
+        lm.backbone.lm_head.weight[av.audio_offset:av.audio_end] *= 40.0
+        lm.backbone.lm_head.weight[av.begin_of_audio] *= 40.0
+    return lm
+
+
+def test_streamed_audio_equals_offline_decode_of_the_same_codes(codec):
+    lm = _speaking_lm()
     detok = BuiltinDetokenizer(codec)
     events = list(stream(lm, [5, 6, 7, 8], detok, schedule=[1, N_MODULES], max_new_tokens=40, stop_ids=[]))
     done = events[-1]

@@ -158,6 +158,7 @@ class Decoder:
         self._keep = self.draft_len + 1 if verify else 0
         B = self.tokens.shape[0]
         self.active = torch.ones(B, dtype=torch.bool, device=device)
+        self.in_span = torch.zeros(B, dtype=torch.bool, device=device)  # inside an audio span (restricted heads)
         self.generated = 0
         self.backbone_forwards = 0
         self.mctp_steps = 0
@@ -214,6 +215,7 @@ class Decoder:
 
     def _emit(self, kind: str, level: int, tok: torch.Tensor) -> Step:
         step = Step(kind, level, tok, self.active.clone())
+        self.in_span = self.heads.span_update(self.in_span, tok)
         self.generated += 1
         self.active &= ~torch.isin(tok, self._stop)
         return step
@@ -235,7 +237,7 @@ class Decoder:
             if kind == "M":
                 logits = self.heads.full(self._backbone()[:, -1])  # (B, V)
             else:
-                logits = self.heads.mctp(self._level(k))  # (B, V)
+                logits = self.heads.mctp(self._level(k), self.in_span[self.active])  # (B, V)
             self._record(logits)
             tok = self.sampler.pick(self.tokens, logits)
             self._append(tok)
@@ -261,7 +263,7 @@ class Decoder:
             budget = self.max_new_tokens - self.generated  # tokens left, the bonus / correction token included
             drafts, q = [], []
             for k in range(min(self.draft_len, budget - 1)):
-                dl = self.heads.mctp(self._level(k))
+                dl = self.heads.mctp(self._level(k), self._span_after(self.in_span, drafts))
                 qk = self.sampler.probs(self.tokens, dl)  # (1, V)
                 d = self.sampler.draw(qk) if self.sampler.cfg.do_sample else qk.argmax(-1)
                 self._append(d)
@@ -295,6 +297,11 @@ class Decoder:
                 if self.done:
                     return
             yield self._emit("M", 0, nxt)
+
+    def _span_after(self, in_span: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        for t in tokens:
+            in_span = self.heads.span_update(in_span, t)
+        return in_span
 
     def _rollback(self, n_valid: int) -> None:
         """Forget every token from n_valid on: the rows, the backbone cache and each level's windows."""

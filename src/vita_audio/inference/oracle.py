@@ -33,13 +33,15 @@ def slow_generate(
     heads = Heads(lm, sorted(stops), restrict_mctp)
     seq, new, logits_per_step = list(prompt), [], []
     device = lm.backbone.embed_tokens.weight.device
+    in_span = torch.zeros(1, dtype=torch.bool, device=device)
     for kind, k in schedule_steps(schedule):
         if len(new) >= max_new_tokens:
             break
         x = torch.tensor([seq], device=device)
         h0, levels = lm.hidden_states(x, num_levels=0 if kind == "M" else k + 1)
-        logits = heads.full(h0[:, -1]) if kind == "M" else heads.mctp(levels[k][:, -1])
+        logits = heads.full(h0[:, -1]) if kind == "M" else heads.mctp(levels[k][:, -1], in_span)
         tok = int(logits.argmax(-1))
+        in_span = heads.span_update(in_span, torch.tensor([tok], device=device))
         logits_per_step.append(logits)
         seq.append(tok)
         new.append(tok)
