@@ -166,7 +166,7 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int) -> 
     t0 = time.perf_counter()
     for r, row in enumerate(rows):
         dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
-                      verify=verify)
+                      verify=verify, restrict_mctp=MCTP_HEAD[0])
         last, n = time.perf_counter(), 0
         for step in dec.steps():
             now = time.perf_counter()
@@ -394,9 +394,17 @@ def uptime() -> str:
 
 
 # -- CLI -------------------------------------------------------------------------------------------------------
+# how MCTP steps pick their head (`Decoder(restrict_mctp=...)`): random weights never open an audio span, so the
+# default "always" emulates a trained Boost checkpoint, whose MCTP runs are audio spans (restricted heads)
+MCTP_HEAD = ["always"]
+
+
 def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="tiny,0.5b", help="comma list of tiny, tiny-random, 0.5b, test")
+    ap.add_argument("--mctp-head", default="always", choices=["always", "span", "full"],
+                    help="MCTP heads: restricted at every step (default: random weights never open an audio span), "
+                         "inside audio spans (the decoder's default), or the full head")
     ap.add_argument("--batch", default="1,8", help="comma list of batch sizes")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per block (tiny / test sizes)")
     ap.add_argument("--rounds-big", type=int, default=2, help="rounds for the 0.5b blocks at batch 1")
@@ -414,6 +422,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None, log=print) -> dict:
     args = parse(argv)
+    MCTP_HEAD[0] = {"always": "always", "span": True, "full": False}[args.mctp_head]
     torch.set_num_threads(args.threads)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     batches = [int(b) for b in args.batch.split(",")]

@@ -35,7 +35,7 @@ def test_bench_decode_smoke(bench, tmp_path):
         assert d["tok_s"] > 0 and d["first_chunk_s"] > 0 and d["ideal"] > 0 and d["frac_ideal"] > 0
     assert modes["vanilla"]["forwards_per_token"] == 1.0 and modes["vanilla"]["achieved"] == 1.0
     assert modes["turbo"]["forwards_per_token"] < modes["boost"]["forwards_per_token"] < 1.0
-    assert modes["turbo"]["r"] > 0 and modes["boost"]["ideal"] > 1.0
+    assert modes["turbo"]["r"] > 0 and modes["boost"]["ideal"] > 0  # timings: no speed claim in a test
     assert 1.0 <= modes["verified"]["accepted"] <= 11.0
     assert modes["transformers generate"]["tok_s"] > 0
     assert (tmp_path / "rows.json").is_file()

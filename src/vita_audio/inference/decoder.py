@@ -110,7 +110,8 @@ class Decoder:
         max_new_tokens: tokens per row at most.
         sampling: `Sampling` (None = greedy).
         stop_ids: a row stops after emitting one of these; None = `<|im_end|>` and the tokenizer's eos.
-        restrict_mctp: MCTP heads over the audio span tokens only (see `heads.py`).
+        restrict_mctp: MCTP heads over the audio span tokens only, inside audio spans (True), at every MCTP step
+            ("always") or never (False); see `heads.py`.
         verify: MCTP tokens are drafts checked by the backbone (output = Vanilla's under greedy decoding);
             each cycle drafts with all N modules, whatever the schedule.
         record_logits: keep each step's logits (tests compare them with full re-forwards).
@@ -126,7 +127,7 @@ class Decoder:
         sampling: Sampling | None = None,
         stop_ids: Sequence[int] | None = None,
         attention_mask: torch.Tensor | None = None,
-        restrict_mctp: bool = True,
+        restrict_mctp: bool | str = True,
         verify: bool = False,
         record_logits: bool = False,
     ) -> None:

@@ -78,7 +78,7 @@ def generate(
     sampling: Sampling | None = None,
     stop_ids: Sequence[int] | None = None,
     attention_mask: torch.Tensor | None = None,
-    restrict_mctp: bool = True,
+    restrict_mctp: bool | str = True,
     verify: bool = False,
     record_logits: bool = False,
 ) -> GenerationOutput:

@@ -23,7 +23,11 @@ from vita_audio.model.lm import VitaAudioLM
 class Heads:
     """The logits functions of one model for one generation (the head slice is built once)."""
 
-    def __init__(self, lm: VitaAudioLM, stop_ids: Sequence[int] = (), restrict_mctp: bool = True) -> None:
+    def __init__(self, lm: VitaAudioLM, stop_ids: Sequence[int] = (), restrict_mctp: bool | str = True) -> None:
+        """`restrict_mctp`: True = inside audio spans; "always" = every MCTP step (benchmarks of random-weight
+        models, which never open a span); False = never."""
+        if restrict_mctp not in (True, False, "always"):
+            raise ValueError(f"restrict_mctp must be True, False or 'always', got {restrict_mctp!r}")
         bb = lm.backbone
         self.head = bb.lm_head
         self.vocab_size = bb.vocab_size
@@ -70,6 +74,8 @@ class Heads:
         """An MCTP step's logits: restricted when every row is inside an audio span (where only codes,
         <|end_of_audio|> or a stop can follow), else the full head (e.g. Turbo asking a Boost-trained model for
         text, or the step that opens a span)."""
+        if self.restrict_mctp == "always":
+            return self.restricted(h)
         if not self.restrict_mctp or not bool(in_span.any()):
             return self.full(h)
         if bool(in_span.all()):
