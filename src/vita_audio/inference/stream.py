@@ -51,7 +51,7 @@ class Finished:
     accepted: list[int] = field(default_factory=list)
 
 
-class _TextStream:
+class TextStream:
     """Incremental detokenisation of the text ids: emits only complete characters."""
 
     def __init__(self, tokenizer) -> None:
@@ -82,7 +82,7 @@ def stream(
     av = bb.audio_vocab
     dec = Decoder(lm, [list(input_ids)], schedule=default_schedule(lm) if schedule is None else schedule,
                   max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify)
-    text = _TextStream(bb.tokenizer)
+    text = TextStream(bb.tokenizer)
     session = detokenizer.stream() if detokenizer is not None else None
     sr = detokenizer.sample_rate if detokenizer is not None else None
     markers = {av.begin_of_audio, av.end_of_audio, *dec.stop_ids}

@@ -34,6 +34,7 @@ import torch
 
 from vita_audio.audio.interface import AudioDetokenizer
 from vita_audio.inference import AudioChunk, Decoder, Sampling, TextDelta
+from vita_audio.inference.stream import TextStream
 from vita_audio.serve.lanes import CodecLane, CodecPool
 
 log = logging.getLogger(__name__)
@@ -81,24 +82,9 @@ class Job:
         return tuple(self.schedule), self.verify, self.sampling, stops, self.audio_out
 
 
-class _Text:
-    """Incremental detokenisation: emits complete characters only."""
-
-    def __init__(self, tokenizer) -> None:
-        self.tok, self.ids, self.sent = tokenizer, [], ""
-
-    def push(self, i: int) -> str:
-        self.ids.append(i)
-        text = self.tok.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
-            return ""
-        delta, self.sent = text[len(self.sent):], text
-        return delta
-
-
 class _Row:
     def __init__(self, job: Job, tokenizer, started: float) -> None:
-        self.job, self.text = job, _Text(tokenizer)
+        self.job, self.text = job, TextStream(tokenizer)
         self.lane: CodecLane | None = None  # audio out: the row's detokenizer session on the codec pool
         self.sr: int | None = None
         self.tokens: list[int] = []
