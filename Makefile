@@ -50,7 +50,7 @@ demo: install
 	$(PY) -m vita_audio.cli.demo
 
 test: install
-	DS_ACCELERATOR=cpu WANDB_MODE=disabled $(PY) -m pytest -q
+	DS_ACCELERATOR=cpu WANDB_MODE=disabled $(PY) -m pytest -q --durations=15
 
 test-fast: install
 	DS_ACCELERATOR=cpu WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"

@@ -1,6 +1,14 @@
-"""A rank of the DDP empty-level test (spawned by tests/training/test_losses.py)."""
+"""A rank of the DDP empty-level test (tests/training/test_losses.py runs this file as a script).
+
+Run as `python -m tests.training.ddp_empty_level OUT_DIR PORT`: spawns two gloo ranks on 127.0.0.1 that train three
+steps each and save what the test checks under OUT_DIR. A rank that fails makes the script exit non-zero; a peer
+that waits on it gives up after the process group's timeout instead of blocking the test run.
+"""
 
 from __future__ import annotations
+
+import sys
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -19,11 +27,12 @@ class _Loss(nn.Module):
         return self.module.compute_losses(batch)["loss"]
 
 
-def run_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def run_rank(rank: int, world: int, port: int, out_dir: str) -> None:
     from tests.training.test_losses import FROZEN, make_module, text_batch
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=120))
     try:
         m = make_module(2, FROZEN)
         ddp = DistributedDataParallel(_Loss(m), find_unused_parameters=False)
@@ -43,3 +52,10 @@ def run_rank(rank: int, world: int, init_file: str, out_dir: str) -> None:
                     "proj0": m.lm.mctp.projs[0].weight.detach().clone()}, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    import torch.multiprocessing as mp
+
+    out, port = sys.argv[1], int(sys.argv[2])
+    mp.spawn(run_rank, args=(2, port, out), nprocs=2, join=True)
