@@ -36,6 +36,7 @@ from transformers import CONFIG_MAPPING
 
 from vita_audio.model.backbone import Backbone
 from vita_audio.model.lm import VitaAudioLM
+from vita_audio.model.lora import has_adapters, merged_adapters
 from vita_audio.model.mctp import MCTPStack
 from vita_audio.model.text_tokenizer import load_text_tokenizer
 from vita_audio.model.vocab import audio_token
@@ -150,7 +151,11 @@ def export_pretrained(
 
     `interleave_ratio` (the `text_audio_interval_ratio` of training) is stored as the default decode schedule
     `mtp_inference_mode`. Weights are sharded (with `model.safetensors.index.json`) above `max_shard_bytes`.
+    LoRA adapters (`vita_audio.model.lora`) are merged into their weights: the directory is a plain checkpoint.
     """
+    if has_adapters(lm):
+        with merged_adapters(lm):
+            return export_pretrained(lm, out_dir, interleave_ratio, extra_generation_config, max_shard_bytes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("model*.safetensors"), out / INDEX_NAME]:

@@ -47,9 +47,13 @@ def initialize_from_checkpoint(
     Returns the names of the tensors loaded (the stage checks that what it builds on, e.g. module 0, was there)."""
     state = load_state_dict_file(path, predecessor)
     own = module.state_dict()
+    # a LoRA-wrapped layer (`model/lora=backbone`) keeps its weight as `<layer>.base_layer.weight`: it loads from
+    # the plain name; its adapters (`.lora_*`) start fresh (lora_B = 0: the model starts as the predecessor)
+    alias = {k.replace(".base_layer.", "."): k for k in own if ".base_layer." in k}
+    state = {alias.get(k, k) if k not in own else k: v for k, v in state.items()}
     unexpected = [k for k in state if k not in own]
     missing = [k for k in own if k not in state]
-    bad_missing = [k for k in missing if not (allow_missing_mctp and k.startswith("lm.mctp."))]
+    bad_missing = [k for k in missing if not (allow_missing_mctp and k.startswith("lm.mctp.")) and ".lora_" not in k]
     # a predecessor with more MCTP modules than this stage is fine (their extra modules are dropped, logged)
     bad_unexpected = [k for k in unexpected if not k.startswith("lm.mctp.")]
     if bad_missing or bad_unexpected:

@@ -19,8 +19,9 @@ import lightning as L
 import torch
 
 from vita_audio.model.backbone import Backbone
-from vita_audio.model.freeze import apply_freeze
+from vita_audio.model.freeze import FreezeReport, apply_freeze
 from vita_audio.model.lm import VitaAudioLM
+from vita_audio.model.lora import BackboneLoRA, LoRAReport, trainable_parameter_count
 from vita_audio.model.loss import chunked_cross_entropy, shifted_targets
 from vita_audio.model.mctp import MCTPStack
 from vita_audio.model.mctp_loss import mctp_losses
@@ -67,6 +68,9 @@ class SpeechLMModule(L.LightningModule):
             (the backbone layers through h^0, the token embedding, the final norm and the LM head) when those
             train (stage 4). True = the reference (one joint loss, everything gets the MCTP gradient); False =
             the MCTP losses train the MCTP modules only and the shared parts learn from the main loss alone.
+        lora: LoRA adapters on the backbone (`model/lora=backbone`), applied after the freeze rules: the backbone's
+            own weights freeze, its adapters and audio-token rows train, the MCTP stack keeps its freeze rules.
+            None (or an empty node, `model/lora=none`) = no adapters.
 
     Metrics (`split/name`, token-weighted means; module k = the k-th MCTP module, predicting x[t+k+2]):
         train/loss            the objective this stage optimises: main_weight * L_main + mctp_weight * the
@@ -93,9 +97,10 @@ class SpeechLMModule(L.LightningModule):
         mctp_init: MCTPInit = "none",
         ce_chunk_rows: int = 1024,
         mctp_grad_into_backbone: bool = True,
+        lora: BackboneLoRA | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False, ignore=["backbone", "optimizer", "scheduler", "mctp", "loss"])
+        self.save_hyperparameters(logger=False, ignore=["backbone", "optimizer", "scheduler", "mctp", "loss", "lora"])
         if mctp_init != "none" and mctp is None:
             raise ValueError(f"mctp_init={mctp_init!r} needs an MCTP stack (model.mctp is null)")
         self.lm = VitaAudioLM(backbone, None if mctp is None else mctp(backbone))
@@ -106,6 +111,15 @@ class SpeechLMModule(L.LightningModule):
         self.mctp_grad_into_backbone = mctp_grad_into_backbone
         self.val_heads = HeadLosses(1 + self.lm.num_mctp_modules)  # one metric object for the validation split
         self.freeze_report = apply_freeze(self.lm, self.freeze_rules.get("frozen"), self.freeze_rules.get("trainable"))
+        self.lora_report: LoRAReport | None = None
+        if lora:
+            if not self.backbone_trainable:
+                raise ValueError("model/lora=backbone adapts the backbone, but this stage's freeze rules freeze it "
+                                 "(stages 2 and 3 train MCTP modules only): use model/lora=none here")
+            self.lora_report = lora.apply(self.lm)
+            total = sum(p.numel() for p in self.lm.parameters())
+            self.freeze_report = FreezeReport(trainable_parameter_count(self.lm), total, ())
+            log.info("%s; %s", self.lora_report, self.freeze_report)
 
     # -- set-up ---------------------------------------------------------------------------------------------
     @property
@@ -249,7 +263,9 @@ class SpeechLMModule(L.LightningModule):
     # -- optimisation ---------------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         kw = self.optimizer_factory.keywords  # lr and weight_decay are bound in conf/model/optimizer/*.yaml
-        groups = param_groups(self.lm.named_parameters(), kw["lr"], kw["weight_decay"], self.lr_scales)
+        # row-masked tensors (LoRA's audio-token rows) get no weight decay: their frozen rows must not move
+        no_decay = self.lora_report.row_param_names if self.lora_report else ()
+        groups = param_groups(self.lm.named_parameters(), kw["lr"], kw["weight_decay"], self.lr_scales, no_decay)
         for g in groups:
             log.info("optimiser group: lr=%.3g wd=%.3g params=%d", g["lr"], g["weight_decay"], len(g["params"]))
             g.pop("names")

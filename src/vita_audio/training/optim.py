@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import torch
 from torch import nn
@@ -21,14 +21,16 @@ def param_groups(
     lr: float,
     weight_decay: float,
     lr_scales: dict[str, float] | None = None,
+    no_decay: Collection[str] = (),
 ) -> list[dict]:
+    """Parameter groups of the trainable parameters; names in `no_decay` never get weight decay."""
     scales = [(re.compile(p), s) for p, s in (lr_scales or {}).items()]
     groups: dict[tuple[float, float], dict] = {}
     for name, p in named_params:
         if not p.requires_grad:
             continue
         scale = next((s for r, s in scales if r.search(name)), 1.0)
-        wd = 0.0 if p.ndim < 2 or "norm" in name or name.endswith(".bias") else weight_decay
+        wd = 0.0 if p.ndim < 2 or "norm" in name or name.endswith(".bias") or name in no_decay else weight_decay
         gname = f"{'base' if scale == 1.0 else f'x{scale:g}'}_{'decay' if wd else 'no_decay'}"  # e.g. x10_decay
         group = groups.setdefault(
             (scale, wd), {"params": [], "names": [], "lr": lr * scale, "weight_decay": wd, "name": gname}
