@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from vita_audio.audio.interface import AudioTokenizer
 from vita_audio.data.cache import AudioCodeCache
 from vita_audio.data.dataset import BATCH_INDEX_KEY, PackedDataset, SampleStore
+from vita_audio.data.feature_cache import AudioFeatureCache, build_feature_cache, feature_namespace, input_audio_paths
 from vita_audio.data.mixing import Source, as_sources
 from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
 from vita_audio.data.records import ON_ERROR, SkipCounter
@@ -130,6 +131,12 @@ class VitaDataModule(L.LightningDataModule):
         shuffle: shuffle training samples (validation is never shuffled).
         tts_prompt: first line of TTS requests (their text is prepended to the target audio).
         pin_memory: page-locked batches for faster copies to a GPU.
+        audio_encoder: Plus variants: the frozen continuous encoder (YAML: `${model.audio_encoder}`); input audio
+            (system / user turns) is then read as its frames from the feature cache, batches carry
+            `audio_features`. None = discrete input audio.
+        feature_cache_name: the feature cache namespace (default: `features-<encoder identity>`).
+        fill_features: encode the input audio files missing from the feature cache at setup (once per file; the
+            encoder is dropped afterwards). False = a missing entry is an error (or a counted skip).
     """
 
     def __init__(
@@ -153,6 +160,9 @@ class VitaDataModule(L.LightningDataModule):
         shuffle: bool = True,
         tts_prompt: str = TTS_PROMPT,
         pin_memory: bool = False,
+        audio_encoder: Any = None,
+        feature_cache_name: str | None = None,
+        fill_features: bool = True,
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -172,6 +182,15 @@ class VitaDataModule(L.LightningDataModule):
         self.audio_identity = None if audio_tokenizer is None else str(audio_tokenizer.identity)
         self._cache: AudioCodeCache | None = None
         self._builder: PromptBuilder | None = None
+        self.audio_encoder, self.fill_features = audio_encoder, bool(fill_features)
+        self.encoder_identity = None if audio_encoder is None else str(audio_encoder.identity)
+        self.encoder_dim = None if audio_encoder is None else int(audio_encoder.dim)
+        self.feature_cache_name = feature_cache_name or (
+            None if audio_encoder is None else feature_namespace(self.encoder_identity))
+        self._feature_cache: AudioFeatureCache | None = None
+        if audio_encoder is not None and audio_vocab.context is None:
+            raise ValueError("data.audio_encoder is set (Plus) but the vocabulary has no <|context_of_audio|>: use a "
+                             "Plus special-token layout (model.backbone.special_tokens)")
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
         self.train_set: PackedDataset | None = None
@@ -198,6 +217,23 @@ class VitaDataModule(L.LightningDataModule):
             self._cache = cache
         return self._cache
 
+    def feature_cache(self, sources: list[Source]) -> AudioFeatureCache | None:
+        """Plus: the feature cache of the configured encoder, filled (once) for the input audio of `sources`."""
+        if self.encoder_identity is None:
+            return None
+        if self.fill_features and self.audio_encoder is not None:
+            from vita_audio.data.records import read_jsonl
+
+            skips = SkipCounter()  # bad records are counted (or raised) again when the samples are read
+            records = [r for s in sources for r in read_jsonl(s.path, "skip", skips, self.audio_root)]
+            build_feature_cache(input_audio_paths(records), self.audio_encoder, self.cache_dir,
+                                self.feature_cache_name, on_error=self.on_error)
+        if self._feature_cache is None:
+            cache = AudioFeatureCache(self.cache_dir, self.feature_cache_name, self.encoder_identity, self.encoder_dim)
+            cache.meta()  # a missing or foreign cache stops here
+            self._feature_cache = cache
+        return self._feature_cache
+
     def _prompt_builder(self) -> PromptBuilder:
         """One builder serves train and val (it holds only what it looked up in the tokenizer)."""
         if self._builder is None:
@@ -205,7 +241,8 @@ class VitaDataModule(L.LightningDataModule):
         return self._builder
 
     def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool) -> PackedDataset:
-        store = SampleStore(sources, self._prompt_builder(), self.cache(), self.max_len, self.on_error, self.audio_root).load()
+        store = SampleStore(sources, self._prompt_builder(), self.cache(), self.max_len, self.on_error, self.audio_root,
+                            self.feature_cache(sources)).load()
         rank, world = self._rank()
         return PackedDataset(store, batch_size, self.max_len, self.pad_id, self.seed, shuffle, self.open_rows,
                              rank, world)
@@ -221,6 +258,9 @@ class VitaDataModule(L.LightningDataModule):
         if self.val_set is None and self.val_sources and stage in (None, "fit", "validate"):
             self.val_set = self._dataset(self.val_sources, self.val_batch_size, False)
             self.val_set.store.skips.report("val data")
+        if self.audio_encoder is not None and (self.train_set is not None or not self.train_sources) and (
+                self.val_set is not None or not self.val_sources):
+            self.audio_encoder = None  # every input audio is in the feature cache: the encoder is not needed
 
     # -- loaders --------------------------------------------------------------------------------------------
     def _epoch(self) -> int | None:

@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from vita_audio.data.cache import AudioCodeCache, CacheError
+from vita_audio.data.feature_cache import AudioFeatureCache, audio_roles
 from vita_audio.data.mixing import Source, epoch_order
 from vita_audio.data.packing import collate_rows, plan_rows
 from vita_audio.data.prompt import PromptBuilder
@@ -42,8 +43,12 @@ class SampleStore:
         max_len: int,
         on_error: str = "error",
         audio_root: str | None = None,
+        feature_cache: AudioFeatureCache | None = None,
     ) -> None:
         self.sources = list(sources)
+        # Plus: input audio (system / user turns) as encoder frames from this cache; samples are then
+        # (ids, labels, [frames (N_i, D) of each input audio, in order])
+        self.feature_cache = feature_cache
         self.builder, self.cache, self.max_len = builder, cache, max_len
         self.on_error, self.audio_root = on_error, audio_root
         self.records: list[Record] = []
@@ -56,15 +61,25 @@ class SampleStore:
         """(input_ids, labels) of sample i, audio codes read from the cache."""
         return self.build_record(self.records[i])
 
-    def build_record(self, rec: Record) -> tuple[list[int], list[int]]:
+    @property
+    def feature_dim(self) -> int | None:
+        """Width of the encoder frames of Plus samples (None: discrete input audio)."""
+        return None if self.feature_cache is None else int(self.feature_cache.meta()["dim"])
+
+    def build_record(self, rec: Record) -> tuple:
+        roles = audio_roles(rec.messages) if self.feature_cache is not None else ["assistant"] * len(rec.audios)
         try:
-            codes = [self.cache.get(a) for a in rec.audios]
+            codes = [self.cache.get(a) if r == "assistant" else self.feature_cache.get(a)
+                     for a, r in zip(rec.audios, roles)]
         except CacheError as e:
             raise DataError("cache_missing", str(e), rec.source, rec.line) from e
         try:
-            return self.builder.build(rec.messages, codes)
+            ids, labels = self.builder.build(rec.messages, codes)
         except ValueError as e:  # codes outside the audio vocabulary
             raise DataError("bad_codes", str(e), rec.source, rec.line) from e
+        if self.feature_cache is None:
+            return ids, labels
+        return ids, labels, [c for c, r in zip(codes, roles) if r != "assistant"]
 
     def load(self) -> SampleStore:
         """Read every source, build every sample once to measure it; bad samples raise or are counted."""
@@ -159,7 +174,8 @@ class PackedDataset(IterableDataset):
 
     def batch(self, epoch: int, j: int) -> dict[str, torch.Tensor]:
         rows = self.rows(epoch)[j * self.batch_size : (j + 1) * self.batch_size]
-        return collate_rows([[self.store.build(i) for i in r] for r in rows], self.max_len, self.pad_id)
+        return collate_rows([[self.store.build(i) for i in r] for r in rows], self.max_len, self.pad_id,
+                            self.store.feature_dim)
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()

@@ -4,6 +4,9 @@
         -> plan_rows: online best fit over `open_rows` open rows -> [[0, 2], [1, 3, ...], ...] (indices)
         -> collate_rows: (B, T) input_ids / labels / position_ids / sample_ids
 
+Plus samples are (ids, labels, [frames (N_i, D)]): the batch then also holds `audio_features` (N, D) float, the
+frames of every placeholder position in row-major order (rows in order, samples in row order).
+
 A sample is never split; `position_ids` restart at 0 per sample; `sample_ids` number the samples of a row 0, 1,
 2, ... and are -1 on padding, so `vita_audio.model.masking.packed_causal_mask` (SDPA) gives a block-diagonal
 causal mask and `cu_seqlens` gives the boundaries for flash-attention varlen kernels.
@@ -58,9 +61,12 @@ def padding_fraction(lengths: Sequence[int], rows: Sequence[Sequence[int]], max_
 
 
 def collate_rows(
-    rows: Sequence[Sequence[tuple[Sequence[int], Sequence[int]]]], max_len: int, pad_id: int
+    rows: Sequence[Sequence[tuple]], max_len: int, pad_id: int, feature_dim: int | None = None
 ) -> dict[str, torch.Tensor]:
-    """rows[b] = [(ids, labels), ...] -> dict of LongTensors (B, max_len) per the batch contract."""
+    """rows[b] = [(ids, labels), ...] -> dict of LongTensors (B, max_len) per the batch contract.
+
+    With `feature_dim` (Plus), samples are (ids, labels, frames) and `audio_features` (N, feature_dim) is added
+    (possibly empty)."""
     B = len(rows)
     input_ids = torch.full((B, max_len), pad_id, dtype=torch.long)
     labels = torch.full((B, max_len), IGNORE_INDEX, dtype=torch.long)
@@ -68,7 +74,7 @@ def collate_rows(
     sample_ids = torch.full((B, max_len), -1, dtype=torch.long)
     for b, row in enumerate(rows):
         pos = 0
-        for s, (ids, lab) in enumerate(row):
+        for s, (ids, lab, *_) in enumerate(row):
             n = len(ids)
             if pos + n > max_len:
                 raise ValueError(f"row {b} overflows max_len {max_len} at sample {s}")
@@ -77,4 +83,8 @@ def collate_rows(
             position_ids[b, pos : pos + n] = torch.arange(n)
             sample_ids[b, pos : pos + n] = s
             pos += n
-    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "sample_ids": sample_ids}
+    batch = {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "sample_ids": sample_ids}
+    if feature_dim is not None:
+        frames = [f for row in rows for sample in row for f in sample[2]]
+        batch["audio_features"] = torch.cat(frames).float() if frames else torch.zeros(0, feature_dim)
+    return batch

@@ -11,6 +11,11 @@ assistant content with exactly one audio span is interleaved with its text (`int
 sides of the span, in order, is cut into chunks, spec section 3); without one (`interleave_ratio=None`) every
 message keeps its own order, text after an audio span included. A TTS sample (user content = `tts_prompt` +
 text, assistant content = one `<|audio|>`) gets the text prepended to the assistant audio first.
+
+Plus variants (continuous input audio): an audio entry that is a float tensor (N, D) of encoder frames becomes
+`<|begin_of_audio|>` + N `<|context_of_audio|>` placeholders + `<|end_of_audio|>`; the frames are scattered there
+by the model's adapter. Placeholders are inputs only: their labels are always -100. Output audio (assistant
+turns) stays discrete codes.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from vita_audio.model.vocab import AUDIO_PLACEHOLDER, AudioVocab
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
 TTS_PROMPT = "Convert the text to speech."
 ASR_PROMPT = "Convert the speech to text."
+
+
+def is_continuous(audio: torch.Tensor) -> bool:
+    """True for encoder frames (N, D) float (Plus inputs), False for audio codes (N,) integer."""
+    return audio.dim() == 2 and audio.is_floating_point()
 
 
 class PromptBuilder:
@@ -66,6 +76,11 @@ class PromptBuilder:
         return [self.im_start, *(self._headers.get(role) or self._encode([f"{role}\n"])[0])]
 
     def _audio(self, codes: torch.Tensor) -> list[int]:
+        if is_continuous(codes):  # Plus: one placeholder position per encoder frame
+            if self.vocab.context is None:
+                raise ValueError("continuous audio features need <|context_of_audio|> in the vocabulary (a Plus "
+                                 "special-token layout)")
+            return [self.vocab.context] * int(codes.shape[0])
         return self.vocab.codes_to_ids(codes).tolist()
 
     def _content(self, role: str, content: str, codes: list[torch.Tensor]) -> list[int]:
@@ -75,6 +90,9 @@ class PromptBuilder:
         it = iter(texts)
         text_ids = [next(it) if p else [] for p in parts]
         if role == "assistant" and len(parts) == 2 and self.ratio is not None:  # one audio span: interleave
+            if is_continuous(codes[0]):
+                raise ValueError("an assistant audio must be audio codes (output audio is discrete), got "
+                                 "continuous features")
             return interleave(
                 text_ids[0] + text_ids[1], self._audio(codes.pop(0)), self.ratio,
                 self.vocab.begin_of_audio, self.vocab.end_of_audio,
@@ -109,7 +127,11 @@ class PromptBuilder:
             body = self._content(role, content, queue) + [self.im_end, *self._newline]
             ids += head + body
             labels += [IGNORE_INDEX] * len(head)
-            labels += body if role == "assistant" else [IGNORE_INDEX] * len(body)
+            if role == "assistant":
+                ctx = self.vocab.context
+                labels += body if ctx is None else [IGNORE_INDEX if t == ctx else t for t in body]
+            else:
+                labels += [IGNORE_INDEX] * len(body)
         if queue:
             raise ValueError(f"{len(queue)} audio code sequence(s) left over: more codes than <|audio|> placeholders")
         return ids, labels

@@ -11,6 +11,11 @@ Parameter names (reference layout):
     backbone          model.embed_tokens.weight, model.layers.{i}.*, model.norm.weight, lm_head.weight
     MCTP module k     model.layers.{L+k}.*, mtp_projs.{k}.weight, mtp_embed_norms.{k}.weight,
                       mtp_hidden_norms.{k}.weight
+    Plus: encoder     model.audio_model.model.<SenseVoice-Small's own names> (embed.weight, encoder.*), with its
+                      config.yaml and am.mvn (SenseVoice format) beside config.json
+    Plus: adapter     model.audio_projection.pre_proj_layernorm.{weight,bias}, model.audio_projection.mlp.{0,2}.weight
+    (Plus configs: model_type "<backbone>_mtp_sensevoice", architectures "<Backbone>MTPSenseVoiceForCausalLM",
+    num_nextn_predict_layers N, 0 for Plus-Vanilla)
 
 Import reads config.json as plain JSON: an `auto_map` entry (published checkpoints point at custom code) is
 ignored, nothing from the directory is ever executed.
@@ -50,6 +55,8 @@ MTP_SUFFIX = "_mtp"
 _NOT_BACKBONE_FIELDS = ("auto_map", "architectures", "model_type", "transformers_version", "_name_or_path",
                         "num_nextn_predict_layers", "backbone_model_type", "audio_codebook_size", "torch_dtype",
                         "dtype")
+_NOT_BACKBONE_FIELDS += ("audio_encoder",)  # Plus: {"type", "dim"} of the continuous encoder
+PLUS_SUFFIX = "_sensevoice"
 _MTP_PARTS = {"projs": "mtp_projs", "embed_norms": "mtp_embed_norms", "hidden_norms": "mtp_hidden_norms"}
 
 
@@ -58,6 +65,10 @@ def _reference_name(internal: str, num_backbone_layers: int) -> str:
     """`VitaAudioLM` state-dict key -> reference-layout key."""
     if internal.startswith("backbone.model."):
         return internal[len("backbone.model.") :]
+    if internal.startswith("audio_encoder."):  # Plus: SenseVoice's own parameter names under the reference prefix
+        return "model.audio_model.model." + internal[len("audio_encoder.") :]
+    if internal.startswith("audio_adapter."):
+        return "model.audio_projection." + internal[len("audio_adapter.") :]
     m = re.fullmatch(r"mctp\.layers\.(\d+)\.(.+)", internal)
     if m:
         return f"model.layers.{num_backbone_layers + int(m.group(1))}.{m.group(2)}"
@@ -137,6 +148,12 @@ def _config_dict(lm: VitaAudioLM) -> dict[str, Any]:
             cfg["layer_types"] = list(cfg["layer_types"])[:L] + ["full_attention"] * N
     else:
         cfg["architectures"] = [type(bb.model).__name__]
+    if lm.audio_encoder is not None:  # Plus (also with N = 0: Plus-Vanilla), as the reference names it
+        base = type(bb.model).__name__.replace("ForCausalLM", "")
+        cfg.update(model_type=base_type + MTP_SUFFIX + PLUS_SUFFIX, backbone_model_type=base_type,
+                   architectures=[f"{base}MTPSenseVoiceForCausalLM"], num_hidden_layers=L + N,
+                   num_nextn_predict_layers=N,
+                   audio_encoder={"type": "sensevoice", "dim": int(lm.audio_encoder.dim)})
     return cfg
 
 
@@ -194,6 +211,8 @@ def export_pretrained(
     gen.update(extra_generation_config or {})
     (out / GENERATION_CONFIG_NAME).write_text(json.dumps(gen, indent=2, sort_keys=True) + "\n")
     tok.save_pretrained(str(out))
+    if lm.audio_encoder is not None:  # Plus: the encoder's config.yaml and am.mvn (its weights are in the shards)
+        lm.audio_encoder.write_config_files(out)
     return out
 
 
@@ -332,6 +351,7 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa",
 
     N = int(raw.get("num_nextn_predict_layers") or 0)
     model_type = raw.get("backbone_model_type") or str(raw.get("model_type", ""))
+    model_type = model_type.removesuffix(PLUS_SUFFIX)
     if model_type.endswith(MTP_SUFFIX):
         model_type = model_type[: -len(MTP_SUFFIX)]
     if model_type not in CONFIG_MAPPING:
@@ -364,7 +384,16 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa",
                                  f"({len(backbone.tokenizer)} tokens)")
             backbone.model.resize_token_embeddings(stored_vocab, mean_resizing=False)
         mctp = MCTPStack(backbone.config, N) if N else None
-        lm = VitaAudioLM(backbone, mctp)
+        plus = bool(raw.get("audio_encoder")) or str(raw.get("model_type", "")).endswith(PLUS_SUFFIX)
+        encoder = adapter = None
+        if plus:  # the encoder's config.yaml + am.mvn sit beside config.json (SenseVoice format)
+            from vita_audio.audio.encoders.sensevoice import build_from_config, read_encoder_files
+            from vita_audio.model.adapter import AudioAdapter
+
+            enc_cfg, cmvn = read_encoder_files(path)
+            encoder = build_from_config(enc_cfg, cmvn, "sensevoice")
+            adapter = AudioAdapter(encoder.dim, backbone.hidden_size)
+        lm = VitaAudioLM(backbone, mctp, encoder, adapter)
 
     files = _weight_files(path)
     names = reference_names(lm)
@@ -394,4 +423,6 @@ def load_pretrained(path: str | Path, attn_implementation: str = "sdpa",
     meta = [n for n, t in [*lm.named_parameters(), *lm.named_buffers()] if t.device.type == "meta"]
     if meta:  # every parameter is in the checkpoint (strict keys); a buffer left here would be a bug
         raise RuntimeError(f"{path}: tensors left without values after loading: {meta[:10]}")
+    if lm.audio_encoder is not None:
+        lm.audio_encoder.requires_grad_(False)
     return lm.eval()

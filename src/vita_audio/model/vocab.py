@@ -39,11 +39,15 @@ VITA_AUDIO_SPECIALS = (
 # The Plus tokenizer adds <|context_of_audio|> right after <|end_of_audio|>.
 _EOA = VITA_AUDIO_SPECIALS.index(END_OF_AUDIO) + 1
 VITA_AUDIO_PLUS_SPECIALS = (*VITA_AUDIO_SPECIALS[:_EOA], CONTEXT_OF_AUDIO, *VITA_AUDIO_SPECIALS[_EOA:])
+# The tiny preset's Plus layout: the audio markers with <|context_of_audio|> (the continuous-audio placeholder
+# position of Plus prompts) right after <|end_of_audio|>.
+AUDIO_MARKERS_PLUS = (BEGIN_OF_AUDIO, END_OF_AUDIO, CONTEXT_OF_AUDIO, AUDIO_PLACEHOLDER)
 
 SPECIAL_TOKEN_LAYOUTS: dict[str, tuple[str, ...]] = {
     "audio_markers": AUDIO_MARKERS,  # the three audio tokens only (the tiny preset)
     "vita_audio": VITA_AUDIO_SPECIALS,  # reference checkpoint compatibility (the Qwen2.5 presets)
     "vita_audio_plus": VITA_AUDIO_PLUS_SPECIALS,
+    "audio_markers_plus": AUDIO_MARKERS_PLUS,  # the tiny preset of the Plus variants
 }
 
 
@@ -73,6 +77,7 @@ class AudioVocab:
     placeholder: int
     audio_offset: int  # id of <|audio_0|>
     codebook_size: int
+    context: int | None = None  # id of <|context_of_audio|> (Plus vocabularies: one per continuous-audio frame)
 
     @property
     def audio_end(self) -> int:
@@ -141,4 +146,5 @@ def audio_vocab_of(tokenizer, codebook_size: int) -> AudioVocab:
         placeholder=vocab[AUDIO_PLACEHOLDER],
         audio_offset=offset,
         codebook_size=codebook_size,
+        context=vocab.get(CONTEXT_OF_AUDIO),
     )
