@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -97,8 +98,14 @@ class SkipReport(L.Callback):
 
 
 class PublishStage(L.Callback):
-    """At the end of a finished fit, writes `<dirpath>/final.ckpt` (the next stage's `init_from`),
-    `final_metrics.txt` and, when `export` is on, an HF-style directory in the reference layout (`<dirpath>/hf`).
+    """At the end of a finished fit, writes to `dirpath`
+        final.safetensors   the module's weights only (the next stage's `init_from`, read lazily tensor by tensor;
+                            LoRA adapters merged, plain names)
+        final.ckpt          a Lightning checkpoint for eval.py / infer.py / cli.export: weights and training
+                            config, no optimizer state unless `full_checkpoint` (resume from the run's own
+                            checkpoints/last.ckpt instead); under DeepSpeed a ZeRO directory, as DeepSpeed saves it
+        final_metrics.txt   the last train / val losses
+        hf/                 when `export` is on: an HF-style directory in the reference layout
 
     Runs that did not train to the end (interrupted, `fast_dev_run`, no step at all) publish nothing unless
     `force` is set, so a smoke test never overwrites a real stage. Under DeepSpeed ZeRO-3 the partitioned
@@ -106,9 +113,9 @@ class PublishStage(L.Callback):
     """
 
     def __init__(self, dirpath: str, export: bool = True, interleave_ratio: list[int] | None = None,
-                 force: bool = False) -> None:
+                 force: bool = False, full_checkpoint: bool = False) -> None:
         self.dirpath = Path(dirpath)
-        self.export, self.force = export, force
+        self.export, self.force, self.full_checkpoint = export, force, full_checkpoint
         self.interleave_ratio = list(interleave_ratio) if interleave_ratio is not None else None
 
     @staticmethod
@@ -123,7 +130,10 @@ class PublishStage(L.Callback):
                         "callbacks.publish_stage.force=true to publish anyway)", self.dirpath)
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(self.dirpath / "final.ckpt", weights_only=False)
+        trainer.save_checkpoint(self.dirpath / "final.ckpt", weights_only=not self.full_checkpoint)
+        with _gathered(trainer, pl_module):
+            if trainer.is_global_zero:
+                save_weights(pl_module, self.dirpath / "final.safetensors")
         if trainer.is_global_zero:
             losses = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train/loss", "val/loss"))}
             (self.dirpath / "final_metrics.txt").write_text(
@@ -137,6 +147,29 @@ class PublishStage(L.Callback):
                     export_pretrained(pl_module.lm, self.dirpath / "hf", interleave_ratio=self.interleave_ratio)
         if trainer.is_global_zero:
             log.info("stage published: %s", self.dirpath)
+
+
+def save_weights(pl_module, path: Path) -> None:
+    """The module's state dict (LoRA adapters merged) as one safetensors file, one tensor in memory at a time
+    beyond the model (tied tensors are written twice, each its own copy)."""
+    from safetensors.torch import save_file
+
+    from vita_audio.model.lora import merged_adapters
+
+    with merged_adapters(pl_module.lm):
+        state, storages = {}, set()
+        for name, tensor in pl_module.state_dict().items():
+            tensor = tensor.detach().cpu().contiguous()
+            ptr = tensor.untyped_storage().data_ptr()
+            state[name] = tensor.clone() if ptr in storages else tensor  # safetensors refuses shared storage
+            storages.add(ptr)
+        config = pl_module.hparams.get("config")
+        meta = {"format": "pt", "content": "vita-audio stage weights (SpeechLMModule.state_dict)"}
+        if config is not None:
+            meta["config"] = json.dumps(config)
+        tmp = path.with_suffix(".tmp")
+        save_file(state, str(tmp), metadata=meta)
+        tmp.replace(path)  # never a half-written file under the published name
 
 
 def _gathered(trainer, pl_module):
