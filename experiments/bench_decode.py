@@ -44,16 +44,17 @@ import io
 import json
 import os
 import pstats
-import statistics
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
-from vita_audio.inference.decoder import Decoder
+# the measuring part lives in the package (also `python eval.py task=speed`); re-exported here for the CLI and tests
+from vita_audio.eval.tasks.speed import (  # noqa: F401
+    CHUNK, HF, SENTENCES, Run, make_prompts, med, run_hf, split, summarize)
+from vita_audio.eval.tasks.speed import bench as _bench
+from vita_audio.eval.tasks.speed import run_mode as _run_mode
 from vita_audio.model.backbone import Backbone
 from vita_audio.model.lm import VitaAudioLM
 from vita_audio.model.mctp import MCTPStack
@@ -61,8 +62,6 @@ from vita_audio.model.mctp import MCTPStack
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "artifacts" / "stages" / "boost_stage4" / "hf"
 MODES = ["vanilla", "balance", "boost", "turbo", "verified"]
-HF = "hf_generate"
-CHUNK = 11  # the first Boost chunk: 1 text token + <boa> + 8 codes + <eoa>
 
 TINY = dict(model_type="qwen2", hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=8192, rope_theta=10000.0, rms_norm_eps=1e-6,
@@ -73,18 +72,6 @@ QWEN05 = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_h
               num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0,
               rms_norm_eps=1e-6, tie_word_embeddings=True)
 QWEN05_VOCAB = 168_072
-
-SENTENCES = [
-    "The capital of Greece is Athens, an old city by the sea.",
-    "Rain fell softly on the roofs of the quiet mountain village.",
-    "She opened the window and listened to the birds in the garden.",
-    "Our train leaves at seven, so please be at the station early.",
-    "A good cup of tea can make a cold morning feel much warmer.",
-    "The little boat drifted slowly across the calm blue lake.",
-    "He wrote a long letter to his friend who lived far away.",
-    "Every autumn the leaves turn red and gold in the old park.",
-]
-
 
 # -- models ----------------------------------------------------------------------------------------------------
 def build_model(size: str) -> tuple[VitaAudioLM, str]:
@@ -119,161 +106,6 @@ def _random(config: dict, codebook: int, vocab: int | None) -> VitaAudioLM:
         bb.model.resize_token_embeddings(vocab, mean_resizing=False)
     torch.manual_seed(0)
     return VitaAudioLM(bb, MCTPStack.for_backbone(bb, 10)).eval()
-
-
-def make_prompts(lm: VitaAudioLM, batch: int, length: int) -> torch.Tensor:
-    """`batch` TTS prompts of exactly `length` tokens (ChatML, the demo's training format): (B, length)."""
-    builder = PromptBuilder(lm.backbone.tokenizer, lm.backbone.audio_vocab)
-    rows = []
-    for i in range(batch):
-        words = SENTENCES[i % len(SENTENCES)].split()
-        ids = None
-        for n in range(len(words), 0, -1):  # the longest prefix of the sentence that fits ...
-            text = " ".join(words[:n])
-            for pad in range(0, 40):  # ... then filler until it is exactly `length` tokens
-                cand = builder.generation_prompt([("user", f"{TTS_PROMPT}\n{text}{'!' * pad}")])
-                if len(cand) >= length:
-                    break
-            if len(cand) == length:
-                ids = cand
-                break
-        if ids is None:
-            raise ValueError(f"no prompt of exactly {length} tokens")
-        rows.append(ids)
-    return torch.tensor(rows, dtype=torch.long)
-
-
-# -- one run ---------------------------------------------------------------------------------------------------
-@dataclass
-class Run:
-    total: float  # seconds, prefill included
-    first_chunk: float  # seconds until the CHUNK-th new token (nan if fewer)
-    first_chunk_decode: float  # the same, after the prefill (from the first new token on)
-    tokens: int  # new tokens summed over rows
-    forwards: int
-    mctp_steps: int
-    accepted: list[int] = field(default_factory=list)
-    times: dict[str, list[float]] = field(default_factory=dict)  # per-step seconds by kind (prefill apart)
-
-
-def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int) -> Run:
-    verify = mode == "verified"
-    rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify else [ids]  # verified: one row at a time
-    times: dict[str, list[float]] = {"prefill": [], "M": [], "m": [], "cycle": []}
-    first = first_dec = float("nan")
-    forwards = mctp = 0
-    accepted: list[int] = []
-    t0 = time.perf_counter()
-    for r, row in enumerate(rows):
-        dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
-                      verify=verify, restrict_mctp=MCTP_HEAD[0])
-        last, n = time.perf_counter(), 0
-        for step in dec.steps():
-            now = time.perf_counter()
-            n += 1
-            if n == 1:
-                times["prefill"].append(now - last)
-            elif verify:
-                if now - last > 1e-4:  # the first token of a cycle carries the cycle's cost; the rest are free
-                    times["cycle"].append(now - last)
-            else:
-                times[step.kind].append(now - last)
-            if r == 0 and n == 1:
-                t1 = now
-            if r == 0 and n == CHUNK:
-                first, first_dec = now - t0, now - t1
-            last = now
-        forwards += dec.backbone_forwards
-        mctp += dec.mctp_steps
-        accepted += dec.accepted
-        assert n == new_tokens, (mode, n)
-    total = time.perf_counter() - t0
-    return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times)
-
-
-def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
-    model = lm.backbone.model
-    tok = lm.backbone.tokenizer
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                             eos_token_id=None, top_k=None, top_p=None, temperature=None)
-    total = time.perf_counter() - t0
-    assert out.shape[1] - ids.shape[1] == new_tokens, out.shape
-    return Run(total, float("nan"), float("nan"), new_tokens * ids.shape[0], new_tokens, 0)
-
-
-# -- a size x batch block --------------------------------------------------------------------------------------
-def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
-          log=print) -> dict[str, list[Run]]:
-    ids = make_prompts(lm, batch, prefill)
-    order = [*modes, HF]
-    warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
-    for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
-        run_hf(lm, ids, warm) if mode == HF else run_mode(lm, ids, mode, warm)
-    runs: dict[str, list[Run]] = {m: [] for m in order}
-    for rnd in range(rounds):
-        k = rnd % len(order)
-        for mode in order[k:] + order[:k]:  # rotate the order each round
-            run = run_hf(lm, ids, new_tokens) if mode == HF else run_mode(lm, ids, mode, new_tokens)
-            runs[mode].append(run)
-            log(f"  round {rnd} batch {batch} {mode:>11}: {run.tokens / run.total:8.1f} tok/s  "
-                f"({run.total:.2f} s)")
-    return runs
-
-
-def med(xs) -> float:
-    xs = [x for x in xs if x == x]
-    return statistics.median(xs) if xs else float("nan")
-
-
-def split(rs: list[Run]) -> dict[str, float]:
-    """Where a decode's time goes (medians over rounds): prefill, backbone steps, MCTP steps (seconds, counts)."""
-    return dict(total=med([r.total for r in rs]), prefill=med([sum(r.times["prefill"]) for r in rs]),
-                M=med([sum(r.times["M"]) for r in rs]), n_M=len(rs[0].times["M"]),
-                m=med([sum(r.times["m"]) for r in rs]), n_m=len(rs[0].times["m"]),
-                cycle=med([sum(r.times["cycle"]) for r in rs]), n_cycle=len(rs[0].times["cycle"]))
-
-
-def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> list[dict]:
-    """One row per mode (medians over rounds) and one for `transformers` generate."""
-    van = runs["vanilla"]
-    c_M = med([med(r.times["M"]) for r in van])  # one single-token backbone step (s)
-    tps = {m: med([r.tokens / r.total for r in rs]) for m, rs in runs.items()}
-    ratio = {m: med([r.tokens / r.total / (v.tokens / v.total) for r, v in zip(rs, van)]) for m, rs in runs.items()}
-    r_mode: dict[str, float] = {}
-    for m, rs in runs.items():
-        if m not in (HF, "vanilla", "verified"):
-            r_mode[m] = med([med(r.times["m"]) for r in rs]) / c_M
-    r_mode["vanilla"] = float("nan")
-    rows = []
-    for m, rs in runs.items():
-        if m == HF:
-            continue
-        r0 = rs[0]
-        per_row = r0.tokens / batch if m != "verified" else r0.tokens  # verified counts forwards over all rows
-        r = r_mode.get("turbo" if m == "verified" else m, float("nan"))
-        forwards = r0.forwards / r0.tokens * (batch if m != "verified" else 1)
-        mctp = r0.mctp_steps / r0.tokens * (batch if m != "verified" else 1)
-        ideal = 1.0 if m == "vanilla" else 1.0 / (forwards + mctp * r)
-        acc = med([sum(x.accepted) / len(x.accepted) for x in rs]) if r0.accepted else float("nan")
-        M_rel = med([med(x.times["M"]) for x in rs]) / c_M if m != "verified" else float("nan")
-        rows.append(dict(size=size, model=label, batch=batch, mode=m, tok_s=tps[m], forwards_per_token=forwards,
-                         mctp_per_token=mctp, first_chunk_s=med([x.first_chunk for x in rs]),
-                         first_chunk_rel=med([x.first_chunk / v.first_chunk for x, v in zip(rs, van)]),
-                         first_chunk_decode_s=med([x.first_chunk_decode for x in rs]),
-                         first_chunk_decode_rel=med([x.first_chunk_decode / v.first_chunk_decode
-                                                     for x, v in zip(rs, van)]),
-                         split=split(rs),
-                         r=r, M_rel=M_rel, ideal=ideal, achieved=ratio[m], frac_ideal=ratio[m] / ideal,
-                         accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
-                         step_M_ms=c_M * 1e3, per_row=per_row))
-    rows.append(dict(size=size, model=label, batch=batch, mode="transformers generate", tok_s=tps[HF],
-                     forwards_per_token=1.0, achieved=ratio[HF], rounds=len(runs[HF]),
-                     vanilla_over_hf=med([(v.tokens / v.total) / (h.tokens / h.total)
-                                          for v, h in zip(van, runs[HF])])))
-    return rows
 
 
 # -- output ----------------------------------------------------------------------------------------------------
@@ -337,6 +169,15 @@ def goals(rows: list[dict]) -> list[str]:
     check("Vanilla >= transformers generate", hf["vanilla_over_hf"] >= 1.0,
           f"{hf['vanilla_over_hf']:.2f}x ({b['vanilla']['tok_s']:.2f} vs {hf['tok_s']:.2f} tok/s)")
     return out
+
+
+def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int) -> Run:
+    return _run_mode(lm, ids, mode, new_tokens, restrict_mctp=MCTP_HEAD[0])
+
+
+def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
+          log=print) -> dict[str, list[Run]]:
+    return _bench(lm, batch, modes, rounds, new_tokens, prefill, log=log, restrict_mctp=MCTP_HEAD[0])
 
 
 def plot(rows: list[dict], path: Path) -> Path | None:

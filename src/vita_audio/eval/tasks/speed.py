@@ -1,0 +1,281 @@
+"""Decoding speed of one model in several decode modes, side by side (the measuring part of
+`experiments/bench_decode.py`, also `python eval.py task=speed ckpt_path=...`).
+
+    prompts (TTS prompts of exactly `prefill` tokens) -> for each round, every mode in a rotated order:
+        Decoder(...).steps() with a clock read at every step -> Run -> medians over rounds -> one row per mode
+
+Per mode (medians over rounds, so the machine's load hits every mode alike):
+
+    tokens_per_s                 rows x new tokens / wall time from building the `Decoder` to its last step
+    speedup_vs_vanilla           tokens/s over Vanilla's, measured in the same round
+    backbone_forwards_per_token  backbone forwards per generated token of a row
+    first_chunk_s                time to the first decodable audio chunk: the 11th new token (1 text token +
+                                 <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
+    accepted                     verified mode: mean tokens kept per backbone forward
+
+Every decode runs `new_tokens` tokens with `stop_ids=[]`, greedy, so all modes do the same amount of work whatever
+the model emits.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
+from vita_audio.eval.tasks.common import TaskResult, check_modes
+from vita_audio.inference.decoder import Decoder
+from vita_audio.model.lm import VitaAudioLM
+
+HF = "hf_generate"
+CHUNK = 11  # the first Boost chunk: 1 text token + <boa> + 8 codes + <eoa>
+
+SENTENCES = [
+    "The capital of Greece is Athens, an old city by the sea.",
+    "Rain fell softly on the roofs of the quiet mountain village.",
+    "She opened the window and listened to the birds in the garden.",
+    "Our train leaves at seven, so please be at the station early.",
+    "A good cup of tea can make a cold morning feel much warmer.",
+    "The little boat drifted slowly across the calm blue lake.",
+    "He wrote a long letter to his friend who lived far away.",
+    "Every autumn the leaves turn red and gold in the old park.",
+]
+
+
+def make_prompts(lm: VitaAudioLM, batch: int, length: int) -> torch.Tensor:
+    """`batch` TTS prompts of exactly `length` tokens (ChatML, the demo's training format): (B, length)."""
+    builder = PromptBuilder(lm.backbone.tokenizer, lm.backbone.audio_vocab)
+    rows = []
+    for i in range(batch):
+        words = SENTENCES[i % len(SENTENCES)].split()
+        ids = None
+        for n in range(len(words), 0, -1):  # the longest prefix of the sentence that fits ...
+            text = " ".join(words[:n])
+            for pad in range(0, 40):  # ... then filler until it is exactly `length` tokens
+                cand = builder.generation_prompt([("user", f"{TTS_PROMPT}\n{text}{'!' * pad}")])
+                if len(cand) >= length:
+                    break
+            if len(cand) == length:
+                ids = cand
+                break
+        if ids is None:
+            raise ValueError(f"no prompt of exactly {length} tokens")
+        rows.append(ids)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+# -- one run ---------------------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    total: float  # seconds, prefill included
+    first_chunk: float  # seconds until the CHUNK-th new token (nan if fewer)
+    first_chunk_decode: float  # the same, after the prefill (from the first new token on)
+    tokens: int  # new tokens summed over rows
+    forwards: int
+    mctp_steps: int
+    accepted: list[int] = field(default_factory=list)
+    times: dict[str, list[float]] = field(default_factory=dict)  # per-step seconds by kind (prefill apart)
+
+
+def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
+             restrict_mctp: bool | str = True) -> Run:
+    """One timed decode of `ids` (B, T) in `mode`; verified mode decodes the rows one at a time."""
+    verify = mode == "verified"
+    rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify else [ids]
+    times: dict[str, list[float]] = {"prefill": [], "M": [], "m": [], "cycle": []}
+    first = first_dec = float("nan")
+    forwards = mctp = 0
+    accepted: list[int] = []
+    t0 = time.perf_counter()
+    for r, row in enumerate(rows):
+        dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
+                      verify=verify, restrict_mctp=restrict_mctp)
+        last, n = time.perf_counter(), 0
+        for step in dec.steps():
+            now = time.perf_counter()
+            n += 1
+            if n == 1:
+                times["prefill"].append(now - last)
+            elif verify:
+                if now - last > 1e-4:  # the first token of a cycle carries the cycle's cost; the rest are free
+                    times["cycle"].append(now - last)
+            else:
+                times[step.kind].append(now - last)
+            if r == 0 and n == 1:
+                t1 = now
+            if r == 0 and n == CHUNK:
+                first, first_dec = now - t0, now - t1
+            last = now
+        forwards += dec.backbone_forwards
+        mctp += dec.mctp_steps
+        accepted += dec.accepted
+        if n != new_tokens:
+            raise RuntimeError(f"{mode}: decoded {n} tokens, expected {new_tokens}")
+    total = time.perf_counter() - t0
+    return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times)
+
+
+def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
+    """`transformers`' own greedy `generate` on the backbone, the same number of tokens."""
+    model = lm.backbone.model
+    tok = lm.backbone.tokenizer
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=None, top_k=None, top_p=None, temperature=None)
+    total = time.perf_counter() - t0
+    if out.shape[1] - ids.shape[1] != new_tokens:
+        raise RuntimeError(f"transformers generate gave {out.shape[1] - ids.shape[1]} tokens, not {new_tokens}")
+    return Run(total, float("nan"), float("nan"), new_tokens * ids.shape[0], new_tokens, 0)
+
+
+# -- a batch block ---------------------------------------------------------------------------------------------
+def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
+          log: Callable[[str], None] = print, restrict_mctp: bool | str = True,
+          compare_hf: bool = True) -> dict[str, list[Run]]:
+    """Warm-up, then `rounds` rounds of every mode (and `transformers` generate), the order rotated each round."""
+    ids = make_prompts(lm, batch, prefill)
+    order = [*modes, HF] if compare_hf else list(modes)
+    warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
+
+    def once(mode: str, n: int) -> Run:
+        return run_hf(lm, ids, n) if mode == HF else run_mode(lm, ids, mode, n, restrict_mctp)
+
+    for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
+        once(mode, warm)
+    runs: dict[str, list[Run]] = {m: [] for m in order}
+    for rnd in range(rounds):
+        k = rnd % len(order)
+        for mode in order[k:] + order[:k]:  # rotate the order each round
+            run = once(mode, new_tokens)
+            runs[mode].append(run)
+            log(f"  round {rnd} batch {batch} {mode:>11}: {run.tokens / run.total:8.1f} tok/s  "
+                f"({run.total:.2f} s)")
+    return runs
+
+
+def med(xs) -> float:
+    xs = [x for x in xs if x == x]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def split(rs: list[Run]) -> dict[str, float]:
+    """Where a decode's time goes (medians over rounds): prefill, backbone steps, MCTP steps (seconds, counts)."""
+    return dict(total=med([r.total for r in rs]), prefill=med([sum(r.times["prefill"]) for r in rs]),
+                M=med([sum(r.times["M"]) for r in rs]), n_M=len(rs[0].times["M"]),
+                m=med([sum(r.times["m"]) for r in rs]), n_m=len(rs[0].times["m"]),
+                cycle=med([sum(r.times["cycle"]) for r in rs]), n_cycle=len(rs[0].times["cycle"]))
+
+
+def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> list[dict]:
+    """One row per mode (medians over rounds) and one for `transformers` generate when it ran.
+
+    Needs Vanilla among the modes (every ratio is over it) and Turbo beside verified (verified borrows Turbo's r)."""
+    van = runs["vanilla"]
+    c_M = med([med(r.times["M"]) for r in van])  # one single-token backbone step (s)
+    tps = {m: med([r.tokens / r.total for r in rs]) for m, rs in runs.items()}
+    ratio = {m: med([r.tokens / r.total / (v.tokens / v.total) for r, v in zip(rs, van)]) for m, rs in runs.items()}
+    r_mode: dict[str, float] = {}
+    for m, rs in runs.items():
+        if m not in (HF, "vanilla", "verified"):
+            r_mode[m] = med([med(r.times["m"]) for r in rs]) / c_M
+    r_mode["vanilla"] = float("nan")
+    rows = []
+    for m, rs in runs.items():
+        if m == HF:
+            continue
+        r0 = rs[0]
+        per_row = r0.tokens / batch if m != "verified" else r0.tokens  # verified counts forwards over all rows
+        r = r_mode.get("turbo" if m == "verified" else m, float("nan"))
+        forwards = r0.forwards / r0.tokens * (batch if m != "verified" else 1)
+        mctp = r0.mctp_steps / r0.tokens * (batch if m != "verified" else 1)
+        ideal = 1.0 if m == "vanilla" else 1.0 / (forwards + mctp * r)
+        acc = med([sum(x.accepted) / len(x.accepted) for x in rs]) if r0.accepted else float("nan")
+        M_rel = med([med(x.times["M"]) for x in rs]) / c_M if m != "verified" else float("nan")
+        rows.append(dict(size=size, model=label, batch=batch, mode=m, tok_s=tps[m], forwards_per_token=forwards,
+                         mctp_per_token=mctp, first_chunk_s=med([x.first_chunk for x in rs]),
+                         first_chunk_rel=med([x.first_chunk / v.first_chunk for x, v in zip(rs, van)]),
+                         first_chunk_decode_s=med([x.first_chunk_decode for x in rs]),
+                         first_chunk_decode_rel=med([x.first_chunk_decode / v.first_chunk_decode
+                                                     for x, v in zip(rs, van)]),
+                         split=split(rs),
+                         r=r, M_rel=M_rel, ideal=ideal, achieved=ratio[m], frac_ideal=ratio[m] / ideal,
+                         accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
+                         step_M_ms=c_M * 1e3, per_row=per_row))
+    if HF in runs:
+        rows.append(dict(size=size, model=label, batch=batch, mode="transformers generate", tok_s=tps[HF],
+                         forwards_per_token=1.0, achieved=ratio[HF], rounds=len(runs[HF]),
+                         vanilla_over_hf=med([(v.tokens / v.total) / (h.tokens / h.total)
+                                              for v, h in zip(van, runs[HF])])))
+    return rows
+
+
+def bench_modes(modes: Sequence[str]) -> list[str]:
+    """The modes to time: the asked ones, plus Vanilla (every ratio's base) and Turbo before verified."""
+    modes = [str(m) for m in modes]
+    if "vanilla" not in modes:
+        modes.insert(0, "vanilla")
+    if "verified" in modes and "turbo" not in modes:
+        modes.insert(modes.index("verified"), "turbo")
+    return modes
+
+
+def load_average() -> str:
+    import os
+
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+# -- the eval task ---------------------------------------------------------------------------------------------
+KEYS = {"tok_s": "tokens_per_s", "achieved": "speedup_vs_vanilla", "forwards_per_token": "backbone_forwards_per_token",
+        "mctp_per_token": "mctp_steps_per_token", "first_chunk_s": "first_chunk_s",
+        "first_chunk_rel": "first_chunk_vs_vanilla", "ideal": "ideal_speedup", "accepted": "accepted"}
+
+
+def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turbo", "verified"), batch: int = 1,
+              rounds: int = 3, new_tokens: int = 165, prefill: int = 32, mctp_head: str = "span",
+              compare_hf: bool = False, threads: int | None = None, log: Callable[[str], None] | None = None,
+              label: str = "checkpoint", **_) -> TaskResult:
+    """The decoding benchmark's figures for one model, as an evaluation task (metrics per mode).
+
+    mctp_head: "span" (restricted MCTP heads inside audio spans: the decoder's default, right for a trained
+    checkpoint), "always" (restricted at every MCTP step) or "full"."""
+    heads = {"span": True, "always": "always", "full": False}
+    if mctp_head not in heads:
+        raise ValueError(f"mctp_head must be one of {', '.join(heads)}, got {mctp_head!r}")
+    if rounds < 1 or new_tokens < 1 or batch < 1:
+        raise ValueError(f"rounds, new_tokens and batch must be >= 1 (got {rounds}, {new_tokens}, {batch})")
+    asked = check_modes(modes, lm.num_mctp_modules)
+    timed = bench_modes(asked)
+    if threads:
+        torch.set_num_threads(int(threads))
+    load_start = load_average()
+    t0 = time.perf_counter()
+    runs = bench(lm, batch, timed, rounds, new_tokens, prefill, log=log or (lambda *a: None),
+                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf)
+    rows = summarize("ckpt", label, batch, runs)
+    result = TaskResult("speed", info={"batch": batch, "rounds": rounds, "new_tokens": new_tokens,
+                                       "prefill_tokens": prefill, "mctp_head": mctp_head,
+                                       "torch_threads": torch.get_num_threads(), "load_average_start": load_start,
+                                       "load_average_end": load_average(),
+                                       "wall_s": round(time.perf_counter() - t0, 2)})
+    for d in rows:
+        mode = "transformers_generate" if d["mode"] == "transformers generate" else d["mode"]
+        if mode not in asked and mode != "transformers_generate":
+            continue
+        metrics = {}
+        for k, name in KEYS.items():
+            v = d.get(k)
+            if v is not None and v == v:  # drop NaN (e.g. accepted outside verified mode)
+                metrics[name] = float(v)
+        result.metrics[mode] = metrics
+        result.predictions.append({"mode": mode, **{k: v for k, v in d.items() if k not in ("model", "size")}})
+    return result

@@ -1,0 +1,63 @@
+"""task=speed: the decoding benchmark's figures for a checkpoint (tiny random model, a few tokens)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from tests.inference.conftest import tiny_lm
+from vita_audio.checkpoint import export_pretrained
+from vita_audio.cli.common import CONFIG_DIR
+from vita_audio.cli.eval import evaluate
+from vita_audio.eval.tasks import run_speed, write_results
+from vita_audio.eval.tasks.speed import bench_modes
+
+
+def test_run_speed_figures_per_mode(tmp_path):
+    lm = tiny_lm(num_modules=10)
+    res = run_speed(lm, modes=["vanilla", "boost", "verified"], rounds=1, new_tokens=16, prefill=32,
+                    mctp_head="always")
+    assert list(res.metrics) == ["vanilla", "boost", "verified"]  # Turbo timed for verified's r, not reported
+    van, boost, ver = (res.metrics[m] for m in ("vanilla", "boost", "verified"))
+    assert van["backbone_forwards_per_token"] == 1.0 and van["speedup_vs_vanilla"] == 1.0
+    # Boost [1, 10, 4, 10] over 16 tokens: prefill + 10 MCTP, then 4 backbone steps + 1 MCTP step = 5 forwards
+    assert boost["backbone_forwards_per_token"] == pytest.approx(5 / 16)
+    assert boost["mctp_steps_per_token"] == pytest.approx(11 / 16)
+    assert 1.0 <= ver["accepted"] <= 11.0 and "accepted" not in van
+    for m in res.metrics.values():
+        assert m["tokens_per_s"] > 0 and m["first_chunk_s"] > 0
+    assert res.info["new_tokens"] == 16 and res.info["rounds"] == 1 and "load_average_start" in res.info
+    out = write_results(res, tmp_path)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["task"] == "speed" and saved["modes"]["boost"] == boost
+    assert "| verified |" in (out / "metrics.md").read_text()
+
+
+def test_speed_bad_input():
+    lm = tiny_lm()
+    with pytest.raises(ValueError, match="unknown decode mode 'warp'"):
+        run_speed(lm, modes=["warp"])
+    with pytest.raises(ValueError, match="mctp_head must be one of"):
+        run_speed(lm, modes=["boost"], mctp_head="sometimes")
+    with pytest.raises(ValueError, match="needs MCTP modules"):
+        run_speed(tiny_lm(num_modules=0), modes=["turbo"])
+    assert bench_modes(["verified"]) == ["vanilla", "turbo", "verified"]
+
+
+def test_eval_cli_speed(tmp_path):
+    hf = export_pretrained(tiny_lm(num_modules=10), tmp_path / "hf", interleave_ratio=[1, 4])
+    overrides = ["task=speed", f"ckpt_path={hf}", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out",
+                 "task.modes=[vanilla,turbo]", "task.rounds=1", "task.new_tokens=12", "task.compare_hf=true"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=overrides)
+    (tmp_path / "out").mkdir()
+    metrics = evaluate(cfg)
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(saved["modes"]) == {"vanilla", "turbo", "transformers_generate"}
+    assert metrics["turbo/backbone_forwards_per_token"] == saved["modes"]["turbo"]["backbone_forwards_per_token"] < 1
+    assert saved["ckpt_path"] == str(hf)
+    cfg.ckpt_path = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        evaluate(cfg)
