@@ -1,8 +1,13 @@
-"""Evaluate a checkpoint: `python eval.py task=loss|asr|tts|sqa ckpt_path=PATH [data=... | dataset=...]`.
+"""Evaluate a checkpoint: `python eval.py task=loss|asr|tts|sqa|speed ckpt_path=PATH [data=... | dataset=...]`.
 
     loss            checkpoint -> model (rebuilt from its stored config) -> data -> trainer.validate -> metrics.json
     asr | tts | sqa  checkpoint -> SpeechLM (+ codec, judge) -> dataset adapter -> decode per mode -> metrics.json,
-                     metrics.md, predictions.jsonl
+                     metrics.md, predictions.jsonl (+ a few generated wavs under audio/<mode>/)
+    speed           checkpoint -> timed decodes per mode (eval/tasks/speed.py) -> metrics.json, metrics.md,
+                     predictions.jsonl (every figure of the benchmark row)
+
+The judge of tts / sqa is a config group: `judge=pocketsphinx` (default, offline) or `judge=whisper
+judge.path=/local/whisper`. Metrics also go to the configured loggers (`logger=wandb`, `logger=csv`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vita_audio.cli.common import CONFIG_DIR, build_datamodule, build_model, build_trainer, log, set_runtime_env
 
-TASKS = ("loss", "asr", "tts", "sqa")
+TASKS = ("loss", "asr", "tts", "sqa", "speed")
 
 
 def load_module(ckpt_path: str):
@@ -35,19 +40,48 @@ def load_module(ckpt_path: str):
     return model
 
 
-def build_judge(name: str):
-    if name == "pocketsphinx":
-        from vita_audio.eval.judges import PocketSphinxJudge
+def log_to_loggers(cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """The figures of a generation task to the configured loggers (none by default), as `eval/<mode>/<metric>`."""
+    from vita_audio.cli.common import instantiate_list
 
-        return PocketSphinxJudge()
-    raise ValueError(f"unknown judge {name!r}; available: pocketsphinx")
+    for lg in instantiate_list(cfg.get("logger")):
+        try:
+            lg.log_metrics({f"eval/{cfg.task.name}/{k}": v for k, v in metrics.items()}, step=0)
+            lg.finalize("success")
+        finally:
+            if type(lg).__name__ == "WandbLogger":
+                import wandb
+
+                wandb.finish()
+
+
+def finish(cfg: DictConfig, result) -> dict[str, float]:
+    from vita_audio.eval.tasks import write_results
+
+    out = write_results(result, cfg.paths.output_dir)
+    log.info("metrics, table and predictions written under %s", out)
+    print((out / "metrics.md").read_text())
+    metrics = {f"{mode}/{k}": float(v) for mode, m in result.metrics.items() for k, v in m.items()}
+    log_to_loggers(cfg, metrics)
+    return metrics
+
+
+def evaluate_speed(cfg: DictConfig) -> dict[str, float]:
+    """speed: the decoding benchmark's figures for this checkpoint, per mode."""
+    from vita_audio.eval.tasks.speed import run_speed
+    from vita_audio.inference import load_model
+
+    lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k != "name"}
+    result = run_speed(lm, log=log.info, label=str(cfg.ckpt_path), **kwargs)
+    result.info["ckpt_path"] = str(cfg.ckpt_path)
+    return finish(cfg, result)
 
 
 def evaluate_generation(cfg: DictConfig) -> dict[str, float]:
     """asr / tts / sqa: decode the dataset in every mode of `task.modes`, score, write the run's files."""
     from vita_audio.cli.infer import build_speech
     from vita_audio.eval.tasks import TASKS as RUNNERS
-    from vita_audio.eval.tasks import write_results
     from vita_audio.inference import Sampling
 
     task = cfg.task.name
@@ -56,18 +90,20 @@ def evaluate_generation(cfg: DictConfig) -> dict[str, float]:
     if not samples:
         raise ValueError(f"dataset {cfg.dataset.get('path') or cfg.dataset} has no {task} samples")
     speech = build_speech(cfg, "s2s" if task == "sqa" else task)
-    judge = build_judge(cfg.task.judge) if task in ("tts", "sqa") else None
+    judge = hydra.utils.instantiate(cfg.judge) if task in ("tts", "sqa") else None
     sampling = Sampling.greedy() if cfg.greedy else Sampling(seed=cfg.seed)
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k not in ("name", "judge")}
-    result = RUNNERS[task](speech, samples, judge=judge, sampling=sampling, **kwargs)
+    kwargs = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k != "name"}
+    result = RUNNERS[task](speech, samples, judge=judge, sampling=sampling,
+                           audio_dir=str(Path(cfg.paths.output_dir) / "audio"), **kwargs)
+    result.info["ckpt_path"] = str(cfg.ckpt_path)
+    if judge is not None:
+        result.info["judge"] = cfg.judge._target_.rsplit(".", 1)[-1] + (f" ({cfg.judge.path})" if "path" in cfg.judge
+                                                                         else "")
     skips = getattr(adapter, "skips", None)
     if skips is not None and skips.total():
         result.info["invalid_records_skipped"] = skips.total()
         log.warning(skips.report(str(cfg.dataset.get("path"))))
-    out = write_results(result, cfg.paths.output_dir)
-    log.info("metrics, table and predictions written under %s", out)
-    print((out / "metrics.md").read_text())
-    return {f"{mode}/{k}": float(v) for mode, m in result.metrics.items() for k, v in m.items()}
+    return finish(cfg, result)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -75,6 +111,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if cfg.task.name not in TASKS:
         raise ValueError(f"unknown task {cfg.task.name!r}; available: {', '.join(TASKS)}")
     L.seed_everything(cfg.seed)
+    if cfg.task.name == "speed":
+        return evaluate_speed(cfg)
     if cfg.task.name != "loss":
         return evaluate_generation(cfg)
     model = load_module(cfg.ckpt_path)

@@ -1,7 +1,16 @@
-"""ASR judges: transcribe waveforms to score speech output. `PocketSphinxJudge` is offline (English model in
-the pocketsphinx wheel), 16 kHz; inputs at other rates are resampled."""
+"""ASR judges: transcribe waveforms to score speech output; inputs at other rates than 16 kHz are resampled.
+
+    PocketSphinxJudge()            offline, English model inside the pocketsphinx wheel (the default judge)
+    WhisperJudge(path)             a Whisper checkpoint from a local directory through transformers
+                                   (e.g. a copy of whisper-large-v3, the Seed-TTS-eval judge); nothing is downloaded
+
+Both: `transcribe(wav, sample_rate) -> str`, `transcribe_batch(wavs, sample_rate) -> list[str]`; silent or NaN
+audio raises `AudioError` (the tasks score it as heard "").
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -34,3 +43,53 @@ class PocketSphinxJudge:
 
     def transcribe_batch(self, wavs: list[torch.Tensor], sample_rate: int) -> list[str]:
         return [self.transcribe(w, sample_rate) for w in wavs]
+
+
+WHISPER_FILES = ("config.json", "preprocessor_config.json")
+
+
+class WhisperJudge:
+    """A local Whisper checkpoint (`WhisperForConditionalGeneration` + `WhisperProcessor`, as `save_pretrained`
+    writes them) transcribing at 16 kHz, greedy, `language` forced (None: detected), timestamps off."""
+
+    sample_rate = 16000
+
+    def __init__(self, path: str | Path, language: str | None = "en", device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = 8, max_new_tokens: int = 128) -> None:
+        p = Path(path).expanduser()
+        if not p.is_dir():
+            raise FileNotFoundError(f"Whisper judge: {p} is not a directory; give a local copy of a Whisper model "
+                                    "(judge.path=/data/whisper-large-v3): nothing is downloaded")
+        missing = [f for f in WHISPER_FILES if not (p / f).is_file()]
+        if missing or not (any(p.glob("*.safetensors")) or any(p.glob("*.bin"))):
+            raise FileNotFoundError(f"Whisper judge: {p} lacks {', '.join(missing) or 'the weights'}; expected what "
+                                    "WhisperForConditionalGeneration.save_pretrained and WhisperProcessor."
+                                    "save_pretrained write")
+        from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+        self.processor = WhisperProcessor.from_pretrained(str(p), local_files_only=True)
+        self.model = WhisperForConditionalGeneration.from_pretrained(
+            str(p), local_files_only=True, dtype=getattr(torch, dtype)).to(device).eval()
+        self.language, self.device, self.batch_size = language, device, batch_size
+        self.max_new_tokens = max_new_tokens
+
+    def transcribe(self, wav: torch.Tensor, sample_rate: int, name: str = "<waveform>") -> str:
+        return self.transcribe_batch([wav], sample_rate, names=[name])[0]
+
+    def transcribe_batch(self, wavs: list[torch.Tensor], sample_rate: int,
+                         names: list[str] | None = None) -> list[str]:
+        names = names or [f"<waveform {i}>" for i in range(len(wavs))]
+        audio = [resample(check_audio(torch.as_tensor(w).float(), sample_rate, name=n), sample_rate,
+                          self.sample_rate).numpy() for w, n in zip(wavs, names)]
+        out: list[str] = []
+        for i in range(0, len(audio), self.batch_size):
+            feats = self.processor.feature_extractor(audio[i : i + self.batch_size], sampling_rate=self.sample_rate,
+                                                     return_tensors="pt").input_features
+            feats = feats.to(self.device, self.model.dtype)  # (B, mel bins, 3000 frames of 30 s)
+            kwargs = {"task": "transcribe", "return_timestamps": False}
+            if self.language:
+                kwargs["language"] = self.language
+            with torch.inference_mode():
+                ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False, **kwargs)
+            out += [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
+        return out

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tqdm.auto import tqdm
-
 from vita_audio.audio.io import AudioError
 from vita_audio.eval.adapters.sample import EvalSample
+from vita_audio.eval.progress import progress
 from vita_audio.eval.metrics import cer, wer
 from vita_audio.eval.normalize import get_normalizer
 from vita_audio.eval.tasks.common import TaskResult, check_modes, decode_kwargs, speed_metrics
@@ -26,7 +25,7 @@ def run_asr(speech: SpeechLM, samples: Sequence[EvalSample], modes: Sequence[str
     result = TaskResult("asr", info={"normalizer": normalizer, "samples": len(samples)})
     for mode in modes:
         refs, hyps, done, failed = [], [], [], 0
-        for s in tqdm(samples, desc=f"asr/{mode}", mininterval=5):
+        for s in progress(samples, f"asr/{mode}"):
             try:
                 out = speech.run("asr", s.audio, max_new_tokens=max_new_tokens, sampling=sampling,
                                  **decode_kwargs(mode))

@@ -57,6 +57,19 @@ def speed_metrics(results) -> dict[str, float]:
     return out
 
 
+def save_wav(audio_dir: str | Path | None, mode: str, sample_id: str, wav, sample_rate: int) -> str | None:
+    """Write one generated waveform to `<audio_dir>/<mode>/<sample id>.wav`; its path, or None without a dir."""
+    if audio_dir is None or wav is None:
+        return None
+    from vita_audio.audio.io import write_audio
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sample_id))
+    path = Path(audio_dir) / mode / f"{safe}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_audio(path, wav, sample_rate)
+    return str(path)
+
+
 def markdown_table(result: TaskResult) -> str:
     keys = sorted({k for m in result.metrics.values() for k in m})
     lines = [f"| mode | {' | '.join(keys)} |", "|---|" + "---:|" * len(keys)]
