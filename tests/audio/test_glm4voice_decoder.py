@@ -1,0 +1,234 @@
+"""GLM-4-Voice decoder: config.yaml read as data, flow.pt / hift.pt with their published names, 22,050 Hz out,
+streaming equal to offline with a flat per-chunk cost, and named errors for bad directories."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vita_audio.audio.glm4voice import FlowConfig, FlowModel, Glm4VoiceDetokenizer, HiFTConfig, HiFTGenerator
+from vita_audio.audio.glm4voice.testing import write_tiny_decoder
+from vita_audio.audio.glm4voice.yaml_config import load_plain_yaml, plain, section
+
+CHUNK, CONTEXT = 10, 20
+
+
+@pytest.fixture(scope="module")
+def dec_dir(tmp_path_factory):
+    return write_tiny_decoder(tmp_path_factory.mktemp("glm_dec") / "glm-4-voice-decoder")
+
+
+@pytest.fixture(scope="module")
+def det(dec_dir):
+    return Glm4VoiceDetokenizer(dec_dir, n_timesteps=2, chunk_tokens=CHUNK, context_tokens=CONTEXT)
+
+
+@pytest.fixture(scope="module")
+def codes():
+    return torch.randint(0, 16384, (47,), generator=torch.Generator().manual_seed(0))
+
+
+# -- the published names (default = the GLM-4-Voice decoder's geometry, built on the meta device) ------------
+FLOW_NAMES = {
+    "input_embedding.weight": (16384, 512), "spk_embed_affine_layer.weight": (80, 192),
+    "encoder.embed.out.0.weight": (512, 512), "encoder.embed.out.1.bias": (512,),
+    "encoder.encoders.5.self_attn.pos_bias_u": (8, 64), "encoder.encoders.0.self_attn.linear_pos.weight": (512, 512),
+    "encoder.encoders.0.self_attn.linear_k.bias": (512,), "encoder.encoders.3.feed_forward.w_1.weight": (2048, 512),
+    "encoder.encoders.0.norm_mha.weight": (512,), "encoder.encoders.0.norm_ff.bias": (512,),
+    "encoder.after_norm.weight": (512,), "encoder_proj.weight": (80, 512),
+    "length_regulator.model.0.weight": (80, 80, 3), "length_regulator.model.10.bias": (80,),
+    "length_regulator.model.12.weight": (80, 80, 1),
+    "decoder.estimator.time_mlp.linear_1.weight": (1024, 320), "decoder.estimator.time_mlp.linear_2.weight": (1024, 1024),
+    "decoder.estimator.down_blocks.0.0.mlp.1.weight": (256, 1024),
+    "decoder.estimator.down_blocks.0.0.block1.block.0.weight": (256, 320, 3),
+    "decoder.estimator.down_blocks.0.0.block1.block.1.weight": (256,),
+    "decoder.estimator.down_blocks.0.0.res_conv.weight": (256, 320, 1),
+    "decoder.estimator.down_blocks.0.1.3.attn1.to_q.weight": (512, 256),
+    "decoder.estimator.down_blocks.0.1.0.attn1.to_out.0.bias": (256,),
+    "decoder.estimator.down_blocks.0.1.0.ff.net.0.proj.weight": (1024, 256),
+    "decoder.estimator.down_blocks.0.1.0.ff.net.2.weight": (256, 1024),
+    "decoder.estimator.down_blocks.0.1.0.norm3.weight": (256,),
+    "decoder.estimator.down_blocks.0.2.conv.weight": (256, 256, 3), "decoder.estimator.down_blocks.1.2.weight": (256, 256, 3),
+    "decoder.estimator.mid_blocks.11.1.3.norm1.weight": (256,),
+    "decoder.estimator.up_blocks.0.0.block1.block.0.weight": (256, 512, 3),
+    "decoder.estimator.up_blocks.0.2.conv.weight": (256, 256, 4), "decoder.estimator.up_blocks.1.2.weight": (256, 256, 3),
+    "decoder.estimator.final_block.block.0.weight": (256, 256, 3), "decoder.estimator.final_proj.weight": (80, 256, 1),
+}
+HIFT_NAMES = {
+    "m_source.l_linear.weight": (1, 9), "conv_pre.weight_g": (512, 1, 1), "conv_pre.weight_v": (512, 80, 7),
+    "ups.0.weight_v": (512, 256, 16), "ups.0.weight_g": (512, 1, 1), "ups.1.bias": (128,),
+    "source_downs.0.weight": (256, 18, 16), "source_downs.1.weight": (128, 18, 1),
+    "source_resblocks.1.convs1.2.weight_v": (128, 128, 11), "source_resblocks.0.activations2.2.alpha": (256,),
+    "resblocks.5.convs2.0.weight_v": (128, 128, 11), "resblocks.0.convs1.0.weight_v": (256, 256, 3),
+    "conv_post.weight_v": (18, 128, 7), "f0_predictor.condnet.0.weight_v": (512, 80, 3),
+    "f0_predictor.condnet.8.weight_g": (512, 1, 1), "f0_predictor.classifier.weight": (1, 512),
+}
+
+
+def test_parameter_names_and_shapes_are_the_published_ones():
+    with torch.device("meta"):
+        flow, hift = FlowModel(FlowConfig()), HiFTGenerator(HiFTConfig())
+    for module, names in ((flow, FLOW_NAMES), (hift, HIFT_NAMES)):
+        shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        assert {k: shapes.get(k) for k in names} == names
+    assert len(hift.resblocks) == 6 and len(flow.decoder.estimator.mid_blocks) == 12
+    assert not [k for k in hift.state_dict() if "window" in k]  # no buffers that the published file lacks
+
+
+# -- config.yaml as data --------------------------------------------------------------------------------------
+def test_config_yaml_is_data_and_tags_do_nothing(dec_dir, tmp_path):
+    data = load_plain_yaml(dec_dir / "config.yaml")
+    flow = plain(section(data, "flow", "x"))
+    assert flow["spk_embed_dim"] == 8 and flow["encoder"]["block_size"] == 10  # !ref resolved, !new: dropped
+    assert plain(section(data, "hift", "x"))["sampling_rate"] == 22050
+    assert data["flow"]["__tag__"] == "!new:cosyvoice.flow.flow.MaskedDiffWithXvec"
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.yaml"
+    evil.write_text(f"a: !apply:os.system ['touch {marker}']\nb: !!python/object/apply:os.system ['touch {marker}']\n"
+                    f"flow: !new:os.system\n    command: touch {marker}\n")
+    load_plain_yaml(evil)
+    assert not marker.exists()
+
+
+def test_weights_files_are_loaded_as_tensors_only(dec_dir, tmp_path):
+    import shutil
+
+    d = tmp_path / "pickled"
+    shutil.copytree(dec_dir, d)
+    torch.save({"x": torch.zeros(1), "obj": _Evil()}, d / "flow.pt")
+    with pytest.raises(ValueError, match="flow.pt: not a readable weights file"):
+        Glm4VoiceDetokenizer(d)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("executed",))
+
+
+def test_bad_directories_name_what_is_missing(dec_dir, tmp_path):
+    import shutil
+
+    for missing in ("config.yaml", "flow.pt", "hift.pt"):
+        d = tmp_path / missing
+        shutil.copytree(dec_dir, d)
+        (d / missing).unlink()
+        with pytest.raises(FileNotFoundError, match=f"missing {missing}"):
+            Glm4VoiceDetokenizer(d)
+    d = tmp_path / "partial"
+    shutil.copytree(dec_dir, d)
+    state = torch.load(d / "hift.pt", weights_only=True)
+    del state["conv_post.weight_v"]
+    torch.save(state, d / "hift.pt")
+    with pytest.raises(ValueError, match="conv_post.weight_v"):
+        Glm4VoiceDetokenizer(d)
+    d = tmp_path / "shape"
+    shutil.copytree(dec_dir, d)
+    (d / "config.yaml").write_text((d / "config.yaml").read_text().replace("linear_units: 32", "linear_units: 48"))
+    with pytest.raises(ValueError, match=r"encoder\.encoders\.0\.feed_forward\.w_1\.weight has shape"):
+        Glm4VoiceDetokenizer(d)
+    with pytest.raises(ValueError, match="block_size"):
+        Glm4VoiceDetokenizer(dec_dir, chunk_tokens=15)
+
+
+def test_newer_weight_norm_layout_loads(dec_dir, tmp_path, det, codes):
+    import shutil
+
+    d = tmp_path / "param"
+    shutil.copytree(dec_dir, d)
+    state = torch.load(d / "hift.pt", weights_only=True)
+    renamed = {k.replace(".weight_g", ".parametrizations.weight.original0")
+               .replace(".weight_v", ".parametrizations.weight.original1"): v for k, v in state.items()}
+    torch.save(renamed, d / "hift.pt")
+    other = Glm4VoiceDetokenizer(d, n_timesteps=2, chunk_tokens=CHUNK, context_tokens=CONTEXT)
+    assert torch.equal(other.decode(codes[:12])[0], det.decode(codes[:12])[0])
+
+
+# -- output ---------------------------------------------------------------------------------------------------
+def test_decode_rate_and_range(det, codes):
+    wav, sr = det.decode(codes)
+    assert sr == 22050 and det.sample_rate == 22050
+    assert wav.shape == (256 * int(47 / 12.5 * 22050 / 256),)  # 12.5 codes/s in, 256 samples per mel frame
+    assert torch.isfinite(wav).all() and wav.abs().max() <= 0.99 and wav.abs().max() > 0
+    assert torch.equal(wav, det.decode(codes)[0])  # deterministic (counter-seeded noise)
+    with pytest.raises(ValueError, match="codes must lie"):
+        det.decode(torch.tensor([16384]))
+
+
+def test_euler_steps_are_configurable(dec_dir, codes):
+    a = Glm4VoiceDetokenizer(dec_dir, n_timesteps=1)
+    calls = []
+    hook = a.flow.decoder.estimator.register_forward_hook(lambda *_: calls.append(1))
+    a.decode(codes[:10])
+    hook.remove()
+    assert len(calls) == 2 * 1  # one Euler step = conditional + unconditional (guidance) estimator calls
+    b = Glm4VoiceDetokenizer(dec_dir, n_timesteps=3)
+    assert not torch.equal(a.decode(codes[:10])[0], b.decode(codes[:10])[0])
+    assert Glm4VoiceDetokenizer(dec_dir).n_timesteps == 10  # the reference's default
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 23])
+def test_stream_equals_offline(det, codes, chunk):
+    offline, _ = det.decode(codes)
+    s, parts = det.stream(), []
+    for i in range(0, codes.numel(), chunk):
+        parts.append(s.push(codes[i:i + chunk]))
+    parts.append(s.finish())
+    assert torch.equal(torch.cat(parts), offline)
+    if chunk < 20:
+        assert sum(p.numel() for p in parts[:-1]) > 0  # audio before finish()
+
+
+def test_per_chunk_cost_is_flat(det):
+    long = torch.randint(0, 16384, (150,), generator=torch.Generator().manual_seed(1))
+    s = det.stream()
+    for i in range(0, long.numel(), 5):
+        s.push(long[i:i + 5])
+    s.finish()
+    steady = s.flow_log[CONTEXT // CHUNK:-1]
+    assert len(steady) >= 10 and len({t for t, _ in steady}) == 1 and steady[0][0] == CHUNK + CONTEXT
+    assert max(f for _, f in s.flow_log) <= det.flow.cfg.mel_frames(CHUNK + CONTEXT) + 1
+    block = det.vocoder_block_frames + 2 * det.vocoder_context
+    assert max(s.vocoder_log) == block and s.vocoder_log[3:-2] == [block] * len(s.vocoder_log[3:-2])
+    assert s.mel.shape[-1] <= det.flow.cfg.mel_frames(CONTEXT) + block + 20  # state stays bounded too
+
+
+def test_sessions_are_independent(det, codes):
+    a, b = det.stream(), det.stream()
+    out = [a.push(codes[:20])]
+    b.push(codes[5:30])
+    out += [a.push(codes[20:]), a.finish()]
+    assert torch.equal(torch.cat(out), det.decode(codes)[0])
+
+
+# -- the pieces against whole-utterance references --------------------------------------------------------------
+def test_blocked_vocoder_equals_whole_utterance(det):
+    """HiFT on blocks with `vocoder_context` frames either side == HiFT on the whole mel (real kernel sizes)."""
+    hift = det.hift
+    g = torch.Generator().manual_seed(2)
+    mel = torch.randn(1, 80, 100, generator=g)
+    f0 = torch.rand(1, 100, generator=g) * 300
+    s, _ = hift.source(f0, torch.zeros(1, 9), hift.start_phases(1, g), g)
+    with torch.no_grad():
+        whole = hift.generate(mel, s)[0]
+        B, L, hop, parts = det.vocoder_block_frames, det.vocoder_context, 256, []
+        for a in range(0, 100, B):
+            b, w0, w1 = min(a + B, 100), max(0, a - L), min(100, a + B + L)
+            parts.append(hift.generate(mel[:, :, w0:w1], s[:, :, w0 * hop:w1 * hop])[0][(a - w0) * hop:(b - w0) * hop])
+        assert (torch.cat(parts) - whole).abs().max() < 1e-4
+        f0_whole = hift.f0_predictor(mel)
+        f0_win = hift.f0_predictor(mel[:, :, 30:60])[:, 5:25]
+        assert (f0_win - f0_whole[:, 35:55]).abs().max() < 1e-5
+
+
+def test_source_phase_carries_over(det):
+    """The harmonic source made in pieces with the phase carried equals the source made at once (no noise)."""
+    hift = det.hift
+    f0 = torch.full((1, 40), 200.0)
+    off = hift.start_phases(1, torch.Generator().manual_seed(0))
+    z = torch.zeros(1, 9)
+    quiet = HiFTGenerator(HiFTConfig(**{**hift.cfg.__dict__, "nsf_sigma": 0.0}))
+    quiet.load_state_dict(hift.state_dict())
+    whole, _ = quiet.source(f0, z, off, None)
+    a, ph = quiet.source(f0[:, :17], z, off, None)
+    b, _ = quiet.source(f0[:, 17:], ph, off, None)
+    assert (torch.cat([a, b], dim=2) - whole).abs().max() < 1e-5
