@@ -80,3 +80,26 @@ def test_speech_in_speech_out_from_a_published_directory(setup):
     # the streamed answer equals an offline decode of its codes
     det = instantiate(cfg.audio.detokenizer)
     assert torch.equal(det.decode(result.codes)[0], result.wav)
+
+
+def test_tokenize_cli_fills_the_cache_with_glm4voice_codes(setup, tmp_path):
+    """`python -m vita_audio.cli.tokenize --audio glm4voice`: batched GLM-4-Voice codes in the cache namespace."""
+    from vita_audio.cli.tokenize import main
+    from vita_audio.data.cache import AudioCodeCache
+
+    root, ckpts, _, _ = setup
+    wavs = [write_audio(tmp_path / f"a{i}.wav", torch.from_numpy(speechlike(s, seed=20 + i)), 16000)
+            for i, s in enumerate((0.7, 1.9, 1.2))]
+    jsonl = tmp_path / "asr.jsonl"
+    jsonl.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "Convert the speech to text.\n"
+                                                       "<|audio|>"}, {"role": "assistant", "content": "x"}],
+                                         "audios": [str(w)]}) + "\n" for w in wavs))
+    cache_dir = tmp_path / "cache"
+    stats = main(["--data", "corpus", "--audio", "glm4voice", "--no-sources", "--jsonl", str(jsonl),
+                  f"paths.root_dir={root}", f"paths.checkpoints_dir={ckpts}", f"paths.cache_dir={cache_dir}"])
+    assert stats["encoded"] == 3
+    tok = Glm4VoiceTokenizer(ckpts / "glm-4-voice-tokenizer")
+    cache = AudioCodeCache(cache_dir, "glm4voice", codebook_size=16384, expected_identity=tok.identity)
+    for w in wavs:
+        data, sr = sf.read(w, dtype="float32")
+        assert torch.equal(cache.get(w), tok.encode(torch.from_numpy(data), sr))
