@@ -103,3 +103,14 @@ def test_tokenize_cli_fills_the_cache_with_glm4voice_codes(setup, tmp_path):
     for w in wavs:
         data, sr = sf.read(w, dtype="float32")
         assert torch.equal(cache.get(w), tok.encode(torch.from_numpy(data), sr))
+
+
+def test_7b_recipe_composes_with_the_reference_vocabulary(tmp_path):
+    """`train.py +experiment=qwen2_5_7b/boost_stage1 audio=glm4voice`: 16384 audio codes for the backbone (the
+    reference vocabulary, <|audio_0|> = 151685 on Qwen2.5: tests/model/test_vocab.py) and the glm4voice cache."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["+experiment=qwen2_5_7b/boost_stage1", "audio=glm4voice",
+                                                      f"paths.root_dir={tmp_path}"])
+    assert cfg.model.backbone.audio_codebook_size == 16384
+    assert cfg.data.cache_name == "glm4voice"
+    assert cfg.audio.tokenizer.path == f"{tmp_path}/checkpoints/glm-4-voice-tokenizer"
