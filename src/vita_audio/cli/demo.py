@@ -1,102 +1,232 @@
-"""The main job of `make demo`: the embedded default recipe, end to end, offline, on CPU.
+"""The main job of `make demo`: the embedded default recipe, end to end, offline, on CPU, speech in to speech out.
 
     corpus (hibari-tts + espeak-ng) -> built-in codec -> audio-token cache -> <variant>_stage1 .. stage4
-        -> infer.py: a spoken test question answered in speech (s2s) and a sentence read aloud (tts)
+        -> eval.py on the corpus test split (never seen in training), Vanilla / Boost / Turbo of one checkpoint:
+           asr (WER), tts (judge WER vs the originals), sqa (S->T, S->S), speed (tokens/s, first chunk)
+        -> outputs/demo/report.md: tables, PNG plots, a spoken question and its spoken answers linked
 
     python -m vita_audio.cli.demo                  # the Boost variant; finished steps are skipped
     python -m vita_audio.cli.demo --variant balance
     python -m vita_audio.cli.demo --force-training # retrain the four stages (keeps corpus, codec and cache)
+    python -m vita_audio.cli.demo --force-eval     # re-run the evaluations (keeps the checkpoints)
+    python -m vita_audio.cli.demo --smoke --artifacts /tmp/a --out /tmp/o   # tiny sizes, a couple of minutes
     python -m vita_audio.cli.demo --dry-run        # print the commands only
 
 Every step is an ordinary command (printed before it runs), so any of them can be re-run by hand with other
-options. At the end it prints each stage's final losses (main head and every MCTP module), the wall time of each
-step, and where the exported checkpoint is.
+options. A step whose output exists is skipped, so an interrupted demo resumes where it stopped. The wall time
+of every step is kept in `<out>/timings.json` (across resumed runs) and shown in the report.
+
+When stdout is not a terminal (CI, `make demo > log`), the children's progress bars (carriage-return frames) are
+turned into one line at most every `--progress-every` seconds, so the log stays readable.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-DEMO_SENTENCE = "The capital of Greece is Athens."
+EVAL_TASKS = ("asr", "tts", "sqa", "speed")
+
+# the demo's codec trains shorter than conf/train_codec.yaml's 3,000 steps: the codec was the cheapest place to
+# find time for the evaluations inside the 30-minute budget (see RESULTS.md, "The main job")
+CODEC_STEPS = 1500
+
+# tiny sizes for the smoke run (CI): the test-size backbone, 64 codes, a few steps per stage
+SMOKE_MODEL = ["model/backbone=tiny", "model.backbone.config.hidden_size=64",
+               "model.backbone.config.intermediate_size=128", "model.backbone.config.num_hidden_layers=2", "model.backbone.config.num_attention_heads=4",
+               "model.backbone.config.num_key_value_heads=2", "data.max_len=512", "data.batch_size=2",
+               "trainer.val_check_interval=2", "trainer.limit_val_batches=2"]
+SMOKE_STEPS = {1: 6, 2: 3, 3: 3, 4: 4}
+SMOKE_CODEC_STEPS = 20
 
 
-def steps(variant: str, artifacts: Path) -> list[tuple[str, list[str], Path | None]]:
-    """(name, command, output that marks it finished or None when the command skips by itself)."""
+@dataclass
+class Step:
+    name: str
+    cmd: list[str]
+    done: Path | None  # the output that marks it finished; None: the command skips by itself (or always runs)
+    kind: str = "build"  # build | train | eval | report (what --force-training / --force-eval re-run)
+
+
+def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STEPS,
+          limits: dict[str, int | None] | None = None, smoke: bool = False,
+          modes: tuple[str, ...] = ("vanilla", "boost", "turbo"),
+          stage_steps: list[int] | None = None) -> list[Step]:
+    """The pipeline, in order. `stage_steps`: trainer.max_steps of stages 1-4 instead of the experiments' own."""
     py = sys.executable
-    out = [
-        ("corpus", [py, "-m", "vita_audio.data.corpus", "--out", str(artifacts / "corpus")], None),
-        ("codec", [py, "-m", "vita_audio.cli.train_codec"], None),
-        ("cache", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus"], None),
-        ("cache_sft", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus_sft"], None),
+    limits = limits or {}
+    paths = [f"paths.artifacts_dir={artifacts}"]
+    codec = [f"train.steps={SMOKE_CODEC_STEPS if smoke else codec_steps}"]
+    corpus = ["--tiny"] if smoke else []
+    audio = []
+    if smoke:  # a small codec and codebook; the token cache and every stage follow the audio group
+        audio = ["audio.codebook_size=64"]
+        codec += ["train.batch_size=4", "codec.enc_channels=32", "codec.dec_channels=32", "codec.enc_blocks=1",
+                  "codec.dec_blocks=1", "train.warmup_steps=2", "codec.gl_iters=4"]
+    out_steps = [
+        Step("corpus", [py, "-m", "vita_audio.data.corpus", "--out", str(artifacts / "corpus"), *corpus], None),
+        Step("codec", [py, "-m", "vita_audio.cli.train_codec", *paths, *audio, *codec], None),
+        Step("cache", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus", *paths, *audio], None),
+        Step("cache_sft", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus_sft", *paths, *audio], None),
     ]
     for k in (1, 2, 3, 4):
         name = f"{variant}_stage{k}"
-        out.append((name, [py, "train.py", f"+experiment={name}"], artifacts / "stages" / name / "final.ckpt"))
-    # speak: the final checkpoint answers a spoken test question (never seen in training) and reads a sentence
+        extra = [*SMOKE_MODEL, f"trainer.max_steps={SMOKE_STEPS[k]}"] if smoke else []
+        if stage_steps:  # validate once, at the end, so every stage reports its final validation losses
+            extra += [f"trainer.max_steps={stage_steps[k - 1]}", f"trainer.val_check_interval={stage_steps[k - 1]}"]
+        out_steps.append(Step(name, [py, "train.py", f"+experiment={name}", *paths, *audio, *extra],
+                              artifacts / "stages" / name / "final.ckpt", "train"))
     final = artifacts / "stages" / f"{variant}_stage4" / "hf"
-    for task, inp in (("s2s", artifacts / "corpus" / "wavs" / "test" / "test_q00000_question_hibari.wav"),
-                      ("tts", DEMO_SENTENCE)):
-        run_dir = artifacts / "demo" / variant / task
-        out.append((f"infer_{task}", [py, "infer.py", f"task={task}", f"input={inp}", f"ckpt_path={final}",
-                                      f"hydra.run.dir={run_dir}"], run_dir / "answer.wav"))
-    return out
+    mode_list = f"task.modes=[{','.join(modes)}]"
+    for task in EVAL_TASKS:
+        run_dir = out / "eval" / task
+        cmd = [py, "eval.py", f"task={task}", f"ckpt_path={final}", f"hydra.run.dir={run_dir}", *paths, *audio]
+        if task == "speed":
+            cmd += [f"task.modes=[{','.join(modes)},verified]"]
+            if smoke:
+                cmd += ["task.rounds=1", "task.new_tokens=24"]
+        else:
+            cmd += [mode_list]
+            if limits.get(task):
+                cmd += [f"dataset.limit={limits[task]}"]
+            if task in ("tts", "sqa"):
+                cmd += ["task.save_audio=3"]
+            if smoke:
+                cmd += ["task.max_new_tokens=24"]
+        out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval"))
+    out_steps.append(Step("report", [py, "-m", "vita_audio.eval.report", "--out", str(out), "--stages",
+                                     str(artifacts / "stages"), "--variant", variant, "--corpus",
+                                     str(artifacts / "corpus")], None, "report"))
+    return out_steps
 
 
-def read_metrics(stage_dir: Path) -> dict[str, float]:
-    f = stage_dir / "final_metrics.txt"
-    if not f.is_file():
+# -- running a step with readable output -------------------------------------------------------------------------
+class Relay:
+    """Copies a child's output to `sink`. On a terminal: as is. Otherwise carriage-return frames (progress bars)
+    become lines, at most one every `every` seconds (the last frame before a newline is always kept)."""
+
+    def __init__(self, sink, tty: bool, every: float = 30.0) -> None:
+        self.sink, self.tty, self.every = sink, tty, every
+        self.buf, self.last = "", float("-inf")
+
+    def feed(self, text: str) -> None:
+        if self.tty:
+            self.sink.write(text)
+            self.sink.flush()
+            return
+        self.buf += text
+        while True:
+            i = min((j for j in (self.buf.find("\r"), self.buf.find("\n")) if j >= 0), default=-1)
+            if i < 0:
+                break
+            seg, sep, self.buf = self.buf[:i], self.buf[i], self.buf[i + 1:]
+            if sep == "\n":
+                if seg.strip():
+                    self._line(seg)
+            elif seg.strip() and time.monotonic() - self.last >= self.every:
+                self._line(seg)
+                self.last = time.monotonic()
+        self.sink.flush()
+
+    def close(self) -> None:
+        if self.buf.strip():
+            self._line(self.buf)
+        self.buf = ""
+        self.sink.flush()
+
+    def _line(self, seg: str) -> None:
+        self.sink.write(seg.rstrip() + "\n")
+
+
+def run_step(cmd: list[str], tty: bool, every: float) -> int:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if tty:
+        return subprocess.call(cmd, cwd=ROOT, env=env)
+    relay = Relay(sys.stdout, tty=False, every=every)
+    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        while True:
+            chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+            if not chunk:
+                break
+            relay.feed(chunk.decode("utf-8", errors="replace"))
+        relay.close()
+        return proc.wait()
+
+
+def load_timings(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
         return {}
-    return {k: float(v) for k, v in (line.split("\t") for line in f.read_text().splitlines() if line)}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vita_audio.cli.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="boost", choices=["boost", "balance"])
-    p.add_argument("--artifacts", default=str(ROOT / "artifacts"))
-    p.add_argument("--force-training", action="store_true", help="retrain the four stages")
+    p.add_argument("--artifacts", default=str(ROOT / "artifacts"), help="corpus, codec, cache and stage checkpoints")
+    p.add_argument("--out", default=str(ROOT / "outputs" / "demo"), help="evaluations and the report")
+    p.add_argument("--codec-steps", type=int, default=CODEC_STEPS)
+    p.add_argument("--limit-asr", type=int, default=40, help="test samples per mode (0 = the whole split)")
+    p.add_argument("--limit-tts", type=int, default=24)
+    p.add_argument("--limit-sqa", type=int, default=0)
+    p.add_argument("--stage-steps", default=None,
+                   help="comma list of 4 step counts for stages 1-4 (default: the experiments' own)")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere (CI): proves the pipeline, not quality")
+    p.add_argument("--force-training", action="store_true", help="retrain the four stages (then re-evaluate)")
+    p.add_argument("--force-eval", action="store_true", help="re-run the evaluations")
+    p.add_argument("--progress-every", type=float, default=30.0,
+                   help="seconds between progress lines when stdout is not a terminal")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    artifacts = Path(args.artifacts)
+    artifacts, out = Path(args.artifacts).resolve(), Path(args.out).resolve()
+    limits = {"asr": args.limit_asr or None, "tts": args.limit_tts or None, "sqa": args.limit_sqa or None}
+    tty = sys.stdout.isatty()
+    stage_steps = [int(x) for x in args.stage_steps.split(",")] if args.stage_steps else None
+    if stage_steps is not None and len(stage_steps) != 4:
+        p.error(f"--stage-steps needs 4 comma-separated counts (stages 1-4), got {args.stage_steps!r}")
 
-    timings: list[tuple[str, float, str]] = []
-    for name, cmd, done in steps(args.variant, artifacts):
-        if done is not None and done.exists() and not args.force_training:
-            timings.append((name, 0.0, "done before (skipped)"))
-            print(f"[demo] {name}: already done ({done}), skipping", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    timings_file = out / "timings.json"
+    timings = load_timings(timings_file)
+    forced = {"train": args.force_training, "eval": args.force_training or args.force_eval}
+    t_start = time.perf_counter()
+    for step in steps(args.variant, artifacts, out, args.codec_steps, limits, args.smoke, stage_steps=stage_steps):
+        if step.done is not None and step.done.exists() and not forced.get(step.kind, False):
+            print(f"[demo] {step.name}: already done ({step.done}), skipping", flush=True)
             continue
-        print(f"[demo] {name}: {' '.join(cmd[1:] if cmd[0] == sys.executable else cmd)}", flush=True)
+        shown = step.cmd[1:] if step.cmd[0] == sys.executable else step.cmd
+        print(f"[demo] {step.name}: {' '.join(shown)}", flush=True)
         if args.dry_run:
             continue
         t0 = time.perf_counter()
-        rc = subprocess.call(cmd, cwd=ROOT)
+        rc = run_step(step.cmd, tty, args.progress_every)
+        seconds = time.perf_counter() - t0
         if rc != 0:
-            print(f"[demo] step {name!r} failed (exit {rc}); fix it and re-run: finished steps are skipped",
-                  file=sys.stderr)
+            print(f"[demo] step {step.name!r} failed (exit {rc}) after {seconds:.0f} s; fix it and re-run: finished "
+                  "steps are skipped", file=sys.stderr, flush=True)
             return rc
-        timings.append((name, time.perf_counter() - t0, "ran"))
+        if step.kind != "report":
+            timings[step.name] = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                                          time.gmtime()),
+                                  "load_average": [round(x, 2) for x in os.getloadavg()]}
+            timings_file.write_text(json.dumps(timings, indent=2) + "\n")
+        print(f"[demo] {step.name}: done in {seconds / 60:.1f} min", flush=True)
     if args.dry_run:
         return 0
 
-    print("\n[demo] wall time per step")
-    for name, seconds, how in timings:
-        print(f"  {name:18s} {seconds / 60:7.1f} min  {how}")
-    print("\n[demo] final losses per stage (train/* = last logged step, val/* = last validation)")
-    for k in (1, 2, 3, 4):
-        stage_dir = artifacts / "stages" / f"{args.variant}_stage{k}"
-        metrics = read_metrics(stage_dir)
-        shown = "  ".join(f"{n.split('/', 1)[1]}={v:.3f}" for n, v in sorted(metrics.items()) if n.startswith("val/"))
-        print(f"  stage {k}: {shown or '(no metrics)'}")
+    print(f"\n[demo] this run: {(time.perf_counter() - t_start) / 60:.1f} min; wall time per step (all runs):")
+    for name, t in timings.items():
+        print(f"  {name:18s} {t['seconds'] / 60:7.1f} min")
     print(f"\n[demo] exported checkpoint (reference layout): {artifacts / 'stages' / f'{args.variant}_stage4' / 'hf'}")
-    for task in ("s2s", "tts"):
-        run_dir = artifacts / "demo" / args.variant / task
-        answer = (run_dir / "answer.txt").read_text().strip() if (run_dir / "answer.txt").is_file() else "?"
-        print(f"[demo] {task}: {answer!r} -> listen: {run_dir / 'answer.wav'}")
+    print(f"[demo] report: {out / 'report.md'}")
     return 0
 
 

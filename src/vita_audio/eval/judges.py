@@ -45,7 +45,7 @@ class PocketSphinxJudge:
         return [self.transcribe(w, sample_rate) for w in wavs]
 
 
-WHISPER_FILES = ("config.json", "preprocessor_config.json")
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")  # transformers 4 / 5 names
 
 
 class WhisperJudge:
@@ -60,7 +60,9 @@ class WhisperJudge:
         if not p.is_dir():
             raise FileNotFoundError(f"Whisper judge: {p} is not a directory; give a local copy of a Whisper model "
                                     "(judge.path=/data/whisper-large-v3): nothing is downloaded")
-        missing = [f for f in WHISPER_FILES if not (p / f).is_file()]
+        missing = [f for f in ("config.json",) if not (p / f).is_file()]
+        if not any((p / f).is_file() for f in PROCESSOR_FILES):
+            missing.append(" or ".join(PROCESSOR_FILES))
         if missing or not (any(p.glob("*.safetensors")) or any(p.glob("*.bin"))):
             raise FileNotFoundError(f"Whisper judge: {p} lacks {', '.join(missing) or 'the weights'}; expected what "
                                     "WhisperForConditionalGeneration.save_pretrained and WhisperProcessor."

@@ -1,0 +1,352 @@
+"""The demo's report, built from the files the pipeline wrote (nothing is recomputed):
+
+    <out>/eval/{asr,tts,sqa,speed}/metrics.json    eval.py runs (one row per decode mode)
+    <out>/eval/sqa/predictions.jsonl                the spoken questions and answers (wavs linked from the report)
+    <out>/timings.json                              wall time of every demo step (vita_audio.cli.demo)
+    <stages>/<variant>_stage{1..4}/final_metrics.txt  the last validation losses of every stage
+
+    -> <out>/report.md, <out>/plots/{val_loss,speed,quality}.png, <out>/wavs/ (the questions, copied)
+
+    python -m vita_audio.eval.report --out outputs/demo --stages artifacts/stages [--variant boost]
+
+Missing inputs (a step not run yet) leave their section saying so; the goals of the demo (the evaluation issue's
+item 4) are checked against the figures and marked met / missed, never hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+MODE_ORDER = ("vanilla", "balance", "boost", "turbo", "verified", "transformers_generate")
+BUDGET_MIN = 30.0
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError:
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def stage_losses(stages: Path, variant: str) -> dict[int, dict[str, float]]:
+    """stage -> {"main": val/loss_main, "mctp_0": ..., "loss": val/loss} from each stage's final_metrics.txt."""
+    out: dict[int, dict[str, float]] = {}
+    for k in (1, 2, 3, 4):
+        f = stages / f"{variant}_stage{k}" / "final_metrics.txt"
+        if not f.is_file():
+            continue
+        vals = {}
+        for line in f.read_text().splitlines():
+            name, _, v = line.partition("\t")
+            if name.startswith("val/loss"):
+                vals[name.removeprefix("val/loss").lstrip("_") or "loss"] = float(v)
+        out[k] = vals
+    return out
+
+
+def heads_of(losses: dict[int, dict[str, float]]) -> list[str]:
+    mctp = sorted({h for v in losses.values() for h in v if h.startswith("mctp_")}, key=lambda h: int(h[5:]))
+    return ["main", *mctp]
+
+
+def modes_of(*metrics: dict | None) -> list[str]:
+    seen = {m for d in metrics if d for m in d.get("modes", {})}
+    return [m for m in MODE_ORDER if m in seen] + sorted(seen - set(MODE_ORDER))
+
+
+def fmt(v, spec: str = ".3f", pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if spec == "d":
+        return str(int(v))
+    return f"{100 * v:.1f}%" if pct else format(v, spec)
+
+
+# -- goals -----------------------------------------------------------------------------------------------------
+def goals(asr: dict | None, tts: dict | None, sqa: dict | None, total_min: float | None) -> list[tuple[str, bool | None,
+                                                                                                     str]]:
+    """(goal, met (None: not measured), figures) for every goal of the demo."""
+    rows: list[tuple[str, bool | None, str]] = []
+
+    def per_mode(name: str, doc: dict | None, key: str, ok, show) -> None:
+        if not doc:
+            rows.append((name, None, "not measured"))
+            return
+        ms = doc["modes"]
+        figs = ", ".join(f"{m} {show(ms[m].get(key))}" for m in modes_of(doc))
+        rows.append((name, all(ms[m].get(key) is not None and ok(ms[m][key]) for m in ms), figs))
+
+    per_mode("ASR WER <= 15%", asr, "wer", lambda v: v <= 0.15, lambda v: fmt(v, pct=True))
+    base = (tts or {}).get("judge_wer_on_original_audio")
+    if tts and base is not None:
+        per_mode(f"TTS judge WER <= judge on originals ({fmt(base, pct=True)}) + 20 points", tts, "judge_wer",
+                 lambda v: v <= base + 0.20, lambda v: fmt(v, pct=True))
+    else:
+        rows.append(("TTS judge WER <= judge on originals + 20 points", None, "not measured (no originals)"))
+    per_mode("SQA S->T >= 80%", sqa, "s2t_accuracy", lambda v: v >= 0.80, lambda v: fmt(v, pct=True))
+    per_mode("SQA S->S >= 60%", sqa, "s2s_accuracy", lambda v: v >= 0.60, lambda v: fmt(v, pct=True))
+    for doc, key, what in ((asr, "wer", "ASR WER"), (tts, "judge_wer", "TTS judge WER"),
+                           (sqa, "s2t_accuracy", "SQA S->T"), (sqa, "s2s_accuracy", "SQA S->S")):
+        if not doc or "vanilla" not in doc["modes"]:
+            rows.append((f"Boost and Turbo within 5 points of Vanilla: {what}", None, "not measured"))
+            continue
+        van = doc["modes"]["vanilla"][key]
+        diffs = {m: doc["modes"][m][key] - van for m in ("boost", "turbo") if m in doc["modes"]}
+        rows.append((f"Boost and Turbo within 5 points of Vanilla: {what}",
+                     bool(diffs) and all(abs(d) <= 0.05 for d in diffs.values()),
+                     ", ".join(f"{m} {100 * d:+.1f} points" for m, d in diffs.items()) or "no Boost / Turbo run"))
+    if total_min is None:
+        rows.append((f"make demo <= {BUDGET_MIN:.0f} min", None, "not measured"))
+    else:
+        rows.append((f"make demo <= {BUDGET_MIN:.0f} min (sum of the steps, install not included)",
+                     total_min <= BUDGET_MIN, f"{total_min:.1f} min"))
+    return rows
+
+
+# -- plots -----------------------------------------------------------------------------------------------------
+def _plt():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        return plt
+    except ImportError:
+        return None
+
+
+def plot_val_loss(losses: dict[int, dict[str, float]], path: Path) -> Path | None:
+    plt = _plt()
+    if plt is None or not losses:
+        return None
+    heads = heads_of(losses)
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for k, vals in sorted(losses.items()):
+        xs = [i for i, h in enumerate(heads) if h in vals]
+        ax.plot(xs, [vals[heads[i]] for i in xs], marker="o", label=f"stage {k}")
+    ax.set_xticks(range(len(heads)), ["main"] + [h.removeprefix("mctp_") for h in heads[1:]], fontsize=8)
+    ax.set_xlabel("head (main, then MCTP module k)")
+    ax.set_ylabel("validation CE (nats)")
+    ax.set_title("validation loss per stage and per MCTP module", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def plot_speed(speed: dict | None, path: Path) -> Path | None:
+    plt = _plt()
+    if plt is None or not speed:
+        return None
+    modes = [m for m in modes_of(speed)]
+    ms = speed["modes"]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4))
+    axes[0].bar(modes, [ms[m].get("tokens_per_s", 0) for m in modes], color="tab:blue")
+    axes[0].set_ylabel("tokens / s")
+    axes[1].bar(modes, [ms[m].get("first_chunk_s", 0) * 1e3 for m in modes], color="tab:green")
+    axes[1].set_ylabel("first audio chunk (ms)")
+    for ax in axes:
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.suptitle(f"decoding speed per mode (batch {speed.get('batch')}, {speed.get('new_tokens')} tokens)",
+                 fontsize=10)
+    return _save(fig, plt, path)
+
+
+def plot_quality(asr: dict | None, tts: dict | None, sqa: dict | None, path: Path) -> Path | None:
+    plt = _plt()
+    series = [(asr, "wer", "ASR WER"), (tts, "judge_wer", "TTS judge WER"), (sqa, "s2t_accuracy", "SQA S->T acc"),
+              (sqa, "s2s_accuracy", "SQA S->S acc")]
+    series = [s for s in series if s[0]]
+    if plt is None or not series:
+        return None
+    modes = modes_of(asr, tts, sqa)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / max(len(modes), 1)
+    for j, m in enumerate(modes):
+        vals = [100 * doc["modes"].get(m, {}).get(key, float("nan")) for doc, key, _ in series]
+        ax.bar([i + j * width for i in range(len(series))], vals, width, label=m)
+    base = (tts or {}).get("judge_wer_on_original_audio")
+    if base is not None and tts:
+        i = [s[2] for s in series].index("TTS judge WER")
+        ax.hlines(100 * base, i - width / 2, i + width * (len(modes) - 0.5), colors="black", linestyles=":",
+                  label="judge on originals")
+    ax.set_xticks([i + width * (len(modes) - 1) / 2 for i in range(len(series))], [s[2] for s in series])
+    ax.set_ylabel("%")
+    ax.set_title("quality per decode mode (WER: lower is better; accuracy: higher)", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+def table(doc: dict, cols: list[tuple[str, str, str]]) -> list[str]:
+    """cols: (metric key, header, format: a spec or "pct")."""
+    lines = ["| mode | " + " | ".join(h for _, h, _ in cols) + " |", "|---|" + "---:|" * len(cols)]
+    for m in modes_of(doc):
+        v = doc["modes"][m]
+        lines.append(f"| {m} | " + " | ".join(fmt(v.get(k), pct=f == "pct") if f == "pct" else fmt(v.get(k), f)
+                                              for k, _, f in cols) + " |")
+    return lines
+
+
+def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path | None = None) -> Path:
+    out = Path(out)
+    ev = out / "eval"
+    asr, tts, sqa, speed = (read_json(ev / t / "metrics.json") for t in ("asr", "tts", "sqa", "speed"))
+    timings = read_json(out / "timings.json") or {}
+    losses = stage_losses(Path(stages), variant)
+    plots = out / "plots"
+    made = {"val_loss": plot_val_loss(losses, plots / "val_loss.png"), "speed": plot_speed(speed, plots / "speed.png"),
+            "quality": plot_quality(asr, tts, sqa, plots / "quality.png")}
+    total_min = sum(t["seconds"] for t in timings.values()) / 60 if timings else None
+
+    def img(name: str, alt: str) -> list[str]:
+        return [f"![{alt}](plots/{name}.png)", ""] if made[name] else [f"({alt}: no plot, matplotlib missing or no "
+                                                                     "data)", ""]
+
+    md = [f"# Demo report: {variant}, the tiny offline recipe", "",
+          f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node() or 'this machine'} "
+          f"({os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}); load average now "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}. Checkpoint: "
+          f"`{(asr or tts or sqa or speed or {}).get('ckpt_path', '?')}`. Every figure below is read from the files "
+          "the pipeline wrote under this folder (`eval/<task>/metrics.json`, `predictions.jsonl`).", ""]
+
+    md += ["## Goals", "", "| goal | met | figures |", "|---|---|---|"]
+    for name, ok, figs in goals(asr, tts, sqa, total_min):
+        md.append(f"| {name} | {'yes' if ok else 'not measured' if ok is None else '**no**'} | {figs} |")
+    md.append("")
+
+    md += ["## Wall time per step", ""]
+    if timings:
+        md += ["| step | minutes | finished | load average (1, 5, 15 min) |", "|---|---:|---|---|"]
+        for name, t in timings.items():
+            md.append(f"| {name} | {t['seconds'] / 60:.1f} | {t.get('finished', '')} | "
+                      f"{', '.join(str(x) for x in t.get('load_average', []))} |")
+        md += [f"| **total** | **{total_min:.1f}** | | |", "",
+               "Steps skipped because they had finished in an earlier run keep the time of that run.", ""]
+    else:
+        md += ["(no timings.json: the steps were not run by `python -m vita_audio.cli.demo`)", ""]
+
+    md += ["## Training: validation loss per stage and per MCTP module", ""]
+    if losses:
+        heads = heads_of(losses)
+        md += ["| stage | val/loss | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
+        for k, vals in sorted(losses.items()):
+            md.append(f"| {k} | {fmt(vals.get('loss'))} | " + " | ".join(fmt(vals.get(h)) for h in heads) + " |")
+        md += ["", "Cross-entropy per supervised token (nats) on each stage's validation split (ASR + TTS for stages "
+               "1-3, spoken QA for stage 4); stages 2 and 3 train the MCTP modules only (the main head is frozen).",
+               ""]
+        md += img("val_loss", "validation loss per stage and head")
+    else:
+        md += [f"(no final_metrics.txt under {stages})", ""]
+
+    md += ["## Quality per decode mode (corpus test split, never seen in training)", ""]
+    if asr:
+        md += [f"### ASR (normaliser `{asr.get('normalizer')}`, {asr.get('samples')} utterances)", ""]
+        md += table(asr, [("wer", "WER", "pct"), ("failed", "failed", "d")]) + [""]
+    if tts:
+        md += [f"### TTS (judge {tts.get('judge', '?')}, normaliser `{tts.get('normalizer')}`, "
+               f"{tts.get('samples')} sentences)", "",
+               f"The judge's WER on the original recordings of the same sentences: "
+               f"**{fmt(tts.get('judge_wer_on_original_audio'), pct=True)}**.", ""]
+        md += table(tts, [("judge_wer", "judge WER", "pct"), ("no_audio", "no audio", "d")]) + [""]
+    if sqa:
+        md += [f"### Spoken QA ({sqa.get('samples')} questions, {sqa.get('rule')}, judge {sqa.get('judge', '?')})",
+               "", "A question without a spoken answer counts as wrong for S->S and stays in the denominator.", ""]
+        md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"),
+                          ("no_audio", "no audio", "d"), ("failed", "failed", "d")]) + [""]
+    skipped = {t: d.get("invalid_records_skipped") for t, d in (("asr", asr), ("tts", tts), ("sqa", sqa))
+               if d and d.get("invalid_records_skipped")}
+    if skipped:
+        md += ["Invalid dataset records skipped (counted): " + ", ".join(f"{t} {n}" for t, n in skipped.items()), ""]
+    if not (asr or tts or sqa):
+        md += ["(no evaluation has run yet)", ""]
+    else:
+        md += img("quality", "quality per mode")
+
+    md += ["## Speed per decode mode", ""]
+    if speed:
+        md += [f"Batch {speed.get('batch')}, {speed.get('prefill_tokens')}-token TTS prompts, "
+               f"{speed.get('new_tokens')} new tokens (no stop), greedy, medians of {speed.get('rounds')} rounds "
+               f"in rotated order; {speed.get('torch_threads')} torch threads; load average "
+               f"{speed.get('load_average_start')} at the start.", ""]
+        md += table(speed, [("tokens_per_s", "tokens/s", ".1f"), ("speedup_vs_vanilla", "x Vanilla", ".2f"),
+                            ("backbone_forwards_per_token", "forwards / token", ".3f"),
+                            ("first_chunk_s", "first chunk (s)", ".3f"),
+                            ("first_chunk_vs_vanilla", "first chunk x Vanilla", ".2f"),
+                            ("accepted", "accepted / forward", ".2f")]) + [""]
+        md += img("speed", "speed per mode")
+    else:
+        md += ["(the speed evaluation has not run yet)", ""]
+
+    md += listen(out, sqa, tts, corpus)
+    path = out / "report.md"
+    path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    return path
+
+
+def listen(out: Path, sqa: dict | None, tts: dict | None, corpus: Path | None) -> list[str]:
+    """Links to a few spoken questions (copied next to the report) and the spoken answers of every mode."""
+    md = ["## Listen", ""]
+    preds = [p for p in read_jsonl(out / "eval" / "sqa" / "predictions.jsonl") if p.get("wav")]
+    by_id: dict[str, list[dict]] = {}
+    for p in preds:
+        by_id.setdefault(p["id"], []).append(p)
+    wavs = out / "wavs"
+    for sid, ps in by_id.items():
+        q = ps[0]
+        link = None
+        if q.get("question_audio") and Path(q["question_audio"]).is_file():
+            wavs.mkdir(parents=True, exist_ok=True)
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sid)
+            shutil.copyfile(q["question_audio"], wavs / f"question_{safe}.wav")
+            link = f"wavs/question_{safe}.wav"
+        md.append(f"- **Question** {sid}: {q.get('question') or ''} " + (f"([listen]({link}))" if link else ""))
+        for p in ps:
+            rel = os.path.relpath(p["wav"], out)
+            md.append(f"  - {p['mode']}: \"{p.get('text', '').strip()}\" ([listen]({rel})); the judge heard "
+                      f"\"{p.get('judge_heard', '')}\"; S->T {'right' if p.get('s2t') else 'wrong'}, "
+                      f"S->S {'right' if p.get('s2s') else 'wrong'}")
+    tts_preds = [p for p in read_jsonl(out / "eval" / "tts" / "predictions.jsonl") if p.get("wav")]
+    for p in tts_preds:
+        rel = os.path.relpath(p["wav"], out)
+        md.append(f"- **TTS** {p['mode']}: \"{p.get('text')}\" ([listen]({rel})); the judge heard "
+                  f"\"{p.get('judge_heard', '')}\"")
+    if len(md) == 2:
+        md.append("(no generated audio yet)")
+    return md + [""]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(prog="python -m vita_audio.eval.report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--stages", default="artifacts/stages")
+    p.add_argument("--variant", default="boost")
+    p.add_argument("--corpus", default=None)
+    args = p.parse_args(argv)
+    path = build_report(Path(args.out), Path(args.stages), args.variant, Path(args.corpus) if args.corpus else None)
+    print(f"report: {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()

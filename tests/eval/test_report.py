@@ -1,0 +1,146 @@
+"""The demo report from metrics files the test writes; non-TTY progress; the demo's output relay; parquet QA sets."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+
+from tests.audio.conftest import speechlike
+from vita_audio.audio.io import write_audio
+from vita_audio.cli.demo import Relay, steps
+from vita_audio.eval.adapters import SpokenQA
+from vita_audio.eval.progress import progress
+from vita_audio.eval.report import build_report, goals
+
+
+def write_run(out, stages, vanilla_wer=0.10, turbo_wer=0.30):
+    ev = out / "eval"
+    docs = {
+        "asr": {"task": "asr", "normalizer": "whisper_en", "samples": 4, "ckpt_path": "ck",
+                "modes": {"vanilla": {"wer": vanilla_wer, "failed": 0}, "boost": {"wer": vanilla_wer + 0.02,
+                                                                                    "failed": 0},
+                          "turbo": {"wer": turbo_wer, "failed": 1}}},
+        "tts": {"task": "tts", "samples": 4, "judge_wer_on_original_audio": 0.10, "judge": "PocketSphinxJudge",
+                "modes": {"vanilla": {"judge_wer": 0.25, "no_audio": 0}, "boost": {"judge_wer": 0.29, "no_audio": 0},
+                          "turbo": {"judge_wer": 0.31, "no_audio": 0}}},
+        "sqa": {"task": "sqa", "samples": 5, "rule": "containment",
+                "modes": {m: {"s2t_accuracy": 0.8, "s2s_accuracy": 0.6, "no_audio": 0, "failed": 0}
+                          for m in ("vanilla", "boost", "turbo")}},
+        "speed": {"task": "speed", "batch": 1, "new_tokens": 16, "rounds": 1,
+                  "modes": {"vanilla": {"tokens_per_s": 50.0, "first_chunk_s": 0.2, "speedup_vs_vanilla": 1.0},
+                            "turbo": {"tokens_per_s": 150.0, "first_chunk_s": 0.05, "speedup_vs_vanilla": 3.0},
+                            "verified": {"tokens_per_s": 90.0, "first_chunk_s": 0.1, "accepted": 2.5}}},
+    }
+    for task, doc in docs.items():
+        (ev / task).mkdir(parents=True, exist_ok=True)
+        (ev / task / "metrics.json").write_text(json.dumps(doc))
+    q = out.parent / "q.wav"
+    write_audio(q, torch.from_numpy(speechlike(0.4, 0)), 16000)
+    ans = ev / "sqa" / "audio" / "boost" / "t_1.wav"
+    ans.parent.mkdir(parents=True)
+    write_audio(ans, torch.from_numpy(speechlike(0.4, 1)), 16000)
+    (ev / "sqa" / "predictions.jsonl").write_text(json.dumps(
+        {"mode": "boost", "id": "t:1", "text": "It is 35.", "judge_heard": "it is thirty five", "s2t": True,
+         "s2s": True, "question": "What is seven times five?", "question_audio": str(q), "wav": str(ans)}) + "\n")
+    for k, vals in {1: "val/loss\t1.5\nval/loss_main\t1.5\ntrain/loss\t1.0\n",
+                    3: "val/loss\t2.3\nval/loss_main\t1.5\nval/loss_mctp_0\t2.3\nval/loss_mctp_1\t2.4\n"}.items():
+        (stages / f"boost_stage{k}").mkdir(parents=True)
+        (stages / f"boost_stage{k}" / "final_metrics.txt").write_text(vals)
+    (out / "timings.json").write_text(json.dumps({"codec": {"seconds": 600.0}, "boost_stage1": {"seconds": 900.0}}))
+
+
+def test_report_tables_plots_wavs_and_goals(tmp_path):
+    out, stages = tmp_path / "demo", tmp_path / "stages"
+    write_run(out, stages)
+    path = build_report(out, stages)
+    md = path.read_text()
+    assert "| 3 | 2.300 | 1.500 | 2.300 | 2.400 |" in md  # stage 3: val/loss, main, module 0, module 1
+    assert "| turbo | 30.0% | 1 |" in md and "**10.0%**" in md
+    assert "| verified | 90.0 |" in md and "| **total** | **25.0** |" in md
+    for name in ("val_loss", "speed", "quality"):
+        if (out / "plots" / f"{name}.png").is_file():  # matplotlib present (extra dev)
+            assert f"(plots/{name}.png)" in md
+    assert "(wavs/question_t_1.wav)" in md and (out / "wavs" / "question_t_1.wav").is_file()
+    assert "(eval/sqa/audio/boost/t_1.wav)" in md
+    # goals: ASR turbo 30% misses 15%; Boost/Turbo ASR within 5 points misses (+20); TTS within +20 of 10%: 31% no
+    assert "| ASR WER <= 15% | **no** | vanilla 10.0%, boost 12.0%, turbo 30.0% |" in md
+    assert "| SQA S->T >= 80% | yes |" in md and "| make demo <= 30 min (sum of the steps, install not included) | " \
+                                                  "yes | 25.0 min |" in md
+
+
+def test_goals_with_nothing_measured():
+    rows = goals(None, None, None, None)
+    assert rows and all(ok is None for _, ok, _ in rows)
+
+
+def test_progress_without_a_terminal_writes_lines_not_frames():
+    buf = io.StringIO()  # not a TTY
+    assert list(progress(range(5), "asr/boost", every=0.0, stream=buf)) == list(range(5))
+    text = buf.getvalue()
+    assert "\r" not in text and text.splitlines()[-1].startswith("asr/boost: 5/5 samples")
+    assert len(text.splitlines()) == 5  # 4 intermediate lines (every=0) and the final one
+
+
+def test_relay_turns_progress_frames_into_lines():
+    buf = io.StringIO()
+    r = Relay(buf, tty=False, every=3600)
+    r.feed("start\nbar 1%\rbar 2%\rbar 3%")
+    r.feed("\rbar 100%\ndone\n")
+    r.close()
+    # the first frame, then nothing for an hour, then the frame that ends with a newline
+    assert buf.getvalue().splitlines() == ["start", "bar 1%", "bar 100%", "done"]
+    tty = io.StringIO()
+    Relay(tty, tty=True).feed("a\rb\n")
+    assert tty.getvalue() == "a\rb\n"
+
+
+def test_demo_steps_resume_markers(tmp_path):
+    st = steps("boost", tmp_path / "a", tmp_path / "o", stage_steps=[5, 4, 3, 2])
+    names = [s.name for s in st]
+    assert names == ["corpus", "codec", "cache", "cache_sft", *(f"boost_stage{k}" for k in (1, 2, 3, 4)),
+                     "eval_asr", "eval_tts", "eval_sqa", "eval_speed", "report"]
+    by = {s.name: s for s in st}
+    assert by["eval_tts"].done == tmp_path / "o" / "eval" / "tts" / "metrics.json"
+    assert "trainer.max_steps=3" in by["boost_stage3"].cmd and "task.modes=[vanilla,boost,turbo]" in by["eval_asr"].cmd
+    assert "task.modes=[vanilla,boost,turbo,verified]" in by["eval_speed"].cmd
+    assert f"paths.artifacts_dir={tmp_path / 'a'}" in by["boost_stage1"].cmd
+
+
+def test_spoken_qa_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    write_audio(tmp_path / "q1.wav", torch.from_numpy(speechlike(0.3, 0)), 16000)
+    embedded = io.BytesIO()
+    import soundfile as sf
+
+    sf.write(embedded, speechlike(0.3, 1), 16000, format="WAV")
+    table = pa.table({"id": ["q1", "q2"], "question": ["Capital of Greece?", "Seven times five?"],
+                      "audio": [{"path": "q1.wav", "bytes": None}, {"path": "x.wav", "bytes": embedded.getvalue()}],
+                      "answers": [["Athens"], ["thirty five", "35"]]})
+    pq.write_table(table, tmp_path / "qa.parquet")
+    s1, s2 = SpokenQA(tmp_path / "qa.parquet").samples()
+    assert s1.audio == tmp_path / "q1.wav" and s1.answers == ("Athens",)
+    assert s2.answers == ("thirty five", "35") and s2.audio.read_bytes() == embedded.getvalue()
+    pq.write_table(pa.table({"question": ["no audio"], "answers": [["x"]]}), tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="bad.parquet:row 0: needs 'audio' and 'answers'"):
+        SpokenQA(tmp_path / "bad.parquet").samples()
+
+
+def test_spoken_qa_parquet_without_pyarrow(tmp_path, monkeypatch):
+    import builtins
+
+    (tmp_path / "qa.parquet").write_bytes(b"PAR1")
+    real = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError("no pyarrow")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(ImportError, match=r"pip install -e '.\[parquet\]'"):
+        SpokenQA(tmp_path / "qa.parquet").samples()

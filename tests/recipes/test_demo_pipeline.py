@@ -1,0 +1,50 @@
+"""The whole `make demo` pipeline at tiny sizes, from an empty directory: corpus -> codec -> cache -> 4 stages ->
+eval (asr, tts, sqa, speed; Vanilla / Boost / Turbo) -> report; then a re-run that skips every finished step."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def demo(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, VITA_ROOT=str(tmp_path), WANDB_MODE="disabled", DS_ACCELERATOR="cpu")
+    cmd = [sys.executable, "-m", "vita_audio.cli.demo", "--smoke", "--artifacts", str(tmp_path / "artifacts"),
+           "--out", str(tmp_path / "out"), "--progress-every", "5", *extra]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
+
+
+@pytest.mark.slow
+def test_demo_pipeline_smoke(tmp_path):
+    pytest.importorskip("hibari")
+    pytest.importorskip("pocketsphinx")
+    first = demo(tmp_path)
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    out = tmp_path / "out"
+    for task in ("asr", "tts", "sqa", "speed"):
+        doc = json.loads((out / "eval" / task / "metrics.json").read_text())
+        assert doc["task"] == task
+        want = {"vanilla", "boost", "turbo"} | ({"verified"} if task == "speed" else set())
+        assert set(doc["modes"]) == want, (task, doc["modes"].keys())
+    report = (out / "report.md").read_text()
+    for section in ("## Goals", "## Wall time per step", "## Training: validation loss", "## Quality per decode mode",
+                    "## Speed per decode mode", "## Listen"):
+        assert section in report
+    assert "| 4 |" in report  # stage 4's validation losses
+    assert "\r" not in first.stdout  # not a terminal: progress frames became lines
+    assert f"report: {out / 'report.md'}" in first.stdout
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"codec", "boost_stage4", "eval_speed"} <= set(timings)
+
+    again = demo(tmp_path)  # resumable: every step with an output marker is skipped
+    assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
+    for name in ("boost_stage1", "boost_stage4", "eval_asr", "eval_speed"):
+        assert f"[demo] {name}: already done" in again.stdout
+    assert json.loads((out / "timings.json").read_text())["eval_speed"] == timings["eval_speed"]
