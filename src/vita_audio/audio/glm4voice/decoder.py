@@ -138,9 +138,10 @@ class Glm4VoiceStreamingSession(StreamingSession):
         w0, w1 = max(self.mel_base, t0 - ctx), self._frames() if final else min(self._frames(), t1 + ctx)
         dev = self.hift.conv_pre.bias.device
         f0 = self.hift.f0_predictor(self.mel[:, :, w0 - self.mel_base:w1 - self.mel_base].to(dev))
-        f0 = f0[:, t0 - w0:t1 - w0].cpu()
-        s, self.phase = self.hift.source(f0, self.phase, self.offsets, _gen(self.det.seed, 2, t0))
-        self.src = torch.cat([self.src, s], dim=2)
+        f0 = f0[:, t0 - w0:t1 - w0]
+        s, phase = self.hift.source(f0, self.phase.to(dev), self.offsets.to(dev), _gen(self.det.seed, 2, t0))
+        self.phase = phase.cpu()
+        self.src = torch.cat([self.src, s.float().cpu()], dim=2)
         self.src_frames = t1
 
     def _vocode(self, final: bool) -> torch.Tensor:

@@ -196,7 +196,7 @@ class HiFTGenerator(nn.Module):
         sines = cfg.nsf_alpha * torch.sin(theta.float() + offsets[:, None, :])
         uv = (f0s > cfg.nsf_voiced_threshold).float()[:, :, None]
         noise_amp = uv * cfg.nsf_sigma + (1 - uv) * cfg.nsf_alpha / 3
-        noise = torch.randn(sines.shape, generator=gen, device=sines.device) * noise_amp
+        noise = torch.randn(sines.shape, generator=gen).to(sines.device) * noise_amp  # CPU generator
         s = torch.tanh(self.m_source.l_linear(sines * uv + noise))  # (B, S, 1)
         return s.transpose(1, 2), torch.remainder(cycles[:, -1], 1.0).float()
 
@@ -230,8 +230,8 @@ class HiFTGenerator(nn.Module):
         """Whole-utterance vocoding (the offline reference of the streaming session)."""
         gen = torch.Generator().manual_seed(seed)
         f0 = self.f0_predictor(mel)
-        s, _ = self.source(f0, torch.zeros(mel.shape[0], self.cfg.nb_harmonics + 1), self.start_phases(
-            mel.shape[0], gen), gen)
+        zero = torch.zeros(mel.shape[0], self.cfg.nb_harmonics + 1, device=mel.device)
+        s, _ = self.source(f0, zero, self.start_phases(mel.shape[0], gen).to(mel.device), gen)
         return self.generate(mel, s)
 
 

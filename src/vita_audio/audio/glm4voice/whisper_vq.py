@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
+from transformers.activations import ACT2FN
 
 ENCODER_PREFIX = "model.encoder."
 
@@ -145,8 +146,6 @@ class WhisperEncoderLayer(nn.Module):
         self.fc1 = nn.Linear(cfg.d_model, cfg.encoder_ffn_dim)
         self.fc2 = nn.Linear(cfg.encoder_ffn_dim, cfg.d_model)
         self.final_layer_norm = nn.LayerNorm(cfg.d_model)
-        from transformers.activations import ACT2FN
-
         self.act = ACT2FN[cfg.activation_function]
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor | None, causal: bool) -> torch.Tensor:
