@@ -1,7 +1,21 @@
-"""Peak memory (RSS) of one training step: chunked cross-entropy vs full logits for every head.
+"""Peak host memory (RSS): one training step (chunked CE vs full logits), starting a stage from its predecessor
+(weights-only safetensors vs a full .ckpt), LoRA vs full fine-tuning.
 
-    python experiments/bench_memory.py                      # the table (each variant in its own process)
+    python experiments/bench_memory.py                      # the chunked-CE table (each variant in its own process)
     python experiments/bench_memory.py --child chunked 2048 # one measurement, printed as JSON
+    python experiments/bench_memory.py --section init --shape 0.5b   # starting stage 2 from stage 1 (+ 7B on paper)
+    python experiments/bench_memory.py --section lora                # LoRA vs full fine-tuning, stage-4 step
+
+Section `init` (PublishStage / init_from): a stage-1 predecessor of the given shape is written as a full training
+checkpoint (weights + AdamW moments, what PublishStage wrote before) and as the weights-only `final.safetensors`
+PublishStage writes now; a child process builds the stage-2 model, resets its peak RSS (/proc/self/clear_refs) and
+loads the predecessor: `old` = torch.load of the whole .ckpt + load_state_dict (the former init_from), `ckpt` =
+today's init_from on the same full .ckpt (memory-mapped), `safetensors` = today's init_from on the weights file
+(streamed tensor by tensor). Reported: the model's RSS and the peak RSS during the load beyond the model.
+
+Section `lora` (model/lora=backbone): one stage-4 step (forward, backward, AdamW step; 10 MCTP modules) of a
+shape whose layer-to-vocabulary proportion is the 7B one, full fine-tuning vs LoRA r=16: trainable parameters, peak
+RSS, seconds per step.
 
 Model: hidden 256, 4 backbone layers (Qwen2 kind), N = 10 MCTP modules, vocabulary 168,072 (the reference size),
 batch 1, float32, everything trainable (the heaviest stage). One step = forward of the backbone and all modules,
@@ -106,6 +120,11 @@ def naive_logits_bytes(seq: int) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--section", choices=["chunked", "init", "lora"], default="chunked")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="0.5b", help="backbone shape of --section init")
+    p.add_argument("--workdir", default=None, help="where --section init writes the predecessor files (temp dir)")
+    p.add_argument("--init-child", nargs=3, metavar=("MODE", "SHAPE", "DIR"), help=argparse.SUPPRESS)
+    p.add_argument("--lora-child", nargs=2, metavar=("MODE", "SEQ"), help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=2, metavar=("VARIANT", "SEQ"))
     p.add_argument("--chunk-rows", type=int, default=1024)
     p.add_argument("--optimizer", action="store_true")
@@ -115,6 +134,18 @@ def main() -> None:
     args = p.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.chunk_rows, args.optimizer)
+        return
+    if args.init_child:
+        init_child(*args.init_child)
+        return
+    if args.lora_child:
+        lora_child(args.lora_child[0], int(args.lora_child[1]))
+        return
+    if args.section == "init":
+        init_section(args.shape, args.workdir)
+        return
+    if args.section == "lora":
+        lora_section()
         return
 
     gib = 1024**3
@@ -142,6 +173,237 @@ def main() -> None:
     print(f"naive, analytic: full logits of 1 + {N_MODULES} heads at seq {SEQ} = "
           f"{naive_logits_bytes(SEQ) / gib:.1f} GiB (float32), about twice that with the log-softmax outputs kept "
           "for the backward")
+
+
+# -- starting a stage from its predecessor ------------------------------------------------------------------------
+# Qwen2.5 shapes (hidden, intermediate, layers, heads, kv heads, tied), the reference vocabulary (168,072 rows)
+SHAPES = {
+    "tiny": (256, 768, 4, 4, 2, False),
+    "0.5b": (896, 4864, 24, 14, 2, True),
+    "1.5b": (1536, 8960, 28, 12, 2, True),
+    "7b": (3584, 18944, 28, 28, 4, False),
+}
+
+
+def _config(shape: str) -> dict:
+    hidden, inter, layers, heads, kv, tied = SHAPES[shape]
+    return dict(model_type="qwen2", hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=8192,
+                tie_word_embeddings=tied)
+
+
+def _holder(shape: str, n_mctp: int):
+    """A module whose state dict has the stage module's `lm.*` names: backbone (+ n_mctp MCTP modules)."""
+    import torch
+
+    from vita_audio.model.backbone import Backbone
+    from vita_audio.model.lm import VitaAudioLM
+    from vita_audio.model.mctp import MCTPStack
+
+    bb = Backbone(64, config=_config(shape), tokenizer="tiny")
+    bb.model.resize_token_embeddings(VOCAB, mean_resizing=False)
+    holder = torch.nn.Module()
+    holder.lm = VitaAudioLM(bb, MCTPStack(bb.config, n_mctp) if n_mctp else None)
+    holder.hparams = {}
+    return holder
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def prepare_predecessor(shape: str, workdir: str) -> dict:
+    """Stage-1 weights of `shape` as a full training checkpoint (+ AdamW moments) and as final.safetensors."""
+    import torch
+
+    from vita_audio.training.callbacks import save_weights
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    holder = _holder(shape, 0)
+    state = holder.state_dict()
+    params = [p for p in holder.parameters()]
+    optim = {"state": {i: {"step": torch.tensor(10.0), "exp_avg": torch.zeros_like(p),
+                           "exp_avg_sq": torch.zeros_like(p)} for i, p in enumerate(params)},
+             "param_groups": [{"params": list(range(len(params))), "lr": 1e-3}]}
+    full = os.path.join(workdir, "full.ckpt")
+    torch.save({"state_dict": state, "optimizer_states": [optim], "hyper_parameters": {}}, full)
+    del optim
+    weights = os.path.join(workdir, "final.safetensors")
+    from pathlib import Path
+
+    save_weights(holder, Path(weights))
+    return dict(params=sum(p.numel() for p in params), full_bytes=os.path.getsize(full),
+                weights_bytes=os.path.getsize(weights))
+
+
+def init_child(mode: str, shape: str, workdir: str) -> None:
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    if mode == "prepare":
+        print(json.dumps(prepare_predecessor(shape, workdir)))
+        return
+    from vita_audio.training.init import initialize_from_checkpoint
+
+    holder = _holder(shape, 1)  # stage 2: the backbone + one MCTP module (left to the stage's init)
+    model_rss = _rss_now()
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    if mode == "old":  # the former init_from: the whole checkpoint in memory, then load_state_dict
+        ckpt = torch.load(os.path.join(workdir, "full.ckpt"), map_location="cpu", weights_only=True)
+        holder.load_state_dict(ckpt["state_dict"], strict=False)
+        del ckpt
+    else:
+        name = "full.ckpt" if mode == "ckpt" else "final.safetensors"
+        initialize_from_checkpoint(holder, os.path.join(workdir, name), allow_missing_mctp=True)
+    seconds = time.perf_counter() - t0
+    peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    check = float(holder.lm.backbone.layers[0].self_attn.q_proj.weight.detach().double().sum())
+    print(json.dumps(dict(mode=mode, model_rss=model_rss, peak=peak, peak_reset=reset, seconds=seconds,
+                          check=check)))
+
+
+def _run_child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        return dict(error=proc.returncode)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _params_7b() -> dict:
+    """Parameter counts of the Qwen2.5-7B stage model (analytic), for the projection on paper."""
+    hidden, inter, layers, heads, kv, _ = SHAPES["7b"]
+    kv_dim = hidden // heads * kv
+    layer = hidden * (hidden + 2 * kv_dim) + (hidden + 2 * kv_dim) + hidden * hidden + 3 * hidden * inter + 2 * hidden
+    embed = VOCAB * hidden
+    backbone = 2 * embed + layers * layer + hidden  # untied embedding and head
+    return dict(backbone=backbone, layer=layer, embed=embed, mctp_module=layer + 2 * hidden + 2 * hidden * hidden)
+
+
+def init_section(shape: str, workdir: str | None) -> None:
+    import tempfile
+
+    gib = 1024**3
+    with tempfile.TemporaryDirectory(prefix="bench_init_", dir=workdir) as tmp:
+        prep = _run_child(["--init-child", "prepare", shape, tmp])
+        if "error" in prep:
+            print(f"preparing the predecessor failed (exit {prep['error']})")
+            return
+        rows = [(m, _run_child(["--init-child", m, shape, tmp])) for m in ("old", "ckpt", "safetensors")]
+    print(f"starting stage 2 (backbone + 1 MCTP module) from a stage-1 predecessor, shape {shape} "
+          f"({prep['params'] / 1e6:.0f} M parameters, vocab {VOCAB:,}), float32, "
+          f"{os.environ.get('BENCH_THREADS', '1')} thread(s)")
+    print(f"predecessor files: full .ckpt (weights + AdamW moments) {prep['full_bytes'] / gib:.2f} GiB, "
+          f"final.safetensors {prep['weights_bytes'] / gib:.2f} GiB")
+    print(f"{'init_from':<40}{'model RSS GiB':>15}{'peak GiB':>10}{'load peak GiB':>15}{'time s':>8}")
+    labels = {"old": "full .ckpt, torch.load (before)", "ckpt": "full .ckpt, memory-mapped (now)",
+              "safetensors": "final.safetensors, streamed (now)"}
+    checks = set()
+    for mode, r in rows:
+        if "error" in r:
+            print(f"{labels[mode]:<40}failed with exit code {r['error']}")
+            continue
+        checks.add(round(r["check"], 4))
+        print(f"{labels[mode]:<40}{r['model_rss'] / gib:>15.2f}{r['peak'] / gib:>10.2f}"
+              f"{(r['peak'] - r['model_rss']) / gib:>15.2f}{r['seconds']:>8.1f}")
+    print(f"same weights loaded by every path: {len(checks) == 1}")
+    n = _params_7b()
+    params = n["backbone"]
+    largest = n["embed"]
+    print("projection to Qwen2.5-7B (untied, vocab 168,072), one rank, host memory to start stage 2 from stage 1:")
+    print(f"  stage-1 weights {params / 1e9:.2f} B parameters; full .ckpt = fp32 weights + 2 AdamW moments "
+          f"= {12 * params / gib:.0f} GiB")
+    print(f"  before: backbone loaded in fp32 ({4 * params / gib:.0f} GiB) + whole .ckpt ({12 * params / gib:.0f} "
+          f"GiB) = {16 * params / gib:.0f} GiB")
+    print(f"  now:    backbone loaded in bf16 ({2 * params / gib:.0f} GiB) + one tensor at a time (largest: the "
+          f"embedding, {4 * largest / gib:.1f} GiB fp32) = {(2 * params + 4 * largest) / gib:.0f} GiB")
+
+
+# -- LoRA vs full fine-tuning --------------------------------------------------------------------------------------
+# layers : (embedding + head) parameters as in Qwen2.5-7B (6.5 B : 1.2 B), scaled down to fit a CPU
+LORA_SHAPE = dict(model_type="qwen2", hidden_size=512, intermediate_size=2816, num_hidden_layers=16,
+                  num_attention_heads=8, num_key_value_heads=2, max_position_embeddings=8192,
+                  tie_word_embeddings=False)
+LORA_VOCAB, LORA_MCTP = 8_192, 10
+
+
+def lora_child(mode: str, seq: int) -> None:
+    from functools import partial
+
+    import torch
+
+    from vita_audio.model.backbone import Backbone
+    from vita_audio.model.lora import BackboneLoRA
+    from vita_audio.model.mctp import MCTPStack
+    from vita_audio.training.module import SpeechLMModule
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    bb = Backbone(64, config=dict(LORA_SHAPE), tokenizer="tiny")
+    bb.model.resize_token_embeddings(LORA_VOCAB, mean_resizing=False)
+    module = SpeechLMModule(
+        bb, optimizer=partial(torch.optim.AdamW, lr=1e-4, weight_decay=0.1),
+        mctp=partial(MCTPStack.for_backbone, num_modules=LORA_MCTP), lr_scales={"^mctp\\.": 10.0},
+        lora=BackboneLoRA(rank=16, alpha=32, dropout=0.05) if mode == "lora" else None,
+    )
+    opt = module.configure_optimizers()["optimizer"]
+    module.train()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, LORA_VOCAB, (1, seq), generator=g)  # (1, T)
+    batch = {"input_ids": ids, "labels": ids.clone()}
+    model_rss = _rss_now()
+    reset = _reset_peak()
+    times = []
+    for _ in range(3):  # AdamW allocates its moments in the first step
+        t0 = time.perf_counter()
+        loss = module.compute_losses(batch)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - t0)
+    peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(mode=mode, trainable=module.freeze_report.trainable, total=module.freeze_report.total,
+                          model_rss=model_rss, peak=peak, seconds=sorted(times[1:])[0], loss=float(loss))))
+
+
+def lora_section(seq: int = 256) -> None:
+    gib = 1024**3
+    rows = [(m, _run_child(["--lora-child", m, str(seq)])) for m in ("full", "lora")]
+    print(f"stage-4 step (backbone hidden {LORA_SHAPE['hidden_size']}, {LORA_SHAPE['num_hidden_layers']} layers, "
+          f"vocab {LORA_VOCAB:,} untied, {LORA_MCTP} MCTP modules, seq {seq}, AdamW), "
+          f"{os.environ.get('BENCH_THREADS', '1')} thread(s)")
+    print(f"{'mode':<6}{'trainable':>14}{'of total':>14}{'share':>8}{'model RSS GiB':>15}{'step peak GiB':>15}"
+          f"{'s/step':>8}")
+    for mode, r in rows:
+        if "error" in r:
+            print(f"{mode:<6}failed with exit code {r['error']}")
+            continue
+        print(f"{mode:<6}{r['trainable']:>14,}{r['total']:>14,}{100 * r['trainable'] / r['total']:>7.1f}%"
+              f"{r['model_rss'] / gib:>15.2f}{r['peak'] / gib:>15.2f}{r['seconds']:>8.2f}")
+    n = _params_7b()
+    hidden, inter, layers, heads, kv, _ = SHAPES["7b"]
+    kv_dim = hidden // heads * kv
+    r = 16
+    adapters = layers * r * ((hidden + hidden) * 2 + (hidden + kv_dim) * 2 + 2 * (hidden + inter) + (inter + hidden))
+    rows_audio = 4096 + 3
+    mctp = 10 * n["mctp_module"]
+    full = n["backbone"] + mctp
+    print(f"Qwen2.5-7B stage 4 on paper (r = {r}, 10 MCTP modules): full fine-tuning trains {full / 1e9:.2f} B; "
+          f"LoRA trains {(adapters + mctp + 2 * rows_audio * hidden) / 1e9:.2f} B (adapters {adapters / 1e6:.0f} M, "
+          f"MCTP {mctp / 1e9:.2f} B, audio rows {2 * rows_audio * hidden / 1e6:.0f} M), while the row-masked "
+          f"embedding and head keep full gradients and AdamW moments ({2 * n['embed'] / 1e9:.2f} B parameters)")
 
 
 if __name__ == "__main__":
