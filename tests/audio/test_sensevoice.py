@@ -170,3 +170,16 @@ def test_tiny_encoder_is_deterministic_and_fast():
     assert torch.equal(a.encode(wav, SR), b.encode(wav, SR)) and a.identity == b.identity
     assert isinstance(a, SenseVoiceEncoder) and a.encode(wav, SR).shape == (a.num_frames(wav.numel()), a.dim)
     assert FrontendConfig().feature_dim == 560
+
+
+def test_encoder_presets_instantiate(make_cfg, tmp_path):
+    """`model/audio_encoder=sensevoice_small` reads `${paths.checkpoints_dir}/SenseVoiceSmall`; `tiny` builds."""
+    import hydra
+
+    cfg = make_cfg(["+model/audio_encoder=sensevoice_small", f"paths.checkpoints_dir={tmp_path}/ckpts"], small=False)
+    with pytest.raises(Exception, match="nothing is fetched"):
+        hydra.utils.instantiate(cfg.model.audio_encoder)
+    write_sensevoice_dir(tmp_path / "ckpts" / "SenseVoiceSmall")
+    assert hydra.utils.instantiate(cfg.model.audio_encoder).dim == 64
+    tiny = hydra.utils.instantiate(make_cfg(["+model/audio_encoder=tiny"]).model.audio_encoder)
+    assert tiny.identity == tiny_sensevoice(output_size=128).identity
