@@ -16,3 +16,5 @@ def test_quickstart_notebook_runs():
         exec(compile("".join(cell["source"]), f"{NOTEBOOK.name}[cell {i}]", "exec"), namespace)
     assert namespace["trainer2"].global_step == 20
     assert len(namespace["levels"]) == 1
+    assert set(namespace["answers"]) == {"asr", "s2s", "tts"}  # speech in / out through SpeechLM
+    assert namespace["speed"].metrics["vanilla"]["tokens_per_s"] > 0
