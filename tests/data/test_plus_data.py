@@ -136,3 +136,31 @@ def test_plus_needs_the_plus_vocabulary(encoder):
 def test_frame_count_formula(encoder):
     for n in (400, 16000, 16000 * 3 + 123):
         assert encoder.num_frames(n) == 4 + math.ceil((1 + (n - 400) // 160) / 6)
+
+
+class CountingEncoder:
+    """Delegates to an encoder, counting `encode` calls."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, wav, sample_rate):
+        self.calls += 1
+        return self.inner.encode(wav, sample_rate)
+
+
+def test_the_encoder_runs_once_per_input_file(dataset, encoder, backbone):
+    jsonl, cache, _ = dataset
+    kw = dict(max_len=256, batch_size=2, cache_dir=str(cache))
+    first = CountingEncoder(encoder)
+    dm = VitaDataModule(backbone.tokenizer, backbone.audio_vocab, [str(jsonl)], [str(jsonl)], audio_encoder=first, **kw)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert first.calls == 2  # q.wav and q2.wav (train and val share them); the TTS answer stays codes
+    again = CountingEncoder(encoder)  # a later run (next stage, next epoch's process) reads the cache only
+    dm2 = VitaDataModule(backbone.tokenizer, backbone.audio_vocab, [str(jsonl)], audio_encoder=again, **kw)
+    dm2.setup("fit")
+    assert again.calls == 0 and len(list(dm2.train_dataloader())) >= 1

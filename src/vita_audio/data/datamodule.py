@@ -188,6 +188,7 @@ class VitaDataModule(L.LightningDataModule):
         self.feature_cache_name = feature_cache_name or (
             None if audio_encoder is None else feature_namespace(self.encoder_identity))
         self._feature_cache: AudioFeatureCache | None = None
+        self._filled = False
         if audio_encoder is not None and audio_vocab.context is None:
             raise ValueError("data.audio_encoder is set (Plus) but the vocabulary has no <|context_of_audio|>: use a "
                              "Plus special-token layout (model.backbone.special_tokens)")
@@ -217,17 +218,30 @@ class VitaDataModule(L.LightningDataModule):
             self._cache = cache
         return self._cache
 
-    def feature_cache(self, sources: list[Source]) -> AudioFeatureCache | None:
-        """Plus: the feature cache of the configured encoder, filled (once) for the input audio of `sources`."""
+    def prepare_data(self) -> None:
+        """Plus: fill the feature cache (Lightning runs this on one process per node, before every rank's setup)."""
+        self._fill_features()
+
+    def _fill_features(self) -> None:
+        """Encode the input audio of every train / val source missing from the feature cache (once per file)."""
+        if self._filled or not self.fill_features or self.audio_encoder is None:
+            return
+        from vita_audio.data.records import read_jsonl
+
+        skips = SkipCounter()  # bad records are counted (or raised) again when the samples are read
+        sources = [*self.train_sources, *self.val_sources]
+        records = [r for s in sources for r in read_jsonl(s.path, "skip", skips, self.audio_root)]
+        build_feature_cache(input_audio_paths(records), self.audio_encoder, self.cache_dir,
+                            self.feature_cache_name, on_error=self.on_error)
+        self._filled = True
+
+    def feature_cache(self) -> AudioFeatureCache | None:
+        """Plus: the feature cache of the configured encoder (filled here when running as a single process; with
+        several ranks `prepare_data` filled it)."""
         if self.encoder_identity is None:
             return None
-        if self.fill_features and self.audio_encoder is not None:
-            from vita_audio.data.records import read_jsonl
-
-            skips = SkipCounter()  # bad records are counted (or raised) again when the samples are read
-            records = [r for s in sources for r in read_jsonl(s.path, "skip", skips, self.audio_root)]
-            build_feature_cache(input_audio_paths(records), self.audio_encoder, self.cache_dir,
-                                self.feature_cache_name, on_error=self.on_error)
+        if self._rank()[1] == 1:
+            self._fill_features()
         if self._feature_cache is None:
             cache = AudioFeatureCache(self.cache_dir, self.feature_cache_name, self.encoder_identity, self.encoder_dim)
             cache.meta()  # a missing or foreign cache stops here
@@ -242,7 +256,7 @@ class VitaDataModule(L.LightningDataModule):
 
     def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool) -> PackedDataset:
         store = SampleStore(sources, self._prompt_builder(), self.cache(), self.max_len, self.on_error, self.audio_root,
-                            self.feature_cache(sources)).load()
+                            self.feature_cache()).load()
         rank, world = self._rank()
         return PackedDataset(store, batch_size, self.max_len, self.pad_id, self.seed, shuffle, self.open_rows,
                              rank, world)
