@@ -26,7 +26,7 @@ def _encoder_state(model):
 
 
 @pytest.mark.parametrize("chain", [["plus_stage1", "plus_stage2", "plus_stage3", "plus_stage4"],
-                                   ["plus_vanilla_stage1", "plus_vanilla_stage4"]])
+                                   pytest.param(["plus_vanilla_stage1", "plus_vanilla_stage4"], marks=pytest.mark.slow)])
 def test_plus_chain_trains_frozen_encoder_and_decodes(tmp_path, tiny_corpus_cache, chain):
     overrides = corpus_overrides(tiny_corpus_cache)  # the feature cache fills beside the tiny corpus' token cache
     encoder_before = None
