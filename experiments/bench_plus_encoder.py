@@ -39,7 +39,8 @@ def main() -> None:
     encoders = {"tiny (model/audio_encoder=tiny)": tiny_sensevoice(),
                 "SenseVoice-Small size (random)": SenseVoiceEncoder(name="sensevoice-small-random")}
     print(f"load average {os.getloadavg()[0]:.2f}, {args.threads} thread(s), {args.seconds:.1f} s of audio")
-    print("| encoder | parameters | frames / s audio | encode s / s audio | real-time factor | cache read s / s audio |")
+    print("| encoder | parameters | frames / s audio | encode s / s audio | real-time factor "
+          "| cache read s / s audio |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "a.wav")

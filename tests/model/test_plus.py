@@ -36,7 +36,8 @@ def plus_lm(num_modules: int = 2, seed: int = 0) -> VitaAudioLM:
 
 def wav(seconds: float, freq: float) -> torch.Tensor:
     t = torch.arange(int(seconds * SR)) / SR
-    return 0.2 * torch.sin(2 * math.pi * freq * t) + 0.01 * torch.randn(t.numel(), generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(t.numel(), generator=torch.Generator().manual_seed(0))
+    return 0.2 * torch.sin(2 * math.pi * freq * t) + 0.01 * noise
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def test_placeholders_are_inputs_never_targets(lm):
     ctx = lm.backbone.audio_vocab.context
     assert ids.count(ctx) == 7 and all(lab == IGNORE_INDEX for i, lab in zip(ids, labels) if i == ctx)
     start = ids.index(ctx)
-    assert ids[start - 1] == lm.backbone.audio_vocab.begin_of_audio and ids[start + 7] == lm.backbone.audio_vocab.end_of_audio
+    v = lm.backbone.audio_vocab
+    assert ids[start - 1] == v.begin_of_audio and ids[start + 7] == v.end_of_audio
     # an assistant continuous audio is still never supervised, and an interleaved one is refused
     ids, labels = PromptBuilder(lm.backbone.tokenizer, lm.backbone.audio_vocab).build(
         [("user", "x"), ("assistant", "<|audio|> ok")], [frames])

@@ -25,8 +25,10 @@ def _encoder_state(model):
     return {k: v.clone() for k, v in model.lm.audio_encoder.state_dict().items()}
 
 
-@pytest.mark.parametrize("chain", [["plus_stage1", "plus_stage2", "plus_stage3", "plus_stage4"],
-                                   pytest.param(["plus_vanilla_stage1", "plus_vanilla_stage4"], marks=pytest.mark.slow)])
+VANILLA = pytest.param(["plus_vanilla_stage1", "plus_vanilla_stage4"], marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("chain", [["plus_stage1", "plus_stage2", "plus_stage3", "plus_stage4"], VANILLA])
 def test_plus_chain_trains_frozen_encoder_and_decodes(tmp_path, tiny_corpus_cache, chain):
     overrides = corpus_overrides(tiny_corpus_cache)  # the feature cache fills beside the tiny corpus' token cache
     encoder_before = None

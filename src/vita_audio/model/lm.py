@@ -51,7 +51,7 @@ class VitaAudioLM(nn.Module):
                 audio_adapter = audio_adapter(audio_encoder.dim, backbone.hidden_size)
             if (audio_adapter.encoder_dim, audio_adapter.hidden_size) != (audio_encoder.dim, backbone.hidden_size):
                 raise ValueError(f"adapter maps {audio_adapter.encoder_dim} -> {audio_adapter.hidden_size}, the "
-                                 f"encoder gives {audio_encoder.dim} and the backbone's width is {backbone.hidden_size}")
+                                 f"encoder gives {audio_encoder.dim}, the backbone's width is {backbone.hidden_size}")
             if getattr(backbone.audio_vocab, "context", None) is None:
                 raise ValueError("a Plus model needs <|context_of_audio|> in its vocabulary: use a Plus special-token "
                                  "layout (model.backbone.special_tokens=vita_audio_plus or audio_markers_plus)")

@@ -162,7 +162,8 @@ class SenseVoiceEncoder(nn.Module, ContinuousAudioEncoder):
                  cmvn: CMVN | None = None, name: str = "sensevoice") -> None:
         super().__init__()
         self.enc_cfg = encoder if isinstance(encoder, EncoderConfig) else _encoder_config(encoder or {})
-        self.fe_cfg = frontend_conf if isinstance(frontend_conf, FrontendConfig) else _frontend_config(frontend_conf or {})
+        fe = frontend_conf
+        self.fe_cfg = fe if isinstance(fe, FrontendConfig) else _frontend_config(fe or {})
         in_dim = self.fe_cfg.feature_dim
         self.embed = nn.Embedding(EMBED_ROWS, in_dim)
         self.encoder = SANMEncoder(in_dim, self.enc_cfg)
