@@ -178,6 +178,7 @@ def main() -> None:
 # -- starting a stage from its predecessor ------------------------------------------------------------------------
 # Qwen2.5 shapes (hidden, intermediate, layers, heads, kv heads, tied), the reference vocabulary (168,072 rows)
 SHAPES = {
+    "test": (64, 128, 2, 4, 2, False),  # the smoke test's
     "tiny": (256, 768, 4, 4, 2, False),
     "0.5b": (896, 4864, 24, 14, 2, True),
     "1.5b": (1536, 8960, 28, 12, 2, True),
