@@ -37,7 +37,8 @@ def load_state_dict_file(path: str | Path, predecessor: str | None = None) -> di
         how = f"Train that stage first:\n    python train.py +experiment={predecessor}\n" if predecessor else ""
         raise MissingPredecessorError(
             f"predecessor checkpoint {str(path)!r} does not exist. {how}"
-            "Or point init_from=PATH at a checkpoint of your own (.safetensors, .ckpt, exported HF directory or ZeRO directory)."
+            "Or point init_from=PATH at a checkpoint of your own (.safetensors, .ckpt, exported HF directory or ZeRO "
+            "directory)."
         )
     if path.suffix == ".safetensors":
         from vita_audio.model.checkpoint import _read_safetensors
