@@ -41,7 +41,7 @@ $(CHROMIUM_STAMP): | $(VENV)/bin/python
 # torch is pinned in the same pip command as everything else so that pip never swaps in a CUDA build.
 $(STAMP): pyproject.toml | $(VENV)/bin/python $(APT_STAMP) $(CHROMIUM_STAMP)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "torch==2.13.0" -e ".[dev,speech,deepspeed,wandb,tensorboard,serve]"
+	$(PIP) install -q "torch==2.13.0" -e ".[dev,speech,deepspeed,wandb,tensorboard,serve,parquet,sweep]"
 	@touch $@
 
 install: $(STAMP)
