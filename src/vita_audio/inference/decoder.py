@@ -115,6 +115,9 @@ class Decoder:
         verify: MCTP tokens are drafts checked by the backbone (output = Vanilla's under greedy decoding);
             each cycle drafts with all N modules, whatever the schedule.
         record_logits: keep each step's logits (tests compare them with full re-forwards).
+        audio_features: Plus models: (N, D) encoder frames of every `<|context_of_audio|>` of the prompts, in
+            row-major order; the prefill then reads the adapter's embeddings there (`VitaAudioLM.input_embeddings`),
+            and so do the MCTP levels' prompt windows.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class Decoder:
         restrict_mctp: bool | str = True,
         verify: bool = False,
         record_logits: bool = False,
+        audio_features: torch.Tensor | None = None,
     ) -> None:
         self.lm = lm
         bb = lm.backbone
@@ -146,6 +150,12 @@ class Decoder:
             raise ValueError(f"prompt of {self.tokens.shape[1]} tokens + max_new_tokens={max_new_tokens} exceeds "
                              f"the model's {n_pos} positions: shorten the prompt or lower max_new_tokens")
         self.positions = (self.mask.cumsum(1) - 1).clamp_(min=0)  # (B, P)
+        ctx = getattr(bb.audio_vocab, "context", None)
+        if audio_features is None and ctx is not None and bool((self.tokens == ctx).any()):
+            raise ValueError("the prompt holds <|context_of_audio|> placeholders but no audio_features were given: "
+                             "pass the encoder frames (audio_features=lm.encode_audio(wav, sample_rate))")
+        with torch.no_grad():  # Plus: the prompt's input embeddings with the audio frames scattered in (B, P, H)
+            self.prompt_embeds = None if audio_features is None else lm.input_embeddings(self.tokens, audio_features)
         self.stop_ids = _default_stop_ids(bb.tokenizer) if stop_ids is None else [int(i) for i in stop_ids]
         self._stop = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
         self.max_new_tokens = int(max_new_tokens)
@@ -178,7 +188,10 @@ class Decoder:
     def _backbone(self) -> torch.Tensor:
         """Consume every unseen token in one forward; h^0 of those positions (B, q, H) (also level 0's backlog)."""
         n = self.tokens.shape[1]
-        h = self.lm.backbone.step(self.tokens[:, self.seen:], self.mask, self.positions[:, self.seen:], self.cache)
+        if self.seen == 0 and self.prompt_embeds is not None:  # Plus prefill from the scattered embeddings
+            h = self.lm.step_embeds(self.prompt_embeds, self.mask[:, :n], self.positions, self.cache)
+        else:
+            h = self.lm.backbone.step(self.tokens[:, self.seen:], self.mask, self.positions[:, self.seen:], self.cache)
         if self.levels:
             self.levels[0].append(h, self.seen)
         self.seen = n
@@ -194,7 +207,7 @@ class Decoder:
         bb, mctp = self.lm.backbone, self.lm.mctp
         out = mctp.level_step(
             k,
-            bb.embed_tokens(self.tokens[:, lo + k + 1 : hi + k + 1]),  # (B, W, H) E(x[t+k+1])
+            self._embed(lo + k + 1, hi + k + 1),  # (B, W, H) E(x[t+k+1])
             lv.buffer[:, lo - lv.start :],  # (B, W, H) h^k[t]
             self.positions[:, lo + k + 1 : hi + k + 1],  # (B, W)
             self.mask[:, :hi],  # window t is real iff token t is
@@ -208,6 +221,15 @@ class Decoder:
         lv.trim(self._keep)
         self.mctp_steps += 1
         return out[:, -1]
+
+    def _embed(self, a: int, b: int) -> torch.Tensor:
+        """Input embeddings of token positions [a, b) (B, b - a, H): the prompt's own (Plus) where it has them."""
+        E = self.lm.backbone.embed_tokens
+        P = 0 if self.prompt_embeds is None else self.prompt_embeds.shape[1]
+        if a >= P:
+            return E(self.tokens[:, a:b])
+        head = self.prompt_embeds[:, a : min(b, P)]
+        return head if b <= P else torch.cat([head, E(self.tokens[:, P:b])], dim=1)
 
     def _append(self, tok: torch.Tensor) -> None:
         self.tokens = torch.cat([self.tokens, tok[:, None]], dim=1)

@@ -98,12 +98,16 @@ class SpeechLMModule(L.LightningModule):
         ce_chunk_rows: int = 1024,
         mctp_grad_into_backbone: bool = True,
         lora: BackboneLoRA | None = None,
+        audio_encoder: torch.nn.Module | None = None,
+        audio_adapter: Callable | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(logger=False, ignore=["backbone", "optimizer", "scheduler", "mctp", "loss", "lora"])
+        self.save_hyperparameters(logger=False, ignore=["backbone", "optimizer", "scheduler", "mctp", "loss", "lora",
+                                                          "audio_encoder", "audio_adapter"])
         if mctp_init != "none" and mctp is None:
             raise ValueError(f"mctp_init={mctp_init!r} needs an MCTP stack (model.mctp is null)")
-        self.lm = VitaAudioLM(backbone, None if mctp is None else mctp(backbone))
+        # Plus variants: a frozen continuous encoder + an adapter factory (encoder_dim, hidden) (model.lm docs)
+        self.lm = VitaAudioLM(backbone, None if mctp is None else mctp(backbone), audio_encoder, audio_adapter)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.weighting = loss or LossWeighting()
         self.freeze_rules = dict(freeze or {})
@@ -171,15 +175,20 @@ class SpeechLMModule(L.LightningModule):
     # -- losses ---------------------------------------------------------------------------------------------
     def _hidden_states(self, batch: dict[str, torch.Tensor], backbone_grad: bool):
         input_ids, position_ids, sample_ids = batch["input_ids"], batch.get("position_ids"), batch.get("sample_ids")
+        feats = batch.get("audio_features")  # (N, D) Plus: encoder frames of the placeholder positions
         if self.mctp_grad_into_backbone or not backbone_grad or self.lm.mctp is None:
-            return self.lm.hidden_states(input_ids, position_ids, sample_ids, backbone_grad=backbone_grad)
+            return self.lm.hidden_states(input_ids, position_ids, sample_ids, backbone_grad=backbone_grad,
+                                         audio_features=feats)
         # the MCTP cascade on detached shared inputs: h^0, E(x) and the final norm's weight
         bb = self.backbone
-        h0 = bb(input_ids, position_ids=position_ids, sample_ids=sample_ids)  # (B, T, H)
+        embeds = self.lm.input_embeddings(input_ids, feats)  # (B, T, H)
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+        h0 = self.lm.backbone_hidden(embeds, position_ids, sample_ids)  # (B, T, H)
         levels = self.lm.mctp(
             h0.detach(), input_ids, position_ids, sample_ids, embed_tokens=bb.embed_tokens,
             final_norm=_DetachedParams(bb.final_norm), rotary_emb=bb.rotary_emb,
-            inputs_embeds=bb.embed_tokens(input_ids).detach(),  # (B, T, H)
+            inputs_embeds=embeds.detach(),  # (B, T, H)
         )
         return h0, levels
 
