@@ -3,6 +3,8 @@ streaming equal to offline with a flat per-chunk cost, and named errors for bad 
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -88,6 +90,72 @@ def test_config_yaml_is_data_and_tags_do_nothing(dec_dir, tmp_path):
                     f"flow: !new:os.system\n    command: touch {marker}\n")
     load_plain_yaml(evil)
     assert not marker.exists()
+
+
+def test_published_config_sections_and_unsupported_variants(dec_dir):
+    data = load_plain_yaml(dec_dir / "config.yaml")
+    # the published file's `llm:` section is data too (tags kept, references resolved) and is never read
+    assert data["llm"]["text_encoder"]["__tag__"] == "!new:cosyvoice.transformer.encoder.ConformerEncoder"
+    assert data["llm"]["llm_input_size"] == 16 and data["__set_seed3"]["__tag__"] == "!apply:torch.manual_seed"
+    flow = plain(section(data, "flow", "x"))
+    assert FlowConfig.from_yaml(flow).enc_block_size == 10
+    for path, value, field in ((("encoder", "normalize_before"), False, "normalize_before"),
+                               (("decoder", "estimator", "act_fn"), "snake", "act_fn"),
+                               (("encoder", "input_size"), 24, "input_size")):
+        bad = copy.deepcopy(flow)
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        with pytest.raises(ValueError, match=field):
+            FlowConfig.from_yaml(bad)
+
+
+# -- forward semantics against plain formulas --------------------------------------------------------------------
+def test_length_regulator_is_nearest_neighbour():
+    """GLM-4-Voice's CosyVoice fork resamples tokens to mel frames by nearest neighbour: frame f takes token
+    floor(f * n / frames), before the conv stack."""
+    from vita_audio.audio.glm4voice.flow import InterpolateRegulator
+
+    torch.manual_seed(0)
+    reg = InterpolateRegulator(FlowConfig(lr_channels=4)).eval()
+    h = torch.randn(1, 7, 4)
+    frames = 48
+    idx = torch.div(torch.arange(frames) * 7, frames, rounding_mode="floor")
+    with torch.no_grad():
+        assert torch.allclose(reg(h, frames), reg.model(h[:, idx].transpose(1, 2)), atol=1e-6)
+
+
+def test_block_rel_pos_attention_matches_the_formula():
+    """score(i, j) = ((q_i + u) . k_j + (q_i + v) . p(i - j)) / sqrt(d_k), p(r) = linear_pos(sinusoid at offset r),
+    allowed when j <= i or i, j share a block (the ESPnet rel_shift spelled out)."""
+    from vita_audio.audio.glm4voice.flow import RelPosBlockAttention, block_grid, rel_positions
+
+    torch.manual_seed(0)
+    T, D, H, blk = 9, 8, 2, 4
+    att = RelPosBlockAttention(H, D, key_bias=True)
+    with torch.no_grad():
+        att.pos_bias_u.normal_()
+        att.pos_bias_v.normal_()
+    x = torch.randn(1, T, D)
+    pos = rel_positions(T, D, x.device, x.dtype)  # offsets T-1 .. -(T-1)
+    allowed = block_grid(T, blk, x.device)
+    with torch.no_grad():
+        got = att(x, pos, allowed[None, None])
+        dk = D // H
+        q = att.linear_q(x).view(T, H, dk)
+        k, v = att.linear_k(x).view(T, H, dk), att.linear_v(x).view(T, H, dk)
+        p = att.linear_pos(pos[0]).view(2 * T - 1, H, dk)
+        scores = torch.empty(H, T, T)
+        for i in range(T):
+            for j in range(T):
+                r = i - j
+                scores[:, i, j] = (((q[i] + att.pos_bias_u) * k[j]).sum(-1)
+                                   + ((q[i] + att.pos_bias_v) * p[(T - 1) - r]).sum(-1)) / dk ** 0.5
+        scores = scores.masked_fill(~allowed, float("-inf")).softmax(-1)
+        want = att.linear_out(torch.einsum("hij,jhd->ihd", scores, v).reshape(1, T, D))
+    assert torch.allclose(got, want, atol=1e-5)
+    assert allowed[0, 3] and not allowed[0, 4] and allowed[5, 7] and not allowed[5, 8]  # blocks of 4 from 0
 
 
 def test_weights_files_are_loaded_as_tensors_only(dec_dir, tmp_path):

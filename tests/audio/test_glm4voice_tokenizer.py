@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -89,8 +90,7 @@ def _reference_ids(tok_dir, features, frame_mask):
     from transformers.models.whisper.modeling_whisper import WhisperEncoderLayer
 
     raw = json.loads((tok_dir / "config.json").read_text())
-    w = {k[len("model.encoder."):]: v for k, v in load_file(str(tok_dir / "model.safetensors")).items()
-         if k.startswith("model.encoder.")}
+    w = {k.removeprefix("model.encoder."): v for k, v in load_file(str(tok_dir / "model.safetensors")).items()}
     wc = WhisperConfig(d_model=raw["d_model"], encoder_attention_heads=raw["encoder_attention_heads"],
                        encoder_ffn_dim=raw["encoder_ffn_dim"], activation_function="gelu", dropout=0.0,
                        attention_dropout=0.0, activation_dropout=0.0)
@@ -128,9 +128,9 @@ def _reference_ids(tok_dir, features, frame_mask):
     return ids, mask.bool()
 
 
-@pytest.mark.parametrize("block", [200, 8])  # one block over the clip (the published 4 s) / many 160 ms blocks
-def test_matches_the_slow_reference(tmp_path, block):
-    tok_dir = write_tiny_tokenizer(tmp_path / "tok", seed=block, quantize_causal_block_size=block)
+@pytest.mark.parametrize("block,layout", [(200, "published"), (8, "full")])  # one 4 s block / many 160 ms blocks
+def test_matches_the_slow_reference(tmp_path, block, layout):
+    tok_dir = write_tiny_tokenizer(tmp_path / "tok", seed=block, layout=layout, quantize_causal_block_size=block)
     tok = Glm4VoiceTokenizer(tok_dir)
     feats, masks = zip(*[tok.features(_wav(s, 6).numpy()) for s in (2.2, 1.0)])
     x = torch.zeros(2, 128, feats[0].shape[-1])
@@ -152,12 +152,13 @@ def test_bad_directories_name_what_is_missing(tok_dir, tmp_path):
         (d / missing).unlink()
         with pytest.raises(FileNotFoundError, match=missing.split(".")[0]):
             Glm4VoiceTokenizer(d)
-    d = write_tiny_tokenizer(tmp_path / "partial")
-    with safe_open(str(d / "model.safetensors"), framework="pt") as f:
-        kept = {k: f.get_tensor(k) for k in f.keys() if k != "model.encoder.layers.1.fc2.weight"}
-    save_file(kept, str(d / "model.safetensors"))
-    with pytest.raises(ValueError, match=r"model\.encoder\.layers\.1\.fc2\.weight"):
-        Glm4VoiceTokenizer(d)
+    for layout, name in (("published", "layers.1.fc2.weight"), ("full", "model.encoder.layers.1.fc2.weight")):
+        d = write_tiny_tokenizer(tmp_path / f"partial_{layout}", layout=layout)
+        with safe_open(str(d / "model.safetensors"), framework="pt") as f:
+            kept = {k: f.get_tensor(k) for k in f.keys() if k != name}
+        save_file(kept, str(d / "model.safetensors"))
+        with pytest.raises(ValueError, match=rf"1 encoder tensors missing .*\({re.escape(name)}\)"):
+            Glm4VoiceTokenizer(d)
     d = write_tiny_tokenizer(tmp_path / "shape", d_model=24, encoder_attention_heads=2)
     raw = json.loads((d / "config.json").read_text())
     (d / "config.json").write_text(json.dumps({**raw, "d_model": 16}))
@@ -167,17 +168,16 @@ def test_bad_directories_name_what_is_missing(tok_dir, tmp_path):
         Glm4VoiceTokenizer(tok_dir, expected_codebook_size=2048)
 
 
-def test_unprefixed_layout_and_unused_tensors(tok, tok_dir, tmp_path):
-    """An encoder saved on its own (no `model.encoder.` prefix) loads to the same ids; the extra tensors of the
-    published file (decoder, later layers, EMA buffers) are never required."""
-    d = tmp_path / "bare"
-    d.mkdir()
-    for f in ("config.json", "preprocessor_config.json"):
-        (d / f).write_bytes((tok_dir / f).read_bytes())
-    full = load_file(str(tok_dir / "model.safetensors"))
+def test_both_layouts_give_the_same_ids_and_unused_tensors_are_not_required(tok, tok_dir, tmp_path):
+    """The published file (bare WhisperVQEncoder names + EMA buffers) and a full training checkpoint
+    (`model.encoder.*` + later layers, final norm, decoder) of the same weights tokenize identically."""
+    full = write_tiny_tokenizer(tmp_path / "full", layout="full")
+    published, whole = load_file(str(tok_dir / "model.safetensors")), load_file(str(full / "model.safetensors"))
     needed = set(required_names(tok.model.cfg))
-    save_file({k[len("model.encoder."):]: v for k, v in full.items() if k[len("model.encoder."):] in needed},
-              str(d / "model.safetensors"))
-    assert len(full) > len(needed)
+    assert not any(k.startswith("model.") for k in published) and {"ema_count", "ema_weight"} <= set(published)
+    assert needed < set(published) and len(whole) > len(needed) + 2
+    assert "model.encoder.layers.2.fc1.weight" in whole and "model.decoder.embed_tokens.weight" in whole
     wav = _wav(1.5, 7)
-    assert torch.equal(Glm4VoiceTokenizer(d).encode(wav, 16000), tok.encode(wav, 16000))
+    assert torch.equal(Glm4VoiceTokenizer(full).encode(wav, 16000), tok.encode(wav, 16000))
+    with pytest.raises(ValueError, match="layout"):
+        write_tiny_tokenizer(tmp_path / "bad", layout="sharded")

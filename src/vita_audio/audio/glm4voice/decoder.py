@@ -111,8 +111,8 @@ class Glm4VoiceStreamingSession(StreamingSession):
         """Tokens done_tokens .. n1 -> their mel frames (appended to self.mel)."""
         fc, n0 = self.flow.cfg, self.done_tokens
         a = max(0, n0 - self.C)
-        rel = lambda n: n - self.base  # noqa: E731
-        ctx, new = self.tokens[rel(a):rel(n0)], self.tokens[rel(n0):rel(n1)]
+        ctx = self.tokens[a - self.base:n0 - self.base]  # (<= C,) tokens whose mel is the prompt
+        new = self.tokens[n0 - self.base:n1 - self.base]  # (n1 - n0,)
         f_a, f0, f1 = fc.mel_frames(a), fc.mel_frames(n0), fc.mel_frames(n1)
         prompt = self.mel[:, :, f_a - self.mel_base:f0 - self.mel_base]
         noise = torch.randn(1, fc.output_size, (f0 - f_a) + (f1 - f0), generator=_gen(self.det.seed, 0, self.chunk_index))
@@ -230,12 +230,13 @@ class Glm4VoiceDetokenizer(AudioDetokenizer):
         if expected_frame_rate is not None and abs(float(expected_frame_rate) - fc.input_frame_rate) > 1e-6:
             raise ValueError(f"{self.path}: the decoder reads {fc.input_frame_rate:g} codes/s, the config expects "
                              f"{expected_frame_rate} (audio.frame_rate)")
-        bs = fc.enc_block_size
-        for name, v in (("chunk_tokens", chunk_tokens), ("context_tokens", context_tokens)):
-            if v < 0 or v % bs or (name == "chunk_tokens" and v == 0):
-                raise ValueError(f"{name}={v} must be a positive multiple of the flow encoder's block_size ({bs})"
-                                 if name == "chunk_tokens" else
-                                 f"{name}={v} must be a multiple of the flow encoder's block_size ({bs})")
+        bs = fc.enc_block_size  # flow.encoder.block_size of config.yaml (10 in the published file)
+        if chunk_tokens < 1 or chunk_tokens % bs:
+            raise ValueError(f"chunk_tokens={chunk_tokens} must be a positive multiple of the flow encoder's "
+                             f"block_size ({bs})")
+        if context_tokens < 0 or context_tokens % bs:
+            raise ValueError(f"context_tokens={context_tokens} must be a multiple (>= 0) of the flow encoder's "
+                             f"block_size ({bs})")
         if n_timesteps < 1 or vocoder_block_frames < 1 or vocoder_context < 0:
             raise ValueError("n_timesteps and vocoder_block_frames must be >= 1, vocoder_context >= 0")
         self.n_timesteps, self.chunk_tokens, self.context_tokens = int(n_timesteps), int(chunk_tokens), \

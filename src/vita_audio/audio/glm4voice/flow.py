@@ -4,8 +4,8 @@
     tokens (1, n) --input_embedding--> (1, n, 512)
         --encoder (BlockConformerEncoder: linear embed + LayerNorm, x * sqrt(d), rel-pos self-attention that
           sees its own block of `block_size` tokens and everything before it, FFN with SiLU; pre-LN)
-        --encoder_proj--> (1, n, 80) --length_regulator (interpolate to the mel length, 4 x conv/GroupNorm/Mish,
-          1x1 conv)--> mu (1, 80, M)
+        --encoder_proj--> (1, n, 80) --length_regulator (nearest-neighbour resampling to the mel length, as in
+          the CosyVoice revision GLM-4-Voice forked; 4 x conv/GroupNorm/Mish, 1x1 conv)--> mu (1, 80, M)
     mel = CFM(mu, spks = spk_embed_affine_layer(normalise(x-vector)), cond = prompt mel then zeros):
         x0 ~ N(0, 1); Euler over t in 1 - cos(pi/2 * linspace(0, 1, steps + 1)):
         x += dt * ((1 + w) * v(x, mu, t, spks, cond) - w * v(x, 0, t, 0, 0))     (classifier-free guidance)
@@ -104,7 +104,7 @@ class BlockConformerEncoder(nn.Module):
     def __init__(self, cfg: FlowConfig):
         super().__init__()
         self.block_size, self.d = cfg.enc_block_size, cfg.enc_output_size
-        self.embed = _LinearEmbed(cfg.input_size, cfg.enc_output_size)
+        self.embed = _LinearEmbed(cfg.enc_input_size, cfg.enc_output_size)
         self.encoders = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.enc_num_blocks))
         self.after_norm = nn.LayerNorm(cfg.enc_output_size, eps=1e-5)
 
@@ -120,7 +120,8 @@ class BlockConformerEncoder(nn.Module):
 
 
 class InterpolateRegulator(nn.Module):
-    """Linear interpolation of (B, n, C) to `frames`, then [conv3 + GroupNorm + Mish] x len(ratios) + conv1."""
+    """Nearest-neighbour resampling of (B, n, C) to `frames` (mel frame f takes token floor(f * n / frames)), then
+    [conv3 + GroupNorm + Mish] x len(sampling_ratios) + conv1."""
 
     def __init__(self, cfg: FlowConfig):
         super().__init__()
@@ -130,7 +131,7 @@ class InterpolateRegulator(nn.Module):
         self.model = nn.Sequential(*layers, nn.Conv1d(c, c, 1, 1))
 
     def forward(self, h: torch.Tensor, frames: int) -> torch.Tensor:
-        x = F.interpolate(h.transpose(1, 2).contiguous(), size=frames, mode="linear")  # (B, C, frames)
+        x = F.interpolate(h.transpose(1, 2).contiguous(), size=frames, mode="nearest")  # (B, C, frames)
         return self.model(x)  # (B, C, frames)
 
 

@@ -16,6 +16,7 @@ class FlowConfig:
     vocab_size: int = 16384
     input_frame_rate: float = 12.5
     # encoder (BlockConformerEncoder)
+    enc_input_size: int = 512
     enc_output_size: int = 512
     enc_attention_heads: int = 8
     enc_linear_units: int = 2048
@@ -52,6 +53,12 @@ class FlowConfig:
         for key in ("use_cnn_module", "macaron_style"):
             if enc.get(key):
                 raise ValueError(f"{source}: flow.encoder.{key}=True is not part of the GLM-4-Voice decoder")
+        for where, sub, key, want in (("encoder", enc, "normalize_before", True),
+                                      ("encoder", enc, "activation_type", "swish"),
+                                      ("decoder.estimator", est, "act_fn", "gelu")):
+            if key in sub and sub[key] != want:
+                raise ValueError(f"{source}: flow.{where}.{key}={sub[key]!r}; only {want!r} (the GLM-4-Voice "
+                                 "decoder's) is implemented")
         if cfm.get("solver", "euler") != "euler":
             raise ValueError(f"{source}: flow.decoder.cfm_params.solver={cfm['solver']!r}; only 'euler' exists")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -59,6 +66,9 @@ class FlowConfig:
         for prefix, sub in (("enc_", enc), ("lr_", lr), ("est_", est)):  # nested sections, prefixed here
             raw.update({prefix + k: v for k, v in sub.items() if prefix + k in names})
         cfg = cls(**raw)
+        if cfg.enc_input_size != cfg.input_size:
+            raise ValueError(f"{source}: flow.encoder.input_size={cfg.enc_input_size} differs from flow.input_size="
+                             f"{cfg.input_size} (the token embedding feeds the encoder)")
         return dataclasses.replace(
             cfg, input_frame_rate=float(cfg.input_frame_rate), sigma_min=float(cfg.sigma_min),
             inference_cfg_rate=float(cfg.inference_cfg_rate), lr_sampling_ratios=tuple(cfg.lr_sampling_ratios),

@@ -11,12 +11,16 @@ Our own implementation of the published architecture, loading the `glm-4-voice-t
           mask[:, ::k], block size // k
         --after layer quantize_position: nearest codebook row (squared L2) --> ids (B, F/8)
 
-The layers past the quantisation position, the final layer norm and the whole Whisper decoder exist in the
-published file but never influence the ids: they are not built and not read. (The reference then adds
+The layers past the quantisation position, the final layer norm and the Whisper decoder (in a full training
+checkpoint) never influence the ids: they are not built and not read. (The reference then adds
 `embed_positions2` to the quantised vectors for those later layers; it is loaded and shape-checked so that a
 checkpoint of the wrong geometry is refused, but it cannot change an id.)
 
-Weights are named `model.encoder.<name>` (the published layout) or `<name>` (an encoder saved on its own).
+Weight names: the published `model.safetensors` is a WhisperVQEncoder saved on its own (its config.json says
+`architectures: ["WhisperVQEncoder"]`, `quantize_encoder_only: true`), so it holds bare names (`conv1.weight`,
+`layers.<i>.*` for i < quantize_position, `codebook.weight`, `embed_positions2.weight`, the EMA buffers
+`ema_count` / `ema_weight`); a full WhisperVQForConditionalGeneration checkpoint holds `model.encoder.<name>`
+plus the decoder. Both layouts load; tensors the encoder does not read are ignored.
 """
 
 from __future__ import annotations
@@ -258,7 +262,8 @@ def load_whisper_vq(path: str | Path, dtype: torch.dtype = torch.float32,
                     where[name] = (file, key)
     missing = [n for n in expected if n not in where]
     if missing:
-        shown = ", ".join(ENCODER_PREFIX + n for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        prefix = ENCODER_PREFIX if any(key.startswith(ENCODER_PREFIX) for _, key in where.values()) else ""
+        shown = ", ".join(prefix + n for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise ValueError(f"{path}: {len(missing)} encoder tensors missing from the safetensors ({shown}); "
                          f"config.json asks for quantize_position={cfg.quantize_position} layers")
     state: dict[str, torch.Tensor] = {}
