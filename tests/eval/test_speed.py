@@ -49,7 +49,8 @@ def test_speed_bad_input():
 def test_eval_cli_speed(tmp_path):
     hf = export_pretrained(tiny_lm(num_modules=10), tmp_path / "hf", interleave_ratio=[1, 4])
     overrides = ["task=speed", f"ckpt_path={hf}", f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out",
-                 "task.modes=[vanilla,turbo]", "task.rounds=1", "task.new_tokens=12", "task.compare_hf=true", "logger=csv"]
+                 "task.modes=[vanilla,turbo]", "task.rounds=1", "task.new_tokens=12", "task.compare_hf=true",
+                 "logger=csv"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="eval", overrides=overrides)
     (tmp_path / "out").mkdir()

@@ -41,8 +41,8 @@ CODEC_STEPS = 1500
 
 # tiny sizes for the smoke run (CI): the test-size backbone, 64 codes, a few steps per stage
 SMOKE_MODEL = ["model/backbone=tiny", "model.backbone.config.hidden_size=64",
-               "model.backbone.config.intermediate_size=128", "model.backbone.config.num_hidden_layers=2", "model.backbone.config.num_attention_heads=4",
-               "model.backbone.config.num_key_value_heads=2", "data.max_len=512", "data.batch_size=2",
+               "model.backbone.config.intermediate_size=128", "model.backbone.config.num_hidden_layers=2",
+               "model.backbone.config.num_attention_heads=4", "model.backbone.config.num_key_value_heads=2", "data.max_len=512", "data.batch_size=2",
                "trainer.limit_val_batches=1"]
 SMOKE_STEPS = {1: 4, 2: 2, 3: 2, 4: 2}  # validated once, at the last step
 SMOKE_CODEC_STEPS = 20
