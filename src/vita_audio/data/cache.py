@@ -250,6 +250,29 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+
+def plan_fill(
+    cache, paths: list[str], on_error: str, stats: dict[str, int]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """Hash `paths` for a cache fill: (the paths hashed, the (path, key) pairs not cached yet). Counts "cached"
+    and, for unreadable files with `on_error="skip"`, "failed" in `stats`; raises CacheError otherwise."""
+    hashed: list[str] = []
+    todo: list[tuple[str, str]] = []
+    for p in paths:
+        try:
+            key = cache.key(p)
+        except CacheError:
+            if on_error == "error":
+                raise
+            stats["failed"] += 1
+            continue
+        hashed.append(p)
+        if cache.has(key):
+            stats["cached"] += 1
+        else:
+            todo.append((p, key))
+    return hashed, todo
+
 def build_cache(
     audio_paths: Iterable[str | Path],
     tokenizer: AudioTokenizer,
@@ -273,21 +296,7 @@ def build_cache(
     cache.claim(tokenizer, rebuild=rebuild)
     paths = sorted({str(p) for p in audio_paths})[shard::num_shards]
     stats = {"total": len(paths), "encoded": 0, "cached": 0, "failed": 0}
-    todo: list[tuple[str, str]] = []
-    hashed: list[str] = []
-    for p in paths:
-        try:
-            key = cache.key(p)
-        except CacheError:
-            if on_error == "error":
-                raise
-            stats["failed"] += 1
-            continue
-        hashed.append(p)
-        if cache.has(key):
-            stats["cached"] += 1
-        else:
-            todo.append((p, key))
+    hashed, todo = plan_fill(cache, paths, on_error, stats)
     cache.write_manifest(hashed, shard, num_shards)  # before encoding: an interrupted fill keeps it
     t0, last = time.time(), time.time()
     for start in range(0, len(todo), batch_size):

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from vita_audio.audio.io import AudioError, read_audio
-from vita_audio.data.cache import AudioCodeCache, CacheError, _atomic_write
+from vita_audio.data.cache import AudioCodeCache, CacheError, _atomic_write, plan_fill
 from vita_audio.model.vocab import AUDIO_PLACEHOLDER
 
 log = logging.getLogger(__name__)
@@ -142,19 +142,8 @@ def build_feature_cache(
     cache.claim(encoder, rebuild=rebuild)
     paths = sorted({str(p) for p in audio_paths})
     stats = {"total": len(paths), "encoded": 0, "cached": 0, "failed": 0}
-    hashed = []
-    for p in paths:
-        try:
-            key = cache.key(p)
-        except CacheError:
-            if on_error == "error":
-                raise
-            stats["failed"] += 1
-            continue
-        hashed.append(p)
-        if cache.has(key):
-            stats["cached"] += 1
-            continue
+    hashed, todo = plan_fill(cache, paths, on_error, stats)
+    for p, key in todo:
         try:
             wav, _ = read_audio(p, encoder.sample_rate)
         except AudioError as e:

@@ -78,15 +78,20 @@ def _wn_weight(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v * (g / v.flatten(1).norm(dim=1).view(-1, *([1] * (v.dim() - 1))))
 
 
+def _split_weight_norm(conv: nn.Module) -> None:
+    """Replace conv.weight by the weight_g / weight_v pair of torch's weight_norm (dim 0)."""
+    w = conv.weight.detach()
+    del conv.weight
+    conv.weight_g = nn.Parameter(w.flatten(1).norm(dim=1).view(-1, 1, 1))
+    conv.weight_v = nn.Parameter(w.clone())
+
+
 class WNConv1d(nn.Conv1d):
     """Conv1d with weight normalisation (dim 0) stored as weight_g / weight_v, like torch's weight_norm."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        w = self.weight.detach()
-        del self.weight
-        self.weight_g = nn.Parameter(w.flatten(1).norm(dim=1).view(-1, 1, 1))
-        self.weight_v = nn.Parameter(w.clone())
+        _split_weight_norm(self)
 
     def forward(self, x):
         return F.conv1d(x, _wn_weight(self.weight_g, self.weight_v), self.bias, self.stride, self.padding,
@@ -94,12 +99,11 @@ class WNConv1d(nn.Conv1d):
 
 
 class WNConvTranspose1d(nn.ConvTranspose1d):
+    """ConvTranspose1d with the same weight_g / weight_v storage."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        w = self.weight.detach()
-        del self.weight
-        self.weight_g = nn.Parameter(w.flatten(1).norm(dim=1).view(-1, 1, 1))
-        self.weight_v = nn.Parameter(w.clone())
+        _split_weight_norm(self)
 
     def forward(self, x):
         return F.conv_transpose1d(x, _wn_weight(self.weight_g, self.weight_v), self.bias, self.stride,
