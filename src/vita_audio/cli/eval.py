@@ -27,10 +27,16 @@ TASKS = ("loss", "asr", "tts", "sqa", "speed")
 
 def load_module(ckpt_path: str):
     """The LightningModule of a training checkpoint, loaded with weights_only=True (its training config is
-    `module.hparams["config"]`)."""
+    `module.hparams["config"]`): a Lightning `.ckpt` file, a DeepSpeed checkpoint directory or a weights-only
+    `.safetensors` file (`PublishStage`'s `final.safetensors`, `python -m vita_audio.cli.convert --weights`)."""
+    from vita_audio.cli.convert import is_training_weights, load_module_from
+
     path = Path(ckpt_path)
+    if is_training_weights(path):
+        return load_module_from(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt_path!r} does not exist (expected a .ckpt file written by train.py)")
+        raise FileNotFoundError(f"checkpoint {ckpt_path!r} does not exist (expected a .ckpt file or DeepSpeed "
+                                "directory written by train.py, or a weights-only .safetensors file)")
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     config = ckpt.get("hyper_parameters", {}).get("config")
     if config is None:

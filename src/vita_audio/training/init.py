@@ -29,10 +29,12 @@ def load_state_dict_file(path: str | Path, predecessor: str | None = None) -> di
 
         return {f"lm.{k}": v for k, v in load_pretrained(path).state_dict().items()}
     if path.is_dir():  # a DeepSpeed ZeRO checkpoint: consolidate the shards in memory (nothing is written)
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+        from vita_audio.cli.convert import deepspeed_state_dict, is_deepspeed_checkpoint
 
-        state = get_fp32_state_dict_from_zero_checkpoint(str(path))
-        return {k.removeprefix("_forward_module."): v for k, v in state.items()}
+        if not is_deepspeed_checkpoint(path):
+            raise ValueError(f"{str(path)!r} is a directory but neither an exported checkpoint (config.json) nor a "
+                             "DeepSpeed checkpoint (`latest` + <tag>/*model_states.pt)")
+        return deepspeed_state_dict(path)
     if not path.is_file():
         how = f"Train that stage first:\n    python train.py +experiment={predecessor}\n" if predecessor else ""
         raise MissingPredecessorError(
