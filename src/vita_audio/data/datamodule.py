@@ -9,12 +9,25 @@ the training loop actually processed (through `on_before_batch_transfer`, so Lig
 counted) and a resumed run continues with the next batch of the same epoch. Skipped samples are counted per
 reason (`skip_counts()` -> {reason: n}, logged by the training side as `data/skipped_<reason>`), logged at
 setup and at the end of every epoch.
+
+Samples built once per node (`map_samples`, default on): local rank 0 builds every sample of a source list and
+writes them to `<cache_dir>/samples/<key>.samples` (flat int32 ids and labels + int64 offsets, memory-mapped by
+readers), `key` hashing what the samples depend on (the jsonl files' paths, sizes and mtimes, the prompt settings,
+the tokenizer's vocabulary, the audio vocabulary, the audio-token cache's meta and manifests). The other ranks
+wait at a barrier and map the file; later runs with the same data map it too. A truncated or corrupted file is
+rebuilt by local rank 0 (counted in `sample_rebuilds`, logged); a rank that cannot map what rank 0 wrote stops
+with the reason. Plus data (encoder frames) is built per rank as before. An audio file edited in place without
+re-running the tokenizer (whose manifest would change the key) is not noticed: delete `<cache_dir>/samples`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -22,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from vita_audio.audio.interface import AudioTokenizer
 from vita_audio.data.cache import AudioCodeCache
-from vita_audio.data.dataset import BATCH_INDEX_KEY, PackedDataset, SampleStore
+from vita_audio.data.dataset import BATCH_INDEX_KEY, SAMPLES_FORMAT, PackedDataset, SampleStore, SamplesFileError
 from vita_audio.data.feature_cache import AudioFeatureCache, build_feature_cache, feature_namespace, input_audio_paths
 from vita_audio.data.mixing import Source, as_sources
 from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
@@ -137,6 +150,8 @@ class VitaDataModule(L.LightningDataModule):
         feature_cache_name: the feature cache namespace (default: `features-<encoder identity>`).
         fill_features: encode the input audio files missing from the feature cache at setup (once per file; the
             encoder is dropped afterwards). False = a missing entry is an error (or a counted skip).
+        map_samples: build the samples once per node into a memory-mapped file under `cache_dir/samples` (see the
+            module docstring); False = every rank builds them and keeps the records.
     """
 
     def __init__(
@@ -163,6 +178,7 @@ class VitaDataModule(L.LightningDataModule):
         audio_encoder: Any = None,
         feature_cache_name: str | None = None,
         fill_features: bool = True,
+        map_samples: bool = True,
     ) -> None:
         super().__init__()
         if on_error not in ON_ERROR:
@@ -189,6 +205,8 @@ class VitaDataModule(L.LightningDataModule):
             None if audio_encoder is None else feature_namespace(self.encoder_identity))
         self._feature_cache: AudioFeatureCache | None = None
         self._filled = False
+        self.map_samples = bool(map_samples)
+        self.sample_builds, self.sample_maps, self.sample_rebuilds = 0, 0, 0  # source lists built / mapped here
         if audio_encoder is not None and audio_vocab.context is None:
             raise ValueError("data.audio_encoder is set (Plus) but the vocabulary has no <|context_of_audio|>: use a "
                              "Plus special-token layout (model.backbone.special_tokens)")
@@ -254,23 +272,85 @@ class VitaDataModule(L.LightningDataModule):
             self._builder = PromptBuilder(self.tokenizer, self.audio_vocab, self.interleave_ratio, self.tts_prompt)
         return self._builder
 
-    def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool) -> PackedDataset:
+    def samples_key(self, sources: list[Source]) -> str:
+        """Hash of everything the built samples of `sources` depend on (the samples file's name)."""
+        def stat(path: str | Path) -> list:
+            try:
+                st = os.stat(path)
+            except OSError:
+                return [str(path), None, None]
+            return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+        cache = self.cache()
+        manifests = sorted((cache.root / "manifest").glob("*.json")) if (cache.root / "manifest").is_dir() else []
+        vocab = hashlib.blake2b(json.dumps(sorted(self.tokenizer.get_vocab().items())).encode(), digest_size=16)
+        what = {
+            "format": SAMPLES_FORMAT, "sources": [stat(s.path) for s in sources], "audio_root": self.audio_root,
+            "max_len": self.max_len, "on_error": self.on_error, "interleave_ratio": self.interleave_ratio,
+            "tts_prompt": self.tts_prompt, "tokenizer": [len(self.tokenizer), vocab.hexdigest()],
+            "audio_vocab": repr(self.audio_vocab), "cache": [str(cache.root.resolve()), cache.meta(),
+                                                             [stat(m) for m in manifests]],
+        }
+        return hashlib.blake2b(json.dumps(what, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+    def _local_rank(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return 0 if trainer is None else int(getattr(trainer, "local_rank", getattr(trainer, "global_rank", 0)))
+
+    def _barrier(self, name: str) -> None:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1 and hasattr(trainer, "strategy"):
+            trainer.strategy.barrier(name)
+
+    def _store(self, sources: list[Source], split: str) -> SampleStore:
+        """The samples of `sources`: built here, or (map_samples) built by local rank 0 into a samples file that
+        every rank maps."""
         store = SampleStore(sources, self._prompt_builder(), self.cache(), self.max_len, self.on_error, self.audio_root,
-                            self.feature_cache()).load()
+                            self.feature_cache())
+        if not self.map_samples or store.feature_cache is not None:
+            self.sample_builds += 1
+            return store.load()
+        key = self.samples_key(sources)
+        path = Path(self.cache_dir) / "samples" / f"{key}.samples"
+        if self._local_rank() == 0:
+            try:
+                store.open(path, key)
+                self.sample_maps += 1
+                log.info("%s samples mapped from %s (%d samples)", split, path, store.num_samples)
+            except SamplesFileError as err:
+                if path.exists():
+                    self.sample_rebuilds += 1
+                    log.warning("%s; rebuilding it", err)
+                store.load(save_to=path, key=key)
+                self.sample_builds += 1
+                log.info("%s samples built and written to %s (%d samples, %.1f MB)", split, path, store.num_samples,
+                         path.stat().st_size / 1e6)
+        self._barrier(f"vita_samples_{split}")
+        if self._local_rank() != 0:
+            try:
+                store.open(path, key)
+            except SamplesFileError as err:
+                raise SamplesFileError(f"{err}: local rank 0 of this node wrote it just before (is {self.cache_dir} "
+                                       "writable, and the same path on every rank of the node?)") from err
+            self.sample_maps += 1
+        return store
+
+    def _dataset(self, sources: list[Source], batch_size: int, shuffle: bool, split: str = "train") -> PackedDataset:
+        store = self._store(sources, split)
         rank, world = self._rank()
         return PackedDataset(store, batch_size, self.max_len, self.pad_id, self.seed, shuffle, self.open_rows,
                              rank, world)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and self.train_sources and stage in (None, "fit"):
-            self.train_set = self._dataset(self.train_sources, self.batch_size, self.shuffle)
+            self.train_set = self._dataset(self.train_sources, self.batch_size, self.shuffle, "train")
             self.train_set.store.skips.report("train data")
             log.info("train data: %d samples from %d sources, %d batches of %d x %d per epoch on rank %d/%d, "
-                     "padding %.2f%%", len(self.train_set.store.records), len(self.train_sources),
+                     "padding %.2f%%", self.train_set.store.num_samples, len(self.train_sources),
                      self.train_set.num_batches(0), self.batch_size, self.max_len, self.train_set.rank,
                      self.train_set.world_size, 100 * self.padding_fraction(0))
         if self.val_set is None and self.val_sources and stage in (None, "fit", "validate"):
-            self.val_set = self._dataset(self.val_sources, self.val_batch_size, False)
+            self.val_set = self._dataset(self.val_sources, self.val_batch_size, False, "val")
             self.val_set.store.skips.report("val data")
         if self.audio_encoder is not None and (self.train_set is not None or not self.train_sources) and (
                 self.val_set is not None or not self.val_sources):
