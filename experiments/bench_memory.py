@@ -5,6 +5,7 @@
     python experiments/bench_memory.py --child chunked 2048 # one measurement, printed as JSON
     python experiments/bench_memory.py --section init --shape 0.5b   # starting stage 2 from stage 1 (+ 7B on paper)
     python experiments/bench_memory.py --section lora                # LoRA vs full fine-tuning, stage-4 step
+    python experiments/bench_memory.py --section samples --samples-n 20000   # a rank building vs mapping samples
 
 Section `init` (PublishStage / init_from): a stage-1 predecessor of the given shape is written as a full training
 checkpoint (weights + AdamW moments, what PublishStage wrote before) and as the weights-only `final.safetensors`
@@ -16,6 +17,14 @@ today's init_from on the same full .ckpt (memory-mapped), `safetensors` = today'
 Section `lora` (model/lora=backbone): one stage-4 step (forward, backward, AdamW step; 10 MCTP modules) of a
 shape whose layer-to-vocabulary proportion is the 7B one, full fine-tuning vs LoRA r=16: trainable parameters, peak
 RSS, seconds per step.
+
+Section `samples` (VitaDataModule, map_samples): a synthetic VITA data set (ASR / TTS records, --samples-n of them,
+50-150 audio codes and ~15 words each, codes in a filled audio-token cache); each child process loads the
+tokenizer, resets its peak RSS, then runs the datamodule's setup: `build` = every rank builds every sample and keeps
+the records (map_samples=false, the former behaviour), `build+write` = local rank 0 builds once and writes the
+samples file (then maps it), `map` = every other rank of the node (and every later run) maps the file. Reported:
+setup seconds, RSS growth and anonymous (private) RSS growth after setup, peak growth during setup, and the RSS
+after reading one epoch of batches (mapped pages are file-backed and shared by the ranks of a node).
 
 Model: hidden 256, 4 backbone layers (Qwen2 kind), N = 10 MCTP modules, vocabulary 168,072 (the reference size),
 batch 1, float32, everything trainable (the heaviest stage). One step = forward of the backbone and all modules,
@@ -37,6 +46,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 HIDDEN, LAYERS, N_MODULES, VOCAB, SEQ = 256, 4, 10, 168_072, 2048
 
@@ -120,7 +130,9 @@ def naive_logits_bytes(seq: int) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", choices=["chunked", "init", "lora"], default="chunked")
+    p.add_argument("--section", choices=["chunked", "init", "lora", "samples"], default="chunked")
+    p.add_argument("--samples-n", type=int, default=20000, help="records of the synthetic data of --section samples")
+    p.add_argument("--samples-child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--shape", choices=sorted(SHAPES), default="0.5b", help="backbone shape of --section init")
     p.add_argument("--workdir", default=None, help="where --section init writes the predecessor files (temp dir)")
     p.add_argument("--init-child", nargs=3, metavar=("MODE", "SHAPE", "DIR"), help=argparse.SUPPRESS)
@@ -146,6 +158,12 @@ def main() -> None:
         return
     if args.section == "lora":
         lora_section()
+        return
+    if args.samples_child:
+        samples_child(*args.samples_child)
+        return
+    if args.section == "samples":
+        samples_section(args.samples_n, args.workdir)
         return
 
     gib = 1024**3
@@ -405,6 +423,111 @@ def lora_section(seq: int = 256) -> None:
           f"LoRA trains {(adapters + mctp + 2 * rows_audio * hidden) / 1e9:.2f} B (adapters {adapters / 1e6:.0f} M, "
           f"MCTP {mctp / 1e9:.2f} B, audio rows {2 * rows_audio * hidden / 1e6:.0f} M), while the row-masked "
           f"embedding and head keep full gradients and AdamW moments ({2 * n['embed'] / 1e9:.2f} B parameters)")
+
+
+# -- section samples: a rank building every sample vs mapping the node's samples file ----------------------------
+WORDS = "the a speech model audio token text reads writes hears says one two three four five six seven".split()
+
+
+def prepare_samples_data(n: int, workdir: str) -> None:
+    """`n` ASR / TTS records over n / 2 distinct tiny audio files whose codes are put in an audio-token cache."""
+    import numpy as np
+    import torch
+
+    from vita_audio.data.cache import AudioCodeCache, content_hash
+
+    root = Path(workdir)
+    cache = AudioCodeCache(root / "cache", "bench")
+    cache.root.mkdir(parents=True, exist_ok=True)
+    cache.meta_path.write_text(json.dumps({"identity": "bench", "codebook_size": 1024, "frame_rate": 12.5}))
+    rng = np.random.default_rng(0)
+    audio = root / "audio"
+    audio.mkdir(exist_ok=True)
+    paths = []
+    for i in range(max(1, n // 2)):
+        f = audio / f"{i}.wav"
+        f.write_bytes(f"bench audio {i}".encode())  # never decoded: its codes are in the cache
+        cache.put(content_hash(f), torch.from_numpy(rng.integers(0, 1024, int(rng.integers(50, 151)))))
+        paths.append(str(f))
+    cache.write_manifest(paths)
+    with open(root / "train.jsonl", "w") as out:
+        for i in range(n):
+            text = " ".join(rng.choice(WORDS, int(rng.integers(8, 22))))
+            wav = paths[i % len(paths)]
+            if i % 2:
+                msgs = [{"role": "user", "content": "Convert the speech to text.\n<|audio|>"},
+                        {"role": "assistant", "content": text}]
+            else:
+                msgs = [{"role": "user", "content": f"Convert the text to speech.\n{text}"},
+                        {"role": "assistant", "content": "<|audio|>"}]
+            out.write(json.dumps({"messages": msgs, "audios": [wav]}) + "\n")
+
+
+def samples_child(mode: str, workdir: str) -> None:
+    import gc
+
+    from vita_audio.data.datamodule import VitaDataModule
+    from vita_audio.model.text_tokenizer import load_text_tokenizer
+    from vita_audio.model.vocab import extend_tokenizer
+
+    import torch
+
+    torch.set_num_threads(1)
+    root = Path(workdir)
+    tok = load_text_tokenizer("tiny")
+    av = extend_tokenizer(tok, 1024)
+    gc.collect()
+    rss0, anon0 = _status_bytes("VmRSS"), _status_bytes("RssAnon")
+    peak_ok = _reset_peak()
+    dm = VitaDataModule(tok, av, [{"path": str(root / "train.jsonl")}], interleave_ratio=[1, 10, 4, 10],
+                        max_len=2048, batch_size=8, cache_dir=str(root / "cache"), cache_name="bench",
+                        map_samples=mode != "build", shuffle=True)
+    t = time.perf_counter()
+    dm.setup("fit")
+    secs = time.perf_counter() - t
+    gc.collect()
+    rss1, anon1, peak = _status_bytes("VmRSS"), _status_bytes("RssAnon"), _status_bytes("VmHWM")
+    for _ in dm.train_dataloader():
+        pass
+    rss2, anon2 = _status_bytes("VmRSS"), _status_bytes("RssAnon")
+    files = sorted((root / "cache" / "samples").glob("*.samples"))
+    print(json.dumps(dict(mode=mode, seconds=secs, samples=dm.train_set.store.num_samples,
+                          tokens=int(dm.train_set.store.lengths.sum()), builds=dm.sample_builds,
+                          maps=dm.sample_maps, rss=rss1 - rss0, anon=anon1 - anon0,
+                          peak=(peak - rss0) if peak_ok else None, rss_epoch=rss2 - rss0, anon_epoch=anon2 - anon0,
+                          file=files[0].stat().st_size if files else 0)))
+
+
+def samples_section(n: int, workdir: str | None) -> None:
+    import shutil
+    import tempfile
+
+    mb = 1024**2
+    tmp = workdir or tempfile.mkdtemp(prefix="bench_samples_")
+    t = time.perf_counter()
+    prepare_samples_data(n, tmp)
+    print(f"synthetic data: {n} records in {time.perf_counter() - t:.1f} s under {tmp}; load: {os.getloadavg()}")
+    shutil.rmtree(Path(tmp) / "cache" / "samples", ignore_errors=True)
+    rows = [_run_child(["--samples-child", mode, tmp]) for mode in ("build", "build+write", "map", "map")]
+    print(f"\n| rank | setup s | RSS after setup MB | private (anon) MB | peak during setup MB | RSS after an epoch "
+          "MB | private after an epoch MB | builds / maps |")
+    print("|---|---|---|---|---|---|---|---|")
+    names = ["every rank builds (before)", "local rank 0 builds + writes", "other rank maps", "later run maps"]
+    for name, r in zip(names, rows):
+        if "error" in r:
+            print(f"| {name} | failed (exit {r['error']}) |")
+            continue
+        peak = "n/a" if r["peak"] is None else f"{r['peak'] / mb:.1f}"
+        print(f"| {name} | {r['seconds']:.2f} | {r['rss'] / mb:.1f} | {r['anon'] / mb:.1f} | {peak} | "
+              f"{r['rss_epoch'] / mb:.1f} | {r['anon_epoch'] / mb:.1f} | {r['builds']} / {r['maps']} |")
+    ok = [r for r in rows if "error" not in r]
+    if ok:
+        r = ok[-1]
+        print(f"\n{r['samples']} samples, {r['tokens']} tokens; samples file {r['file'] / mb:.1f} MB "
+              f"({r['file'] / max(1, r['tokens']):.2f} B/token); per sample: build {rows[0]['anon'] / r['samples']:.0f} "
+              f"B private, map {rows[2]['anon'] / r['samples']:.0f} B private; load {os.getloadavg()}")
+    if workdir is None:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
