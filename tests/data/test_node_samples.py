@@ -167,3 +167,23 @@ def test_ranks_of_a_node_share_one_build(tok_av, filled_cache, builds):
     assert len(builds) == 6 and all(b is not None for b in builds[:2]) and all(b is None for b in builds[2:])
     for a, b in zip(shards, plain):
         assert_same(a, b)
+
+
+def test_bench_memory_samples_section_measures_both_ranks(tmp_path, capsys):
+    """The benchmark's children in-process on a small synthetic set: the mapping rank maps, nothing is rebuilt."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_memory", Path(__file__).resolve().parents[2] / "experiments" / "bench_memory.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.prepare_samples_data(40, str(tmp_path))
+    rows = []
+    for mode in ("build", "build+write", "map"):
+        bench.samples_child(mode, str(tmp_path))
+        rows.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert [(r["builds"], r["maps"]) for r in rows] == [(1, 0), (1, 0), (0, 1)]
+    assert rows[0]["samples"] == rows[2]["samples"] == 40 and rows[0]["tokens"] == rows[2]["tokens"]
+    assert rows[2]["file"] > 8 * rows[2]["tokens"]  # int32 ids + labels + offsets + header
