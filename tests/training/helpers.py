@@ -41,3 +41,18 @@ def logits(model, seed: int = 0) -> torch.Tensor:
     with torch.no_grad():
         main, levels = model.lm(x)
     return torch.cat([main.flatten(), *[lv.flatten() for lv in levels]])
+
+
+def release_process_group() -> None:
+    """End the process group a DeepSpeed (or DDP) test left behind, DeepSpeed's cached groups included: a later
+    DeepSpeed engine in this process would otherwise broadcast over a destroyed group."""
+    if not torch.distributed.is_initialized():
+        return
+    try:
+        import deepspeed.comm as ds_comm
+    except ImportError:
+        ds_comm = None
+    if ds_comm is not None and ds_comm.comm.cdb is not None and ds_comm.comm.cdb.is_initialized():
+        ds_comm.destroy_process_group()  # also drops deepspeed.utils.groups' references
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

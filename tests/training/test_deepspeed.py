@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
 from tests.conftest import TEST_SIZE, compose_cfg
-from tests.training.helpers import fit
+from tests.training.helpers import fit, release_process_group
 from vita_audio.training.init import load_state_dict_file
 
 deepspeed = pytest.importorskip("deepspeed")
@@ -22,8 +22,7 @@ def _no_process_group_left_behind():
     """DeepSpeed initialises a (gloo) process group and keeps it for this module's tests; later test modules in
     this process must not see it."""
     yield
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    release_process_group()
 
 
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):

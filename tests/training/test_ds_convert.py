@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import TEST_SIZE, compose_cfg
-from tests.training.helpers import fit
+from tests.training.helpers import fit, release_process_group
 
 EVAL_DATA = ["data=synthetic", "audio.codebook_size=64", "data.batch_size=2", "trainer.limit_val_batches=1"]
 DATA = [*EVAL_DATA, *TEST_SIZE]
@@ -20,8 +20,7 @@ DATA = [*EVAL_DATA, *TEST_SIZE]
 @pytest.fixture(autouse=True, scope="module")
 def _no_process_group_left_behind():
     yield
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    release_process_group()
 
 
 def ds_overrides(stage: int) -> list[str]:
