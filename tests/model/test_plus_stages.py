@@ -66,3 +66,13 @@ def test_plus_chain_trains_frozen_encoder_and_decodes(tmp_path, tiny_corpus_cach
     assert 1 <= out.lengths[0] <= 12 and out.backbone_forwards >= 1
     text = lm.backbone.tokenizer.decode(out.rows()[0], skip_special_tokens=True)
     assert isinstance(text, str)
+
+    # the user-facing path: load_model reads the stage's final.ckpt (encoder rebuilt from the training config) and
+    # its hf/ export alike, and SpeechLM transcribes the wav through the encoder (no audio tokenizer)
+    from vita_audio.inference import SpeechLM, load_model
+
+    schedule = "boost" if lm.num_mctp_modules else "vanilla"
+    by_ckpt, by_hf = (SpeechLM(load_model(published / kind)).run("asr", wav_path, schedule=schedule,
+                                                                 max_new_tokens=12, stop_ids=[])
+                      for kind in ("final.ckpt", "hf"))
+    assert by_ckpt.tokens == by_hf.tokens and len(by_hf.tokens) == 12

@@ -1,6 +1,9 @@
 """Run a checkpoint on one input: `python infer.py task=s2s|asr|tts input=... ckpt_path=... [mode=boost]`.
 
 checkpoint -> model -> (audio codec from conf/audio) -> prompt -> streamed decode -> answer.txt / answer.wav
+
+A Plus checkpoint (`plus_stage*`: final.ckpt or hf/) reads the input wav with its own encoder (frames scattered
+at `<|context_of_audio|>`); the codec is only needed for its spoken output (tts, s2s).
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ def decode_options(cfg: DictConfig) -> dict:
 
 
 def build_speech(cfg: DictConfig, task: str) -> SpeechLM:
+    """The checkpoint with the codec parts the task needs. A Plus checkpoint reads input audio with its own
+    encoder, so it needs no audio tokenizer (asr on a Plus checkpoint needs no codec at all)."""
     lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
-    needs_in, needs_out = task in ("s2s", "asr"), task in ("s2s", "tts")
+    needs_in, needs_out = task in ("s2s", "asr") and not lm.is_plus, task in ("s2s", "tts")
     tokenizer = hydra.utils.instantiate(cfg.audio.tokenizer) if needs_in else None
     detokenizer = hydra.utils.instantiate(cfg.audio.detokenizer) if needs_out else None
     return SpeechLM(lm, tokenizer, detokenizer)
@@ -59,6 +64,7 @@ def infer(cfg: DictConfig) -> Finished:
     print()
     (out_dir / "answer.txt").write_text(result.text + "\n")
     info = {"task": task, "input": str(cfg.input), "ckpt_path": str(cfg.ckpt_path), "text": result.text,
+            "input_audio": ("encoder frames" if speech.is_plus else "audio tokens") if task != "tts" else None,
             "schedule": opts["schedule"], "verify": opts["verify"], "new_tokens": len(result.tokens),
             "audio_codes": int(result.codes.numel()), "backbone_forwards": result.backbone_forwards,
             "mctp_steps": result.mctp_steps, "first_audio_s": result.first_audio_s, "elapsed_s": result.elapsed}

@@ -11,6 +11,12 @@ Prompts are the ChatML conversations the model was trained on (`data/prompt.py`,
     asr  user: "Convert the speech to text.\\n<|audio|>"     -> text
     tts  user: "Convert the text to speech.\\n{text}"        -> interleaved text + audio
     s2s  user: "<|audio|>"                                  -> interleaved text + audio (spoken answer)
+
+The `<|audio|>` of a discrete model is its input audio's codes (`tokenizer`). A Plus model (`lm.is_plus`) reads
+input audio with its own frozen encoder instead: `<|begin_of_audio|>` + one `<|context_of_audio|>` per encoder
+frame + `<|end_of_audio|>`, and the adapter's image of the frames enters the prefill there
+(`Decoder(audio_features=...)`); it needs no audio tokenizer, and its output audio stays codes (`detokenizer`).
+`SpeechLM.inputs` gives both halves: the prompt ids and the frames (None for tts and discrete models).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from vita_audio.inference.stream import AudioChunk, Finished, TextDelta, collect
 from vita_audio.model.lm import VitaAudioLM
 
 TASKS = ("s2s", "asr", "tts")
-AudioInput = str | Path | tuple[torch.Tensor, int]
+# a wav path, (waveform, rate), or (Plus models only) encoder frames (N, D) float computed beforehand
+AudioInput = str | Path | tuple[torch.Tensor, int] | torch.Tensor
 
 
 class SpeechLM:
@@ -44,37 +51,84 @@ class SpeechLM:
         self.lm, self.tokenizer, self.detokenizer = lm, tokenizer, detokenizer
         self.prompts = PromptBuilder(bb.tokenizer, bb.audio_vocab)
 
-    def encode_audio(self, audio: AudioInput) -> torch.Tensor:
-        """A wav path or (waveform, rate) -> codes (N,)."""
-        if self.tokenizer is None:
-            raise ValueError("speech input needs an audio tokenizer: SpeechLM(lm, tokenizer=...)")
+    @property
+    def is_plus(self) -> bool:
+        """Input audio through the model's continuous encoder (frames), not the audio tokenizer (codes)."""
+        return self.lm.is_plus
+
+    @property
+    def input_sample_rate(self) -> int:
+        """The rate input audio is read at: the Plus encoder's, else the audio tokenizer's."""
+        if self.is_plus:
+            return self.lm.audio_encoder.sample_rate
+        if self.tokenizer is None or getattr(self.lm.backbone.audio_vocab, "context", None) is not None:
+            raise ValueError(self._no_input_path())
+        return self.tokenizer.sample_rate
+
+    def _no_input_path(self) -> str:
+        if getattr(self.lm.backbone.audio_vocab, "context", None) is not None:
+            return ("this model has a Plus vocabulary (<|context_of_audio|>) but no continuous audio encoder, so it "
+                    "cannot read input audio: load the Plus checkpoint with load_model (a stage's final.ckpt or its "
+                    "hf/ directory, which hold the encoder and adapter)")
+        return "speech input needs an audio tokenizer: SpeechLM(lm, tokenizer=...)"
+
+    def _read(self, audio: AudioInput, sample_rate: int) -> tuple[torch.Tensor, int]:
         if isinstance(audio, (str, Path)):
-            wav, sr = read_audio(audio, self.tokenizer.sample_rate)
-        else:
-            wav, sr = audio
-            wav = check_audio(wav, sr)
+            return read_audio(audio, sample_rate)
+        if isinstance(audio, torch.Tensor):
+            raise ValueError("a bare tensor as audio input is read as encoder frames (N, D), but "
+                             + ("it is not a 2-D float tensor: give (waveform, sample_rate) for a waveform"
+                                if self.is_plus else "this model has no continuous audio encoder (not a Plus "
+                                "variant): its audio inputs are audio tokens; give a wav path or (waveform, "
+                                "sample_rate)"))
+        wav, sr = audio
+        return check_audio(wav, sr), sr
+
+    def encode_audio(self, audio: AudioInput) -> torch.Tensor:
+        """A wav path or (waveform, rate) -> what the prompt holds for it: codes (N,) of the audio tokenizer, or,
+        for a Plus model, its encoder's frames (N, D) float (a 2-D float tensor is taken as frames already)."""
+        if self.is_plus:
+            if isinstance(audio, torch.Tensor) and audio.dim() == 2 and audio.is_floating_point():
+                if audio.shape[1] != self.lm.audio_encoder.dim:
+                    raise ValueError(f"encoder frames of width {audio.shape[1]} given, this model's encoder gives "
+                                     f"{self.lm.audio_encoder.dim}")
+                return audio
+            wav, sr = self._read(audio, self.lm.audio_encoder.sample_rate)
+            return self.lm.encode_audio(wav, sr)
+        if isinstance(audio, torch.Tensor):  # frames, or a waveform without its rate: neither fits a discrete model
+            self._read(audio, 0)
+        if self.tokenizer is None or getattr(self.lm.backbone.audio_vocab, "context", None) is not None:
+            raise ValueError(self._no_input_path())
+        wav, sr = self._read(audio, self.tokenizer.sample_rate)
         codes = self.tokenizer.encode(wav, sr)
         if codes.numel() == 0:
             raise ValueError(f"{audio if isinstance(audio, (str, Path)) else 'the audio'} is too short: it gave no "
                              "audio tokens")
         return codes
 
-    def prompt(self, task: str, inp: AudioInput | str) -> list[int]:
-        """The generation prompt ids of a task."""
+    def inputs(self, task: str, inp: AudioInput | str) -> tuple[list[int], torch.Tensor | None]:
+        """(prompt ids, audio_features) of a task: the features are the Plus encoder's frames of the input audio
+        (one per `<|context_of_audio|>` of the prompt), None for tts and for discrete-input models."""
         if task == "tts":
             if not isinstance(inp, str) or not inp.strip():
                 raise ValueError("task tts needs a non-empty text input")
-            return self.prompts.generation_prompt([("user", f"{TTS_PROMPT}\n{inp.strip()}")])
+            return self.prompts.generation_prompt([("user", f"{TTS_PROMPT}\n{inp.strip()}")]), None
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-        codes = self.encode_audio(inp)
+        audio = self.encode_audio(inp)
         content = f"{ASR_PROMPT}\n<|audio|>" if task == "asr" else "<|audio|>"
-        return self.prompts.generation_prompt([("user", content)], [codes])
+        ids = self.prompts.generation_prompt([("user", content)], [audio])
+        return ids, audio if self.is_plus else None
+
+    def prompt(self, task: str, inp: AudioInput | str) -> list[int]:
+        """The generation prompt ids of a task (a Plus model's frames: `inputs`)."""
+        return self.inputs(task, inp)[0]
 
     def stream(self, task: str, inp: AudioInput | str, **kwargs) -> Iterator[TextDelta | AudioChunk | Finished]:
         """`stream()` of the task's prompt; kwargs go to `vita_audio.inference.stream.stream` (schedule, ...)."""
         detok = None if task == "asr" else self.detokenizer
-        return stream(self.lm, self.prompt(task, inp), detok, **kwargs)
+        ids, features = self.inputs(task, inp)
+        return stream(self.lm, ids, detok, audio_features=features, **kwargs)
 
     def run(self, task: str, inp: AudioInput | str, **kwargs) -> Finished:
         return collect(self.stream(task, inp, **kwargs))

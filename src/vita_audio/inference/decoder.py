@@ -151,6 +151,9 @@ class Decoder:
                              f"the model's {n_pos} positions: shorten the prompt or lower max_new_tokens")
         self.positions = (self.mask.cumsum(1) - 1).clamp_(min=0)  # (B, P)
         ctx = getattr(bb.audio_vocab, "context", None)
+        if audio_features is not None and not lm.is_plus:
+            raise ValueError("audio_features given, but this model has no continuous audio encoder and adapter (not "
+                             "a Plus variant): its audio inputs are audio tokens in the prompt ids")
         if audio_features is None and ctx is not None and bool((self.tokens == ctx).any()):
             raise ValueError("the prompt holds <|context_of_audio|> placeholders but no audio_features were given: "
                              "pass the encoder frames (audio_features=lm.encode_audio(wav, sample_rate))")

@@ -81,6 +81,7 @@ def generate(
     restrict_mctp: bool | str = True,
     verify: bool = False,
     record_logits: bool = False,
+    audio_features: torch.Tensor | None = None,
 ) -> GenerationOutput:
     """Decode new tokens for each prompt row.
 
@@ -95,13 +96,25 @@ def generate(
         verify: MCTP tokens are drafts that the backbone verifies (greedy output = Vanilla's). Rows are decoded
             one at a time (their accepted lengths differ).
         record_logits: keep the logits of every step (batch decoding only; for tests).
+        audio_features: Plus models: (N, D) encoder frames of every `<|context_of_audio|>` of the prompts, in
+            row-major order (`lm.encode_audio`).
     """
     schedule = default_schedule(lm) if schedule is None else schedule
     kwargs = dict(schedule=schedule, max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids,
                   restrict_mctp=restrict_mctp, verify=verify, record_logits=record_logits)
     if not verify:
-        return run_decoder(Decoder(lm, input_ids, attention_mask=attention_mask, **kwargs))
+        return run_decoder(Decoder(lm, input_ids, attention_mask=attention_mask, audio_features=audio_features,
+                                   **kwargs))
     ids, mask = left_pad(input_ids, attention_mask)
-    outs = [run_decoder(Decoder(lm, [r[m.bool()].tolist()], **kwargs)) for r, m in zip(ids, mask)]
+    rows = [r[m.bool()].tolist() for r, m in zip(ids, mask)]
+    feats: list[torch.Tensor | None] = [None] * len(rows)
+    if audio_features is not None:  # each row's own frames: as many as its placeholders, in order
+        ctx = getattr(lm.backbone.audio_vocab, "context", None)
+        counts = [sum(t == ctx for t in r) for r in rows]
+        if sum(counts) != audio_features.shape[0]:
+            raise ValueError(f"{sum(counts)} audio placeholder position(s) in the prompts but "
+                             f"{audio_features.shape[0]} encoder frame(s)")
+        feats = [f if n else None for f, n in zip(audio_features.split(counts), counts)]
+    outs = [run_decoder(Decoder(lm, [r], audio_features=f, **kwargs)) for r, f in zip(rows, feats)]
     return _collect([o.rows()[0] for o in outs], outs[0].schedule, sum(o.backbone_forwards for o in outs),
                     sum(o.mctp_steps for o in outs), [a for o in outs for a in o.accepted], None)

@@ -6,11 +6,20 @@
 
 The model comes back in eval mode with `lm.generation_config` (a dict) holding the default decode schedule
 (`mtp_inference_mode`: the interleave ratio it was trained with) and the stop id, when known.
+
+Plus checkpoints (continuous input audio) come back with their frozen encoder and adapter (`lm.is_plus`): input
+audio becomes encoder frames with `lm.encode_audio(wav, sample_rate)` (at `lm.audio_encoder.sample_rate`), one
+`<|context_of_audio|>` placeholder each, and decodes with `Decoder(..., audio_features=frames)` (`SpeechLM` does
+both). A Lightning `.ckpt` rebuilds the encoder from its training config (`model.audio_encoder`: the tiny encoder's
+arguments, or the SenseVoice directory whose `config.yaml` / `am.mvn` it reads) and takes every weight from the
+checkpoint; an exported `hf/` directory carries the encoder's `config.yaml` and `am.mvn` itself.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -31,7 +40,11 @@ def load_model(path: str | Path, dtype: torch.dtype | str | None = None,
         raise FileNotFoundError(f"ckpt_path {str(path)!r} does not exist: give a .ckpt written by train.py, an "
                                 "exported directory (python -m vita_audio.cli.export) or a published VITA-Audio "
                                 "directory")
-    if p.is_dir():
+    from vita_audio.cli.convert import is_training_weights, load_lm
+
+    if is_training_weights(p):  # a DeepSpeed checkpoint directory or a weights-only .safetensors file
+        lm = load_lm(p, attn_implementation, dtype)
+    elif p.is_dir():
         lm = _load_dir(p, dtype, attn_implementation)
     else:
         lm = _load_lightning(p, attn_implementation)
@@ -75,7 +88,8 @@ def _load_lightning(p: Path, attn_implementation: str) -> VitaAudioLM:
     backbone = Backbone(**bb_cfg)
     mctp_cfg = model_cfg.get("mctp")
     mctp = MCTPStack.for_backbone(backbone, int(mctp_cfg["num_modules"])) if mctp_cfg else None
-    lm = VitaAudioLM(backbone, mctp)
+    encoder, adapter = _plus_parts(model_cfg, p)
+    lm = VitaAudioLM(backbone, mctp, encoder, adapter)
     state = {k.removeprefix("lm."): v for k, v in ckpt["state_dict"].items() if k.startswith("lm.")}
     lm.load_state_dict(state, strict=True)
     gen = {"audio_codebook_size": backbone.audio_vocab.codebook_size}
@@ -84,3 +98,40 @@ def _load_lightning(p: Path, attn_implementation: str) -> VitaAudioLM:
         gen["mtp_inference_mode"] = [int(v) for v in ratio]
     lm.generation_config = gen
     return lm
+
+
+def _target(node: dict, what: str, p: Path):
+    """The callable a config node's `_target_` names (imported here: no Hydra below cli/)."""
+    target = str(node.get("_target_", ""))
+    module, _, name = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(f"{p}: the stored model.{what} names {target!r}, which cannot be imported ({err})") from err
+
+
+def _plus_parts(model_cfg: dict, p: Path):
+    """(encoder, adapter factory) of a Plus training config, or (None, None). The encoder's weights are loaded from
+    the checkpoint afterwards: only its architecture and front end (CMVN) are built here."""
+    enc_cfg, ad_cfg = model_cfg.get("audio_encoder"), model_cfg.get("audio_adapter")
+    if not enc_cfg:
+        return None, None
+    if not ad_cfg:
+        raise ValueError(f"{p}: the training config has model.audio_encoder but no model.audio_adapter")
+    kwargs = {k: v for k, v in enc_cfg.items() if not k.startswith("_")}
+    make = _target(enc_cfg, "audio_encoder", p)
+    if getattr(make, "__name__", "") == "load_sensevoice":  # SenseVoice: config.yaml + am.mvn, weights from here
+        from vita_audio.audio.encoders.sensevoice import build_from_config, read_encoder_files
+
+        try:
+            cfg, cmvn = read_encoder_files(kwargs["path"])
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{p} is a Plus checkpoint whose encoder was read from {kwargs['path']!r}: "
+                                    f"its config.yaml and am.mvn are needed to rebuild it ({err}). Point "
+                                    "model.audio_encoder.path there, or decode the stage's exported hf/ "
+                                    "directory, which carries them") from None
+        encoder = build_from_config(cfg, cmvn, Path(kwargs["path"]).name or "sensevoice")
+    else:
+        encoder = make(**kwargs)
+    ad_kwargs = {k: v for k, v in ad_cfg.items() if not k.startswith("_")}
+    return encoder, partial(_target(ad_cfg, "audio_adapter", p), **ad_kwargs)

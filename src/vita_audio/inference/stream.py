@@ -76,12 +76,15 @@ def stream(
     sampling: Sampling | None = None,
     stop_ids: Sequence[int] | None = None,
     verify: bool = False,
+    audio_features: torch.Tensor | None = None,
 ) -> Iterator[TextDelta | AudioChunk | Finished]:
-    """Decode one prompt, yielding `TextDelta`s and (with a detokenizer) `AudioChunk`s, then one `Finished`."""
+    """Decode one prompt, yielding `TextDelta`s and (with a detokenizer) `AudioChunk`s, then one `Finished`.
+    `audio_features`: a Plus model's encoder frames (N, D), one per `<|context_of_audio|>` of the prompt."""
     bb = lm.backbone
     av = bb.audio_vocab
     dec = Decoder(lm, [list(input_ids)], schedule=default_schedule(lm) if schedule is None else schedule,
-                  max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify)
+                  max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify,
+                  audio_features=audio_features)
     text = TextStream(bb.tokenizer)
     session = detokenizer.stream() if detokenizer is not None else None
     sr = detokenizer.sample_rate if detokenizer is not None else None
