@@ -23,7 +23,9 @@ def build_app(cfg: DictConfig):
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
-    speech = SpeechLM(lm, hydra.utils.instantiate(cfg.audio.tokenizer), hydra.utils.instantiate(cfg.audio.detokenizer))
+    # a Plus checkpoint reads input audio with its own encoder: no audio tokenizer
+    tokenizer = None if lm.is_plus else hydra.utils.instantiate(cfg.audio.tokenizer)
+    speech = SpeechLM(lm, tokenizer, hydra.utils.instantiate(cfg.audio.detokenizer))
     settings = ServeSettings(**OmegaConf.to_container(cfg.server, resolve=True))
     return create_app(speech, settings)
 

@@ -115,19 +115,24 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
         except ValueError as err:
             raise bad_request(str(err), "schedule" if req.schedule is not None else "mode", "invalid_mode") from None
 
-    def prompt_of(req: ChatRequest) -> list[int]:
-        codes = []
+    def prompt_of(req: ChatRequest) -> tuple[list[int], torch.Tensor | None]:
+        """(prompt ids, audio_features): a Plus model's input audio is its encoder's frames, else audio codes."""
+        audios = []
         for part in req.audio:
-            if speech.tokenizer is None:
+            if speech.tokenizer is None and not speech.is_plus:
                 raise bad_request("this server has no audio tokenizer: send text only", part.param)
-            wav = decode_input_audio(part.data, part.format, speech.tokenizer.sample_rate,
-                                     settings.max_audio_seconds, part.param)
-            c = speech.tokenizer.encode(wav, speech.tokenizer.sample_rate)
+            sr = speech.input_sample_rate
+            wav = decode_input_audio(part.data, part.format, sr, settings.max_audio_seconds, part.param)
+            if speech.is_plus:
+                audios.append(speech.encode_audio((wav, sr)))
+                continue
+            c = speech.tokenizer.encode(wav, sr)
             if c.numel() == 0:
                 raise bad_request("the input audio is too short: it gave no audio tokens", f"{part.param}.data",
                                   "invalid_audio")
-            codes.append(c)
-        return speech.prompts.generation_prompt(req.turns, codes)
+            audios.append(c)
+        features = torch.cat(audios) if speech.is_plus and audios else None
+        return speech.prompts.generation_prompt(req.turns, audios), features
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
@@ -146,7 +151,7 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
         except Overloaded as err:
             raise APIError(503, str(err), "server_error", None, "server_overloaded", {"Retry-After": "1"}) from None
         try:
-            prompt = await run_in_threadpool(prompt_of, req)
+            prompt, features = await run_in_threadpool(prompt_of, req)
             if n_pos is not None and len(prompt) + req.max_tokens > n_pos:
                 raise bad_request(f"the conversation is {len(prompt)} tokens and max_tokens is {req.max_tokens}: "
                                   f"together over the model's {n_pos} positions; shorten it or lower max_tokens",
@@ -156,7 +161,7 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
             raise
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
         job = Job(prompt, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), schedule, verify,
-                  req.sampling, settings.stop_ids, req.max_tokens, req.audio_out)
+                  req.sampling, settings.stop_ids, req.max_tokens, req.audio_out, features)
         engine.submit(job, reserved=True)
         meta = _Meta(settings.model_name, len(prompt), req.mode or settings.mode or "default", schedule)
         if req.stream:

@@ -73,6 +73,7 @@ class Job:
     stop_ids: list[int] | None = None
     max_new_tokens: int = 512
     audio_out: bool = True
+    audio_features: torch.Tensor | None = None  # Plus models: (N, D) encoder frames of the prompt's placeholders
     cancelled: bool = False
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -109,9 +110,10 @@ class _Row:
 class _Group:
     def __init__(self, engine: Engine, jobs: list[Job]) -> None:
         j = jobs[0]
+        frames = [x.audio_features for x in jobs if x.audio_features is not None]  # row-major, as the rows
         self.dec = Decoder(engine.lm, [x.prompt for x in jobs], schedule=j.schedule, verify=j.verify,
                            max_new_tokens=max(x.max_new_tokens for x in jobs), sampling=j.sampling,
-                           stop_ids=j.stop_ids)
+                           stop_ids=j.stop_ids, audio_features=torch.cat(frames) if frames else None)
         now = time.perf_counter()
         bb = engine.lm.backbone
         self.rows = [_Row(x, bb.tokenizer, now) for x in jobs]
