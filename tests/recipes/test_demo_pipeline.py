@@ -1,5 +1,6 @@
 """The whole `make demo` pipeline at tiny sizes, from an empty directory: corpus -> codec -> cache -> 4 stages ->
-eval (asr, tts, sqa, speed; Vanilla / Boost / Turbo) -> report; then a re-run that skips every finished step."""
+eval (asr, tts, sqa, speed; Vanilla / Boost / Turbo) -> report; then a re-run that skips every finished step; then
+the Plus variant on the same corpus, codec and cache, whose report puts Boost's ASR WER beside its own."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def demo(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def demo(tmp_path: Path, *extra: str, out: str = "demo") -> subprocess.CompletedProcess:
     env = dict(os.environ, VITA_ROOT=str(tmp_path), WANDB_MODE="disabled", DS_ACCELERATOR="cpu")
     cmd = [sys.executable, "-m", "vita_audio.cli.demo", "--smoke", "--artifacts", str(tmp_path / "artifacts"),
-           "--out", str(tmp_path / "out"), "--progress-every", "5", *extra]
+           "--out", str(tmp_path / out), "--progress-every", "5", *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=840)
 
 
@@ -27,7 +28,7 @@ def test_demo_pipeline_smoke(tmp_path):
     pytest.importorskip("pocketsphinx")
     first = demo(tmp_path)
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
-    out = tmp_path / "out"
+    out = tmp_path / "demo"
     for task in ("asr", "tts", "sqa", "speed"):
         doc = json.loads((out / "eval" / task / "metrics.json").read_text())
         assert doc["task"] == task
@@ -48,3 +49,15 @@ def test_demo_pipeline_smoke(tmp_path):
     for name in ("boost_stage1", "boost_stage4", "eval_asr", "eval_speed"):
         assert f"[demo] {name}: already done" in again.stdout
     assert json.loads((out / "timings.json").read_text())["eval_speed"] == timings["eval_speed"]
+
+    plus = demo(tmp_path, "--variant", "plus", out="demo_plus")  # reuses corpus, codec and cache
+    assert plus.returncode == 0, plus.stdout[-4000:] + plus.stderr[-4000:]
+    assert "[demo] plus_stage4: done" in plus.stdout
+    asr = json.loads((tmp_path / "demo_plus" / "eval" / "asr" / "metrics.json").read_text())
+    assert set(asr["modes"]) == {"vanilla", "boost", "turbo"}
+    boost_asr = json.loads((out / "eval" / "asr" / "metrics.json").read_text())
+    plus_report = (tmp_path / "demo_plus" / "report.md").read_text()
+    section = plus_report.split("## ASR per variant", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    assert {"plus", "boost"} <= set(rows), section
+    assert f"{100 * boost_asr['modes']['vanilla']['wer']:.1f}%" in rows["boost"], (rows, boost_asr["modes"])

@@ -7,6 +7,8 @@
 
     python -m vita_audio.cli.demo                  # the Boost variant; finished steps are skipped
     python -m vita_audio.cli.demo --variant balance
+    python -m vita_audio.cli.demo --variant plus   # continuous input audio (tiny encoder) -> outputs/demo_plus; each
+                                                   # report puts the other variants' ASR WER beside its own
     python -m vita_audio.cli.demo --force-training # retrain the four stages (keeps corpus, codec and cache)
     python -m vita_audio.cli.demo --force-eval     # re-run the evaluations (keeps the checkpoints)
     python -m vita_audio.cli.demo --smoke --artifacts /tmp/a --out /tmp/o   # tiny sizes, a couple of minutes
@@ -42,7 +44,8 @@ CODEC_STEPS = 1500
 # tiny sizes for the smoke run (CI): the test-size backbone, 64 codes, a few steps per stage
 SMOKE_MODEL = ["model/backbone=tiny", "model.backbone.config.hidden_size=64",
                "model.backbone.config.intermediate_size=128", "model.backbone.config.num_hidden_layers=2",
-               "model.backbone.config.num_attention_heads=4", "model.backbone.config.num_key_value_heads=2", "data.max_len=512", "data.batch_size=2",
+               "model.backbone.config.num_attention_heads=4", "model.backbone.config.num_key_value_heads=2",
+               "data.max_len=512", "data.batch_size=2",
                "trainer.limit_val_batches=1"]
 SMOKE_STEPS = {1: 4, 2: 2, 3: 2, 4: 2}  # validated once, at the last step
 SMOKE_CODEC_STEPS = 20
@@ -54,6 +57,14 @@ class Step:
     cmd: list[str]
     done: Path | None  # the output that marks it finished; None: the command skips by itself (or always runs)
     kind: str = "build"  # build | train | eval | report (what --force-training / --force-eval re-run)
+
+
+VARIANTS = ("boost", "balance", "plus")  # plus: input audio through the (tiny) continuous encoder, not codes
+
+
+def out_dir(outputs: Path, variant: str) -> Path:
+    """Where a variant's evaluations and report go by default: outputs/demo (boost), outputs/demo_<variant>."""
+    return outputs / ("demo" if variant == "boost" else f"demo_{variant}")
 
 
 def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STEPS,
@@ -103,9 +114,11 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
             if smoke:
                 cmd += ["task.max_new_tokens=24"]
         out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval"))
+    # the other variants' demo runs beside this one (if run): their ASR figures go next to this one's
+    others = [str(out_dir(out.parent, v)) for v in VARIANTS if out_dir(out.parent, v) != out]
     out_steps.append(Step("report", [py, "-m", "vita_audio.eval.report", "--out", str(out), "--stages",
                                      str(artifacts / "stages"), "--variant", variant, "--corpus",
-                                     str(artifacts / "corpus")], None, "report"))
+                                     str(artifacts / "corpus"), "--compare", *others], None, "report"))
     return out_steps
 
 
@@ -172,9 +185,10 @@ def load_timings(path: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vita_audio.cli.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variant", default="boost", choices=["boost", "balance"])
+    p.add_argument("--variant", default="boost", choices=list(VARIANTS))
     p.add_argument("--artifacts", default=str(ROOT / "artifacts"), help="corpus, codec, cache and stage checkpoints")
-    p.add_argument("--out", default=str(ROOT / "outputs" / "demo"), help="evaluations and the report")
+    p.add_argument("--out", default=None, help="evaluations and the report (default: outputs/demo for boost, "
+                   "outputs/demo_<variant> for the others, so that the reports can compare the variants)")
     p.add_argument("--codec-steps", type=int, default=CODEC_STEPS)
     p.add_argument("--limit-asr", type=int, default=40, help="test samples per mode (0 = the whole split)")
     p.add_argument("--limit-tts", type=int, default=24)
@@ -188,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between progress lines when stdout is not a terminal")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    artifacts, out = Path(args.artifacts).resolve(), Path(args.out).resolve()
+    artifacts = Path(args.artifacts).resolve()
+    out = Path(args.out).resolve() if args.out else out_dir(ROOT / "outputs", args.variant)
     limits = {"asr": args.limit_asr or None, "tts": args.limit_tts or None, "sqa": args.limit_sqa or None}
     tty = sys.stdout.isatty()
     stage_steps = [int(x) for x in args.stage_steps.split(",")] if args.stage_steps else None

@@ -207,7 +207,33 @@ def table(doc: dict, cols: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
-def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path | None = None) -> Path:
+def compare_variants(variant: str, asr: dict | None, others: list[Path]) -> list[str]:
+    """ASR WER per decode mode of this variant beside the other variants' demo runs (their report dirs) that have
+    an ASR evaluation."""
+    rows = [(variant, asr, "this report")]
+    for d in others:
+        doc = read_json(Path(d) / "eval" / "asr" / "metrics.json")
+        if doc is not None:  # a variant's run dir: outputs/demo (boost) or outputs/demo_<variant>
+            rows.append((Path(d).name.removeprefix("demo_") if Path(d).name != "demo" else "boost", doc, str(d)))
+    modes = [m for m in ("vanilla", "boost", "turbo") if any(doc and m in doc.get("modes", {}) for _, doc, _ in rows)]
+    md = ["## ASR per variant (same corpus test split)", "", "| variant | " + " | ".join(modes) + " | run |",
+          "|---|" + "---:|" * len(modes) + "---|"]
+    for name, doc, where in rows:
+        if doc is None:
+            md.append(f"| {name} | " + " | ".join("not run" for _ in modes) + f" | `{where}` |")
+            continue
+        vals = [fmt(doc["modes"].get(m, {}).get("wer"), pct=True) if m in doc.get("modes", {}) else "-"
+                for m in modes]
+        md.append(f"| {name} | " + " | ".join(vals) + f" | `{where}` |")
+    md += ["", "Plus reads the input audio with its continuous encoder (frames through the adapter); Boost and "
+           "Balance read it as audio tokens of the codec. Run another variant with `python -m vita_audio.cli.demo "
+           "--variant boost|balance|plus` (it reuses the corpus, codec and cache); re-running this variant's demo "
+           "(every finished step is skipped) refreshes the table.", ""]
+    return md
+
+
+def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path | None = None,
+                 compare: list[Path] | None = None) -> Path:
     out = Path(out)
     ev = out / "eval"
     asr, tts, sqa, speed = (read_json(ev / t / "metrics.json") for t in ("asr", "tts", "sqa", "speed"))
@@ -257,6 +283,9 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
         md += img("val_loss", "validation loss per stage and head")
     else:
         md += [f"(no final_metrics.txt under {stages})", ""]
+
+    if compare:
+        md += compare_variants(variant, asr, list(compare))
 
     md += ["## Quality per decode mode (corpus test split, never seen in training)", ""]
     if asr:
@@ -342,8 +371,10 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--stages", default="artifacts/stages")
     p.add_argument("--variant", default="boost")
     p.add_argument("--corpus", default=None)
+    p.add_argument("--compare", nargs="*", default=[], help="other variants' demo dirs: their ASR WER beside this one")
     args = p.parse_args(argv)
-    path = build_report(Path(args.out), Path(args.stages), args.variant, Path(args.corpus) if args.corpus else None)
+    path = build_report(Path(args.out), Path(args.stages), args.variant, Path(args.corpus) if args.corpus else None,
+                        [Path(c) for c in args.compare])
     print(f"report: {path}")
     return path
 
