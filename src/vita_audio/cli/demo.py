@@ -190,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="evaluations and the report (default: outputs/demo for boost, "
                    "outputs/demo_<variant> for the others, so that the reports can compare the variants)")
     p.add_argument("--codec-steps", type=int, default=CODEC_STEPS)
-    p.add_argument("--limit-asr", type=int, default=40, help="test samples per mode (0 = the whole split)")
-    p.add_argument("--limit-tts", type=int, default=24)
+    p.add_argument("--limit-asr", type=int, default=30, help="test samples per mode (0 = the whole split)")
+    p.add_argument("--limit-tts", type=int, default=20)
     p.add_argument("--limit-sqa", type=int, default=0)
     p.add_argument("--stage-steps", default=None,
                    help="comma list of 4 step counts for stages 1-4 (default: the experiments' own)")
