@@ -6,6 +6,8 @@ embedded default trains on the offline speech corpus (`data=corpus`). Samples fo
 carry learnable structure: the audio codes of a sample are a fixed function of its text tokens.
 
 Batch i of the stream is a pure function of (seed, i), so the stream resumes exactly from any batch index.
+Under DDP rank r of W reads global batches r, r + W, r + 2W, ... of the same stream: the ranks see different
+data, and together they see what one process would (in a different order).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from vita_audio.model.vocab import AudioVocab
 
 
 class SyntheticStream(IterableDataset):
-    """Infinite (or `num_batches`-long) stream of packed batches (B, T), starting at batch `start`."""
+    """Infinite (or `num_batches`-long) stream of packed batches (B, T), starting at batch `start`.
+
+    The stream's n-th batch is global batch `n * stride + offset` (stride = world size, offset = rank)."""
 
     def __init__(
         self,
@@ -34,11 +38,14 @@ class SyntheticStream(IterableDataset):
         seed: int,
         num_batches: int | None = None,
         start: int = 0,
+        stride: int = 1,
+        offset: int = 0,
     ) -> None:
         self.vocab, self.text_vocab_size = vocab, text_vocab_size
         self.im_start, self.im_end, self.pad = special_ids
         self.batch_size, self.max_len, self.seed = batch_size, max_len, seed
         self.num_batches, self.start = num_batches, start
+        self.stride, self.offset = stride, offset
 
     def sample(self, g: torch.Generator) -> tuple[list[int], list[int]]:
         """One sample: `<|im_start|> text <|im_end|>` prompt, then an interleaved text/audio answer."""
@@ -72,7 +79,7 @@ class SyntheticStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         index = self.start
         while self.num_batches is None or index < self.num_batches:
-            yield self.batch(index)
+            yield self.batch(index * self.stride + self.offset)
             index += 1
 
 
@@ -105,15 +112,19 @@ class SyntheticDataModule(L.LightningDataModule):
         self.seed, self.num_workers = seed, num_workers
         self._resume_batch = 0
 
-    def _stream(self, seed: int, num_batches: int | None, start: int) -> SyntheticStream:
+    def _stream(self, seed: int, num_batches: int | None, start: int, stride: int = 1,
+                offset: int = 0) -> SyntheticStream:
         return SyntheticStream(
             self.audio_vocab, self.text_vocab_size, self.special_ids, self.batch_size, self.max_len,
-            seed, num_batches, start,
+            seed, num_batches, start, stride, offset,
         )
 
     def train_dataloader(self) -> DataLoader:
-        start, self._resume_batch = self._resume_batch, 0
-        return DataLoader(self._stream(self.seed, None, start), batch_size=None, num_workers=self.num_workers)
+        start, self._resume_batch = self._resume_batch, 0  # batches this rank consumed before a resume
+        trainer = self.trainer
+        world, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
+        stream = self._stream(self.seed, None, start, stride=world, offset=rank)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         stream = self._stream(self.seed + 1_000_000, self.val_batches, 0)

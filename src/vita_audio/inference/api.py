@@ -72,38 +72,35 @@ class SpeechLM:
                     "hf/ directory, which hold the encoder and adapter)")
         return "speech input needs an audio tokenizer: SpeechLM(lm, tokenizer=...)"
 
-    def _read(self, audio: AudioInput, sample_rate: int) -> tuple[torch.Tensor, int]:
-        if isinstance(audio, (str, Path)):
-            return read_audio(audio, sample_rate)
+    def _read(self, audio: AudioInput) -> tuple[torch.Tensor, int]:
+        """A wav path (resampled to `input_sample_rate`) or (waveform, rate) -> (waveform, rate), checked."""
         if isinstance(audio, torch.Tensor):
             raise ValueError("a bare tensor as audio input is read as encoder frames (N, D), but "
                              + ("it is not a 2-D float tensor: give (waveform, sample_rate) for a waveform"
                                 if self.is_plus else "this model has no continuous audio encoder (not a Plus "
                                 "variant): its audio inputs are audio tokens; give a wav path or (waveform, "
                                 "sample_rate)"))
+        rate = self.input_sample_rate  # also: can this model read input audio at all
+        if isinstance(audio, (str, Path)):
+            return read_audio(audio, rate)
         wav, sr = audio
         return check_audio(wav, sr), sr
 
     def encode_audio(self, audio: AudioInput) -> torch.Tensor:
         """A wav path or (waveform, rate) -> what the prompt holds for it: codes (N,) of the audio tokenizer, or,
         for a Plus model, its encoder's frames (N, D) float (a 2-D float tensor is taken as frames already)."""
+        if self.is_plus and isinstance(audio, torch.Tensor) and audio.dim() == 2 and audio.is_floating_point():
+            if audio.shape[1] != self.lm.audio_encoder.dim:
+                raise ValueError(f"encoder frames of width {audio.shape[1]} given, this model's encoder gives "
+                                 f"{self.lm.audio_encoder.dim}")
+            return audio
+        wav, sr = self._read(audio)
         if self.is_plus:
-            if isinstance(audio, torch.Tensor) and audio.dim() == 2 and audio.is_floating_point():
-                if audio.shape[1] != self.lm.audio_encoder.dim:
-                    raise ValueError(f"encoder frames of width {audio.shape[1]} given, this model's encoder gives "
-                                     f"{self.lm.audio_encoder.dim}")
-                return audio
-            wav, sr = self._read(audio, self.lm.audio_encoder.sample_rate)
             return self.lm.encode_audio(wav, sr)
-        if isinstance(audio, torch.Tensor):  # frames, or a waveform without its rate: neither fits a discrete model
-            self._read(audio, 0)
-        if self.tokenizer is None or getattr(self.lm.backbone.audio_vocab, "context", None) is not None:
-            raise ValueError(self._no_input_path())
-        wav, sr = self._read(audio, self.tokenizer.sample_rate)
         codes = self.tokenizer.encode(wav, sr)
         if codes.numel() == 0:
-            raise ValueError(f"{audio if isinstance(audio, (str, Path)) else 'the audio'} is too short: it gave no "
-                             "audio tokens")
+            raise ValueError(f"{audio if isinstance(audio, (str, Path)) else 'the input audio'} is too short: it "
+                             "gave no audio tokens")
         return codes
 
     def inputs(self, task: str, inp: AudioInput | str) -> tuple[list[int], torch.Tensor | None]:

@@ -123,14 +123,10 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
                 raise bad_request("this server has no audio tokenizer: send text only", part.param)
             sr = speech.input_sample_rate
             wav = decode_input_audio(part.data, part.format, sr, settings.max_audio_seconds, part.param)
-            if speech.is_plus:
+            try:  # codes of the audio tokenizer, or a Plus model's encoder frames
                 audios.append(speech.encode_audio((wav, sr)))
-                continue
-            c = speech.tokenizer.encode(wav, sr)
-            if c.numel() == 0:
-                raise bad_request("the input audio is too short: it gave no audio tokens", f"{part.param}.data",
-                                  "invalid_audio")
-            audios.append(c)
+            except ValueError as err:  # e.g. too short to give one audio token
+                raise bad_request(str(err), f"{part.param}.data", "invalid_audio") from None
         features = torch.cat(audios) if speech.is_plus and audios else None
         return speech.prompts.generation_prompt(req.turns, audios), features
 
