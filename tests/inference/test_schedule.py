@@ -41,3 +41,20 @@ def test_run_longer_than_the_modules_is_an_error():
     with pytest.raises(ValueError, match="1 MCTP module"):
         resolve_schedule("boost", num_modules=1)
     assert resolve_schedule("vanilla", num_modules=0) == [1, 0]
+
+
+def test_resolve_decode_precedence():
+    from vita_audio.inference.schedule import Decode, resolve_decode
+
+    assert resolve_decode(None, None, [1, 2, 2, 4], 4) == Decode([1, 2, 2, 4], False)  # the checkpoint's default
+    assert resolve_decode("turbo", None, [1, 2], 10) == Decode([1, 10], False)  # a mode beats the default
+    assert resolve_decode("turbo", [1, 3], [1, 2], 10) == Decode([1, 3], False)  # a schedule beats the mode
+    assert resolve_decode("Verified", None, "boost", 10) == Decode([1, 10, 4, 10], True)
+    with pytest.raises(ValueError, match="takes no schedule"):
+        resolve_decode("verified", [1, 3], "boost", 10)
+    with pytest.raises(ValueError, match="has none"):
+        resolve_decode("verified", None, "vanilla", 0)
+    with pytest.raises(ValueError, match="unknown decode mode"):
+        resolve_decode("fast", None, "boost", 10)
+    with pytest.raises(ValueError, match="MCTP module"):
+        resolve_decode("boost", None, "vanilla", 2)

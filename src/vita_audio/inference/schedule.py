@@ -12,6 +12,7 @@ consecutive MCTP step using module k. The last pair repeats forever; the first "
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 MODES: dict[str, list[int]] = {
@@ -50,6 +51,38 @@ def resolve_schedule(schedule: str | Sequence[int], num_modules: int | None = No
         raise ValueError(f"schedule {values} runs {max(runs)} MCTP steps in a row but the model has "
                          f"{num_modules} MCTP module(s): use mode 'vanilla' or a schedule with runs <= {num_modules}")
     return values
+
+
+@dataclass(frozen=True)
+class Decode:
+    """A resolved decode request: the schedule to run, and whether MCTP tokens are drafts the backbone checks."""
+
+    schedule: list[int]
+    verify: bool = False
+
+
+def resolve_decode(mode: str | None, schedule: str | Sequence[int] | None, default: str | Sequence[int],
+                   num_modules: int) -> Decode:
+    """The one rule every entry point (infer.py, eval.py, the server) uses to turn (mode, schedule) into a decode.
+
+    Precedence: an explicit `schedule` > a named `mode` > the checkpoint's `default` (its stored schedule).
+    `mode="verified"` drafts with every module and checks the drafts, so it takes no schedule: both together are
+    refused (ValueError) rather than one silently ignored. Raises ValueError for an unknown mode, a malformed
+    schedule, a schedule longer than the model's `num_modules`, or verified mode on a model without modules.
+    """
+    if mode is not None:
+        mode = str(mode).strip().lower()
+        if mode != "verified" and mode not in MODES:
+            raise ValueError(f"unknown decode mode {mode!r}; choose one of {', '.join([*MODES, 'verified'])}")
+    if mode == "verified":
+        if schedule is not None:
+            raise ValueError("mode 'verified' drafts with every MCTP module and takes no schedule: give one of "
+                             f"mode='verified' or schedule={list(schedule) if not isinstance(schedule, str) else schedule!r}")
+        if num_modules == 0:
+            raise ValueError("mode 'verified' needs MCTP modules to draft with; this model has none")
+        return Decode(resolve_schedule(default if default is not None else "vanilla"), verify=True)
+    chosen = schedule if schedule is not None else (mode if mode is not None else default)
+    return Decode(resolve_schedule(chosen, num_modules), verify=False)
 
 
 def max_run(schedule: Sequence[int]) -> int:
