@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger("vita_audio")
+from vita_audio.cli.config_dir import CONFIG_DIR
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+__all__ = ["CONFIG_DIR", "build_datamodule", "build_model", "build_trainer", "finish_loggers", "instantiate_list",
+           "log", "set_runtime_env"]
+
+log = logging.getLogger("vita_audio")
 
 
 def instantiate_list(cfg: DictConfig | None) -> list:

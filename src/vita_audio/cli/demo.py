@@ -15,9 +15,11 @@
     python -m vita_audio.cli.demo --dry-run        # print the commands only
 
 Every step is an ordinary command (printed before it runs), so any of them can be re-run by hand with other
-options. A step whose output exists is skipped, so an interrupted demo resumes where it stopped. The wall time
-of every step is kept in `<out>/timings.json` (across resumed runs; for the steps that skip by themselves, the
-longest run, i.e. the one that did the work) and shown in the report.
+options. The steps are the package's modules (`python -m vita_audio.cli.train` is `python train.py`), run in the
+current directory: artifacts/ and outputs/ are relative to it, and no source checkout is needed. A step whose
+output exists is skipped, so an interrupted demo resumes where it stopped. The wall time of every step is kept in
+`<out>/timings.json` (across resumed runs; for the steps that skip by themselves, the longest run, i.e. the one that
+did the work) and shown in the report.
 
 When stdout is not a terminal (CI, `make demo > log`), the children's progress bars (carriage-return frames) are
 turned into one line at most every `--progress-every` seconds, so the log stays readable.
@@ -34,7 +36,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
 EVAL_TASKS = ("asr", "tts", "sqa", "speed")
 
 # the demo's codec trains shorter than conf/train_codec.yaml's 3,000 steps: the codec was the cheapest place to
@@ -94,13 +95,14 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
             if smoke else []
         if stage_steps:  # validate once, at the end, so every stage reports its final validation losses
             extra += [f"trainer.max_steps={stage_steps[k - 1]}", f"trainer.val_check_interval={stage_steps[k - 1]}"]
-        out_steps.append(Step(name, [py, "train.py", f"+experiment={name}", *paths, *audio, *extra],
-                              artifacts / "stages" / name / "final.ckpt", "train"))
+        cmd = [py, "-m", "vita_audio.cli.train", f"+experiment={name}", *paths, *audio, *extra]
+        out_steps.append(Step(name, cmd, artifacts / "stages" / name / "final.ckpt", "train"))
     final = artifacts / "stages" / f"{variant}_stage4" / "hf"
     mode_list = f"task.modes=[{','.join(modes)}]"
     for task in EVAL_TASKS:
         run_dir = out / "eval" / task
-        cmd = [py, "eval.py", f"task={task}", f"ckpt_path={final}", f"hydra.run.dir={run_dir}", *paths, *audio]
+        cmd = [py, "-m", "vita_audio.cli.eval", f"task={task}", f"ckpt_path={final}", f"hydra.run.dir={run_dir}",
+               *paths, *audio]
         if task == "speed":
             cmd += [f"task.modes=[{','.join(modes)},verified]"]
             if smoke:
@@ -163,9 +165,9 @@ class Relay:
 def run_step(cmd: list[str], tty: bool, every: float) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if tty:
-        return subprocess.call(cmd, cwd=ROOT, env=env)
+        return subprocess.call(cmd, env=env)
     relay = Relay(sys.stdout, tty=False, every=every)
-    with subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         while True:
             chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
             if not chunk:
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vita_audio.cli.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="boost", choices=list(VARIANTS))
-    p.add_argument("--artifacts", default=str(ROOT / "artifacts"), help="corpus, codec, cache and stage checkpoints")
+    p.add_argument("--artifacts", default="artifacts", help="corpus, codec, cache and stage checkpoints")
     p.add_argument("--out", default=None, help="evaluations and the report (default: outputs/demo for boost, "
                    "outputs/demo_<variant> for the others, so that the reports can compare the variants)")
     p.add_argument("--codec-steps", type=int, default=CODEC_STEPS)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     artifacts = Path(args.artifacts).resolve()
-    out = Path(args.out).resolve() if args.out else out_dir(ROOT / "outputs", args.variant)
+    out = Path(args.out).resolve() if args.out else out_dir(Path("outputs").resolve(), args.variant)
     limits = {"asr": args.limit_asr or None, "tts": args.limit_tts or None, "sqa": args.limit_sqa or None}
     tty = sys.stdout.isatty()
     stage_steps = [int(x) for x in args.stage_steps.split(",")] if args.stage_steps else None

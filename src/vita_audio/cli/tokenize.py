@@ -30,14 +30,14 @@ from hydra import initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from vita_audio.cli.config_dir import CONFIG_DIR
 from vita_audio.data.cache import build_cache
 from vita_audio.data.tokenize import COMMAND, audio_paths, source_files
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 
 
-def compose(data: str, audio: str, overrides: list[str], conf_dir: str = CONF_DIR) -> DictConfig:
+def compose(data: str, audio: str, overrides: list[str], conf_dir: str = CONFIG_DIR) -> DictConfig:
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         return hydra_compose(config_name="train", overrides=[f"data={data}", f"audio={audio}", *overrides])
 
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--jobs", type=int, default=1, help="parallel processes (each loads the tokenizer)")
     p.add_argument("--on-error", choices=["error", "skip"], default="error")
     p.add_argument("--rebuild", action="store_true", help="wipe the cache namespace first and encode everything")
-    p.add_argument("--conf-dir", default=CONF_DIR)
+    p.add_argument("--conf-dir", default=CONFIG_DIR, help="the configuration folder (default: the package's)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. paths.root_dir=/data")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -87,6 +87,11 @@ def main(argv: list[str] | None = None) -> dict:
     stats["records_skipped"] = skips.total()
     print(json.dumps(stats))
     return stats
+
+
+def console() -> None:
+    """The `vita-tokenize` command: `main` without its return value (a console script's return is its exit code)."""
+    main()
 
 
 if __name__ == "__main__":

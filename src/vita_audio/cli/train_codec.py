@@ -13,9 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from vita_audio.audio.builtin import load_codec, train_codec
+from vita_audio.cli.config_dir import CONFIG_DIR
 
 log = logging.getLogger(__name__)
-CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
+CONF_DIR = CONFIG_DIR  # the name tests/audio/test_config.py imports
 
 
 def run(cfg: DictConfig) -> Path:
@@ -29,7 +30,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train_codec")
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_codec")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 
