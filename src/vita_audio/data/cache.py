@@ -20,7 +20,6 @@ would keep its old hash: rewrite audio in place only with a new mtime (any norma
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vita_audio.audio.digest import file_digest as content_hash  # an audio file's key: all of its bytes
 from vita_audio.audio.interface import AudioTokenizer
 from vita_audio.audio.io import AudioError, read_audio
 
@@ -44,14 +44,6 @@ FILL_COMMAND = "python -m vita_audio.cli.tokenize --data <data config, e.g. corp
 
 class CacheError(RuntimeError):
     """A cache entry that is missing or was made by another tokenizer; says which command fixes it."""
-
-
-def content_hash(path: str | Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class AudioCodeCache:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vita_audio.audio.digest import weights_digest
 from vita_audio.audio.glm4voice.whisper_vq import WhisperVQEncoder, load_whisper_vq
 from vita_audio.audio.interface import AudioTokenizer
 from vita_audio.audio.io import check_audio, resample
@@ -46,17 +47,13 @@ def load_feature_extractor(path: Path):
 
 
 def _fingerprint(path: Path) -> str:
-    """A cache key of the directory: both configs and, per weight file, its size and first/last MiB."""
+    """A cache key of the directory: both configs and, per weight file, its name and the digest of all its bytes
+    (a same-shape fine-tune differs anywhere in the file, so nothing less identifies it)."""
     h = hashlib.sha256()
     for name in ("config.json", PREPROCESSOR_FILE):
         h.update((path / name).read_bytes())
     for file in sorted(path.glob("*.safetensors")):
-        size = file.stat().st_size
-        h.update(f"{file.name}:{size}".encode())
-        with open(file, "rb") as f:
-            h.update(f.read(1 << 20))
-            f.seek(max(0, size - (1 << 20)))
-            h.update(f.read(1 << 20))
+        h.update(f"{file.name}:{weights_digest(file)}".encode())
     return h.hexdigest()[:16]
 
 
