@@ -6,6 +6,7 @@
     python experiments/bench_memory.py --section init --shape 0.5b   # starting stage 2 from stage 1 (+ 7B on paper)
     python experiments/bench_memory.py --section lora                # LoRA vs full fine-tuning, stage-4 step
     python experiments/bench_memory.py --section samples --samples-n 20000   # a rank building vs mapping samples
+    python experiments/bench_memory.py --section load --shape 0.5b  # loading a checkpoint for inference (.ckpt, HF dir)
 
 Section `init` (PublishStage / init_from): a stage-1 predecessor of the given shape is written as a full training
 checkpoint (weights + AdamW moments, what PublishStage wrote before) and as the weights-only `final.safetensors`
@@ -25,6 +26,14 @@ the records (map_samples=false, the former behaviour), `build+write` = local ran
 samples file (then maps it), `map` = every other rank of the node (and every later run) maps the file. Reported:
 setup seconds, RSS growth and anonymous (private) RSS growth after setup, peak growth during setup, and the RSS
 after reading one epoch of batches (mapped pages are file-backed and shared by the ranks of a node).
+
+Section `load` (the public loader, for inference): a stage-4 model of the given shape (random weights; the backbone
+of `conf/model/backbone/qwen2_5_0_5b.yaml` at `--shape 0.5b`, the reference vocabulary of 168,072 rows, --mctp MCTP
+modules) is written as train.py writes it, a Lightning `.ckpt` (weights + AdamW moments + the training config), and
+as its exported HF directory (`export_pretrained`). Each load runs in a fresh child process: after the imports it
+resets its peak RSS, calls the public loader (`VitaAudioLM.from_pretrained`, `vita_audio.checkpoint.load_model` or
+`vita_audio.inference.load_model`, the first that exists) and reports the peak RSS increase during the call, the RSS
+increase after it (the model), the seconds, and whether Lightning or Hydra got imported.
 
 Model: hidden 256, 4 backbone layers (Qwen2 kind), N = 10 MCTP modules, vocabulary 168,072 (the reference size),
 batch 1, float32, everything trainable (the heaviest stage). One step = forward of the backbone and all modules,
@@ -130,11 +139,13 @@ def naive_logits_bytes(seq: int) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--section", choices=["chunked", "init", "lora", "samples"], default="chunked")
+    p.add_argument("--section", choices=["chunked", "init", "lora", "samples", "load"], default="chunked")
     p.add_argument("--samples-n", type=int, default=20000, help="records of the synthetic data of --section samples")
     p.add_argument("--samples-child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
-    p.add_argument("--shape", choices=sorted(SHAPES), default="0.5b", help="backbone shape of --section init")
-    p.add_argument("--workdir", default=None, help="where --section init writes the predecessor files (temp dir)")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="0.5b", help="backbone shape of --section init / load")
+    p.add_argument("--workdir", default=None, help="where --section init / load write their files (temp dir)")
+    p.add_argument("--mctp", type=int, default=10, help="MCTP modules of the --section load model")
+    p.add_argument("--load-child", nargs=2, metavar=("MODE", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--init-child", nargs=3, metavar=("MODE", "SHAPE", "DIR"), help=argparse.SUPPRESS)
     p.add_argument("--lora-child", nargs=2, metavar=("MODE", "SEQ"), help=argparse.SUPPRESS)
     p.add_argument("--child", nargs=2, metavar=("VARIANT", "SEQ"))
@@ -155,6 +166,12 @@ def main() -> None:
         return
     if args.section == "init":
         init_section(args.shape, args.workdir)
+        return
+    if args.load_child:
+        load_child(*args.load_child)
+        return
+    if args.section == "load":
+        load_section(args.shape, args.mctp, args.workdir)
         return
     if args.section == "lora":
         lora_section()
@@ -423,6 +440,129 @@ def lora_section(seq: int = 256) -> None:
           f"LoRA trains {(adapters + mctp + 2 * rows_audio * hidden) / 1e9:.2f} B (adapters {adapters / 1e6:.0f} M, "
           f"MCTP {mctp / 1e9:.2f} B, audio rows {2 * rows_audio * hidden / 1e6:.0f} M), while the row-masked "
           f"embedding and head keep full gradients and AdamW moments ({2 * n['embed'] / 1e9:.2f} B parameters)")
+
+
+# -- section load: host memory to load a checkpoint for inference ------------------------------------------------
+LOAD_RATIO = [1, 10, 4, 10]  # Boost's interleave ratio: the checkpoint's stored default schedule
+TINY_TOKENS = 1024 + 3  # the offline `tiny` tokenizer + the three audio markers (special_tokens=audio_markers)
+HEAVY_MODULES = ("lightning", "hydra")  # what an inference load should not import
+
+
+def public_loader():
+    """(name, function) of the public checkpoint loader: `VitaAudioLM.from_pretrained` once the model API has it,
+    else `vita_audio.checkpoint.load_model`, else `vita_audio.inference.load_model` (the loader before the
+    checkpoint package)."""
+    import importlib
+
+    from vita_audio.model.lm import VitaAudioLM
+
+    if hasattr(VitaAudioLM, "from_pretrained"):
+        return "VitaAudioLM.from_pretrained", VitaAudioLM.from_pretrained
+    for module in ("vita_audio.checkpoint", "vita_audio.inference"):
+        load = getattr(importlib.import_module(module), "load_model", None)
+        if load is not None:
+            return f"{module}.load_model", load
+    raise ImportError("no public checkpoint loader: neither VitaAudioLM.from_pretrained nor a load_model in "
+                      "vita_audio.checkpoint / vita_audio.inference")
+
+
+def _weights_check(lm) -> float:
+    """A checksum of one backbone and one MCTP weight: equal when two loads hold the same weights."""
+    w = float(lm.backbone.layers[0].self_attn.q_proj.weight.detach().double().sum())
+    return w + (float(lm.mctp.state_dict()[next(iter(lm.mctp.state_dict()))].double().sum()) if lm.mctp else 0.0)
+
+
+def prepare_load(shape: str, n_mctp: int, workdir: str, vocab: int = VOCAB) -> dict:
+    """A stage-4 model of `shape` with random weights and `vocab` embedding rows, written as train.py's `.ckpt`
+    (weights + AdamW moments + the training config, `model.ckpt`) and as its exported HF directory (`hf/`)."""
+    import torch
+
+    from vita_audio.checkpoint import export_pretrained
+    from vita_audio.model.backbone import Backbone
+    from vita_audio.model.lm import VitaAudioLM
+    from vita_audio.model.mctp import MCTPStack
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    codebook = vocab - TINY_TOKENS  # the extended tiny tokenizer is exactly `vocab` tokens (a multiple of 8)
+    backbone_cfg = {"_target_": "vita_audio.model.backbone.Backbone", "audio_codebook_size": codebook,
+                    "pretrained": None, "config": _config(shape), "tokenizer": "tiny"}
+    bb = Backbone(**{k: v for k, v in backbone_cfg.items() if k != "_target_"})
+    if bb.vocab_size != vocab:
+        raise ValueError(f"--section load needs a vocabulary that is a multiple of 8 above {TINY_TOKENS}, got {vocab}")
+    lm = VitaAudioLM(bb, MCTPStack.for_backbone(bb, n_mctp) if n_mctp else None).eval()
+    config = {"model": {"backbone": backbone_cfg,
+                        "mctp": {"_target_": "vita_audio.model.mctp.MCTPStack.for_backbone", "_partial_": True,
+                                 "num_modules": n_mctp} if n_mctp else None},
+              "interleave": {"ratio": LOAD_RATIO}}
+    params = [p for p in lm.parameters()]
+    optim = {"state": {i: {"step": torch.tensor(10.0), "exp_avg": torch.zeros_like(p),
+                           "exp_avg_sq": torch.zeros_like(p)} for i, p in enumerate(params)},
+             "param_groups": [{"params": list(range(len(params))), "lr": 1e-4}]}
+    ckpt = os.path.join(workdir, "model.ckpt")
+    torch.save({"state_dict": {f"lm.{k}": v for k, v in lm.state_dict().items()}, "optimizer_states": [optim],
+                "hyper_parameters": {"config": config}, "epoch": 0, "global_step": 10}, ckpt)
+    del optim
+    hf = export_pretrained(lm, os.path.join(workdir, "hf"), interleave_ratio=LOAD_RATIO)
+    return dict(params=sum(p.numel() for p in params), ckpt_bytes=os.path.getsize(ckpt),
+                hf_bytes=sum(f.stat().st_size for f in Path(hf).iterdir()), check=_weights_check(lm))
+
+
+def load_child(mode: str, workdir: str) -> None:
+    """One load (`mode`: ckpt | hf) by the public loader; prints its memory figures as JSON."""
+    import gc
+
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+    if mode == "prepare":
+        shape, n_mctp, vocab = json.loads(Path(workdir, "args.json").read_text())
+        print(json.dumps(prepare_load(shape, n_mctp, workdir, vocab)))
+        return
+    path = os.path.join(workdir, "model.ckpt" if mode == "ckpt" else "hf")
+    name, load = public_loader()
+    gc.collect()
+    rss0 = _status_bytes("VmRSS")
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    lm = load(path)
+    seconds = time.perf_counter() - t0
+    peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    gc.collect()
+    print(json.dumps(dict(mode=mode, loader=name, rss0=rss0, peak=peak - rss0, peak_reset=reset,
+                          after=_status_bytes("VmRSS") - rss0, seconds=seconds, check=_weights_check(lm),
+                          params=sum(p.numel() for p in lm.parameters()),
+                          heavy=[m for m in HEAVY_MODULES if m in sys.modules])))
+
+
+def load_section(shape: str, n_mctp: int, workdir: str | None, vocab: int = VOCAB) -> None:
+    import tempfile
+
+    gib = 1024**3
+    with tempfile.TemporaryDirectory(prefix="bench_load_", dir=workdir) as tmp:
+        Path(tmp, "args.json").write_text(json.dumps([shape, n_mctp, vocab]))
+        prep = _run_child(["--load-child", "prepare", tmp])
+        if "error" in prep:
+            print(f"writing the checkpoints failed (exit {prep['error']})")
+            return
+        rows = [(m, _run_child(["--load-child", m, tmp])) for m in ("ckpt", "hf")]
+    loaders = sorted({r["loader"] for _, r in rows if "loader" in r})
+    print(f"loading a stage-4 checkpoint for inference, shape {shape} ({prep['params'] / 1e6:.0f} M parameters: "
+          f"backbone + {n_mctp} MCTP modules, vocab {vocab:,}), float32, loader {', '.join(loaders)}, "
+          f"{os.environ.get('BENCH_THREADS', '1')} thread(s), load average {os.getloadavg()[0]:.1f}")
+    print("\n| checkpoint | file GiB | peak RSS increase GiB | RSS increase after GiB | time s | imports |")
+    print("|---|---|---|---|---|---|")
+    labels = {"ckpt": "`.ckpt` (weights + AdamW moments)", "hf": "exported HF directory (safetensors)"}
+    sizes = {"ckpt": prep["ckpt_bytes"], "hf": prep["hf_bytes"]}
+    for mode, r in rows:
+        if "error" in r:
+            print(f"| {labels[mode]} | {sizes[mode] / gib:.2f} | failed (exit {r['error']}) | | | |")
+            continue
+        peak = f"{r['peak'] / gib:.2f}" + ("" if r["peak_reset"] else " (process peak)")
+        print(f"| {labels[mode]} | {sizes[mode] / gib:.2f} | {peak} | {r['after'] / gib:.2f} | {r['seconds']:.1f} | "
+              f"{', '.join(r['heavy']) or 'neither Lightning nor Hydra'} |")
+    same = all("error" not in r and abs(r["check"] - prep["check"]) < 1e-6 * max(1.0, abs(prep["check"]))
+               for _, r in rows)
+    print(f"\nmodel weights {4 * prep['params'] / gib:.2f} GiB (float32); every load holds the written weights: {same}")
 
 
 # -- section samples: a rank building every sample vs mapping the node's samples file ----------------------------
