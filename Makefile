@@ -9,12 +9,13 @@ DEMO_STAMP := $(VENV)/.installed-demo
 APT_STAMP := $(VENV)/.apt-installed
 CHROMIUM_STAMP := $(VENV)/.chromium-installed
 
-.PHONY: install install-demo demo test test-fast bench clean help
+.PHONY: install install-demo demo test test-fast bench wheel clean help
 
 help:
 	@echo "make demo   - install, then run the embedded default recipe (tiny offline model)"
 	@echo "make test   - install, then run the whole test suite"
 	@echo "make bench  - run the benchmark scripts of experiments/"
+	@echo "make wheel  - build dist/vita_audio-*.whl (conf/ inside): pip install it anywhere for the vita-* commands"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,5 +69,10 @@ test-fast: install
 bench: install
 	$(PY) experiments/bench_train_step.py
 
+# conf/ goes in as vita_audio/conf (src/vita_audio/conf links to it); setuptools' scratch build/ is removed after
+wheel: | $(VENV)/bin/python
+	$(PIP) wheel -q --no-deps -w dist .
+	rm -rf build
+
 clean:
-	rm -rf logs outputs multirun .pytest_cache
+	rm -rf logs outputs multirun .pytest_cache build dist
