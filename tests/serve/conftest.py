@@ -6,9 +6,11 @@ whichever head a decode step uses (the restricted audio head or the full one).""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from vita_audio.audio.builtin import save_codec
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.io import write_audio
 from vita_audio.checkpoint import export_pretrained
+from vita_audio.inference import Decoder
 from vita_audio.cli.common import CONFIG_DIR
 from vita_audio.model.backbone import Backbone
 from vita_audio.model.lm import VitaAudioLM
@@ -40,6 +43,25 @@ def serve_lm(num_modules: int = MODULES, seed: int = 0) -> VitaAudioLM:
     bb = Backbone(CODEBOOK, config=dict(TINY_CONFIG), tokenizer="tiny", seed=seed)
     torch.manual_seed(seed)
     return VitaAudioLM(bb, MCTPStack.for_backbone(bb, num_modules)).eval()
+
+
+def biased_lm(num_modules: int = 4, seed: int = 0) -> VitaAudioLM:
+    """`serve_lm` whose LM head is sharpened (weights x10) and biased towards the audio markers, the stop id, a few
+    codes and a few text tokens: greedy and sampled answers then open and close audio spans and stop (with the
+    default stop ids) at different steps from row to row, deterministically (the tests assert it)."""
+    lm = serve_lm(num_modules, seed)
+    bb, av = lm.backbone, lm.backbone.audio_vocab
+    old = bb.lm_head
+    head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(old.weight * 10)
+        head.bias.zero_()
+        head.bias[[av.begin_of_audio, av.end_of_audio]] = 3.0
+        head.bias[Decoder(lm, [[1]], schedule=[1, 0], max_new_tokens=1).stop_ids] = 2.2  # the default stops
+        head.bias[av.audio_offset:av.audio_offset + 8] = 2.0
+        head.bias[300:306] = 2.0
+    bb.model.set_output_embeddings(head)
+    return lm.eval()
 
 
 def free_port() -> int:
@@ -96,14 +118,30 @@ def serve_cfg(artefacts, overrides=()):
         return compose(config_name="serve", overrides=[*base, *overrides])
 
 
+@contextmanager
+def api_key_env(key: str | None = API_KEY):
+    """VITA_API_KEY set to `key` (unset for None) while the settings are built (they read it once)."""
+    old = os.environ.pop("VITA_API_KEY", None)
+    if key is not None:
+        os.environ["VITA_API_KEY"] = key
+    try:
+        yield
+    finally:
+        os.environ.pop("VITA_API_KEY", None)
+        if old is not None:
+            os.environ["VITA_API_KEY"] = old
+
+
 @pytest.fixture(scope="package")
 def served(artefacts):
     """The shared server: an API key, 2 slots, no queue (a third concurrent request gets 503)."""
     from vita_audio.cli.serve import build_app
 
-    cfg = serve_cfg(artefacts, [f"server.api_key={API_KEY}", "server.slots=2", "server.max_queue=0",
-                                "server.max_batch=2"])
-    with Served(build_app(cfg)) as s:
+    cfg = serve_cfg(artefacts, ["server.slots=2", "server.max_queue=0", "server.max_batch=2",
+                                "server.max_audio_parts=2", "server.max_sample_rate=48000"])
+    with api_key_env():
+        app = build_app(cfg)
+    with Served(app) as s:
         yield s
 
 

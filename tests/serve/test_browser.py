@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.serve.conftest import API_KEY, Served, serve_cfg
+from tests.serve.conftest import API_KEY, Served, api_key_env, serve_cfg
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make install)")
@@ -19,8 +19,10 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is n
 def page_server(artefacts):
     from vita_audio.cli.serve import build_app
 
-    cfg = serve_cfg(artefacts, [f"server.api_key={API_KEY}", "server.max_tokens=120", "server.slots=1"])
-    with Served(build_app(cfg)) as s:
+    cfg = serve_cfg(artefacts, ["server.max_tokens=120", "server.slots=1"])
+    with api_key_env():
+        app = build_app(cfg)
+    with Served(app) as s:
         yield s
 
 

@@ -71,7 +71,9 @@ def test_unknown_mode_and_other_fields(served):
     text = {"type": "text", "text": "Hi."}
     err = _error(_chat(served, {**_user(text), "mode": "warp"}), 400, "invalid_mode", "mode")
     assert "vanilla" in err["message"]
-    _error(_chat(served, {**_user(text), "schedule": [1, 20]}), 400, "invalid_mode", "schedule")  # 10 modules
+    _error(_chat(served, {**_user(text), "schedule": [1, 20]}), 400, "invalid_schedule", "schedule")  # 10 modules
+    _error(_chat(served, {**_user(text), "mode": "verified", "schedule": [1, 4]}), 400, "invalid_schedule",
+           "schedule")  # verified drafts with every module: no schedule
     _error(_chat(served, {**_user(text), "model": "gpt-4o"}), 404, "model_not_found", "model")
     _error(_chat(served, {**_user(text), "max_tokens": 10**6}), 400, None, "max_tokens")
     _error(_chat(served, {**_user(text), "stream": True, "modalities": ["text", "audio"],
@@ -127,26 +129,29 @@ def test_disconnect_cancels_and_more_requests_than_slots_get_503(served):
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 8
 
 
-def test_error_mid_stream_is_an_sse_error_event(served):
-    """A failure inside the engine after the stream started arrives as one OpenAI error event."""
+def test_error_mid_stream_is_an_opaque_sse_error_event_with_the_request_id(served, monkeypatch, caplog):
+    """A failure inside the engine after the stream started arrives as one OpenAI error event that names the
+    request id only; the exception's class and message are in the server log under that id."""
+    import vita_audio.serve.engine as engine_mod
+
+    def failing(*_args, **_kw):
+        raise RuntimeError("boom at /secret/path, shape (3, 7)")
+
+    monkeypatch.setattr(engine_mod, "Group", failing)
     body = {"model": "vita-audio", "messages": [{"role": "user", "content": "Hi."}], "stream": True,
             "max_tokens": 8}
-    real = served.engine._open
-
-    def failing(jobs):
-        for job in jobs:
-            served.engine._fail(job, RuntimeError("boom"))
-        with served.engine._cv:
-            served.engine._live -= len(jobs)
-
-    served.engine._open = failing
-    try:
+    with caplog.at_level("ERROR", logger="vita_audio.serve"):
         with httpx.stream("POST", f"{served.url}/v1/chat/completions", json=body, headers=AUTH, timeout=30) as r:
+            rid = r.headers["x-request-id"]
             events = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
-    finally:
-        served.engine._open = real
-    assert events[-1]["error"]["type"] == "server_error" and "boom" in events[-1]["error"]["message"]
+    monkeypatch.undo()
+    err = events[-1]["error"]
+    assert err["type"] == "server_error" and err["code"] == "internal_error" and rid in err["message"]
+    assert "boom" not in err["message"] and "RuntimeError" not in err["message"] and "(3, 7)" not in err["message"]
+    logged = [rec for rec in caplog.records if rid in rec.getMessage()]
+    assert logged and "boom at /secret/path" in logged[0].getMessage()
     wait_idle(served)
+    assert served.engine.alive()
 
 
 @pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/capture-worklet.js"])

@@ -1,10 +1,15 @@
 """The FastAPI app: `/v1/chat/completions` (JSON or SSE), `/v1/models`, `/health` and the web page at `/`.
 
-    POST body -> size limit (413) -> JSON (400) -> parse_request (400/404) -> audio -> codes (threadpool)
-         -> prompt ids (400 when too long) -> Engine.submit (503 when full) -> events -> SSE chunks | one JSON
+    POST -> key (401) -> admission: a slot or queue place (503), before anything is read
+         -> body, read up to max_body_bytes (413 from Content-Length, or once the stream passes it)
+         -> on the bounded request pool: JSON + fields (400/404) -> decode options (400) -> audio headers, limits,
+            decoding and encoding (400) -> prompt ids (400 when too long)
+         -> Engine.submit -> events -> SSE chunks (": keep-alive" comments while idle) | one JSON
+         -> a request not answered within request_timeout_s fails (504) and frees its slot
 
-Every error is OpenAI's `{"error": {"message", "type", "param", "code"}}`; mid-stream as one `data:` event.
-A client that disconnects cancels its generation (the engine drops the row and its slot at once).
+Every error is OpenAI's `{"error": {"message", "type", "param", "code"}}`; mid-stream as one `data:` event. A
+failure the client cannot act on is logged with the request id (the completion's id, also in `X-Request-Id`) and
+answered with that id only. A client that disconnects cancels its generation.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import hmac
 import json
 import time
 import uuid
-from collections import OrderedDict
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,18 +28,20 @@ import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vita_audio.inference import AudioChunk, SpeechLM, TextDelta, default_schedule, resolve_schedule
-from vita_audio.serve.audio import b64, decode_input_audio, pcm16_bytes, wav_bytes
-from vita_audio.serve.engine import Done, Engine, Job, Overloaded
-from vita_audio.serve.errors import APIError, bad_request
-from vita_audio.serve.protocol import ChatRequest, parse_request
+from vita_audio.inference import AudioChunk, SpeechLM, TextDelta, default_schedule
+from vita_audio.inference.schedule import Decode, resolve_decode
+from vita_audio.serve.audio import AudioLimits, b64, pcm16_bytes, read_input_audio, wav_bytes
+from vita_audio.serve.engine import DeadlineExceeded, Done, Engine, EngineDown, Job, Overloaded
+from vita_audio.serve.errors import APIError, bad_request, internal_error
+from vita_audio.serve.protocol import ChatRequest, Transcripts, parse_request
 from vita_audio.serve.settings import ServeSettings
 
 STATIC = Path(__file__).parent / "static"
 TRANSCRIPTS_KEPT = 1024  # spoken answers whose transcript a later turn may refer to by audio id
+GRACE_S = 5.0  # past a job's deadline, the HTTP side stops waiting for the engine (which should have failed it)
+POLL_S = 0.5  # a non-streamed request checks this often whether its client is still there
 
 
 def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -42,17 +50,21 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
     lm = speech.lm
     engine = engine or Engine(lm, speech.detokenizer, settings.slots, settings.max_queue, settings.max_batch,
                               settings.batch_window_s, settings.codec_threads)
-    transcripts: OrderedDict[str, str] = OrderedDict()
+    transcripts = Transcripts(TRANSCRIPTS_KEPT)
     n_pos = getattr(lm.backbone.config, "max_position_embeddings", None)
     sample_rate = speech.detokenizer.sample_rate if speech.detokenizer is not None else None
+    limits = AudioLimits(settings.max_audio_seconds, settings.max_sample_rate)
+    resolve_decode(settings.mode, None, default_schedule(lm), lm.num_mctp_modules)  # a bad server.mode: ValueError
 
     @asynccontextmanager
-    async def lifespan(_app):
+    async def lifespan(app_):
+        app_.state.pool = ThreadPoolExecutor(settings.audio_threads, thread_name_prefix="vita-request")
         engine.start()
         try:
             yield
         finally:
             engine.stop()
+            app_.state.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="vita-audio", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.engine, app.state.settings = engine, settings
@@ -63,12 +75,12 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req, err: StarletteHTTPException):
-        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(err.status_code, "invalid_request_error")
+        kind = {404: "not_found_error"}.get(err.status_code, "invalid_request_error")
         return APIError(err.status_code, str(err.detail), kind).response()
 
     @app.exception_handler(Exception)
-    async def _server_error(_req, err: Exception):
-        return APIError(500, f"internal error: {type(err).__name__}: {err}", "server_error").response()
+    async def _server_error(req: Request, err: Exception):
+        return internal_error(err, getattr(req.state, "request_id", None) or _new_id()).response()
 
     def authorize(request: Request) -> None:
         if settings.api_key is None:
@@ -81,8 +93,13 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": settings.model_name, "sample_rate": sample_rate,
-                "auth": settings.api_key is not None, **engine.stats()}
+        alive = engine.alive()
+        body = {"status": "ok" if alive else "error", "engine": "running" if alive else "stopped",
+                "model": settings.model_name, "sample_rate": sample_rate, "auth": settings.api_key is not None,
+                **engine.stats()}
+        if not alive:
+            body["message"] = "the generation engine thread is not running: see the server log"
+        return JSONResponse(body, status_code=200 if alive else 503)
 
     @app.get("/v1/models")
     async def models(request: Request):
@@ -103,26 +120,25 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def schedule_of(req: ChatRequest) -> tuple[list[int], bool]:
-        mode = req.mode or settings.mode
-        verify = req.schedule is None and mode == "verified"
-        sched = req.schedule if req.schedule is not None else (None if mode in (None, "verified") else mode)
-        sched = default_schedule(lm) if sched is None else sched
+    def decode_of(req: ChatRequest) -> Decode:
+        """schedule > mode > server.mode > the checkpoint's schedule (`resolve_decode`); verified takes none."""
+        asked = req.mode is not None or req.schedule is not None
         try:
-            if verify and lm.num_mctp_modules == 0:
-                raise ValueError("mode 'verified' needs MCTP modules to draft with; this model has none")
-            return resolve_schedule(sched, None if verify else lm.num_mctp_modules), verify
+            return resolve_decode(req.mode if asked else settings.mode, req.schedule, default_schedule(lm),
+                                  lm.num_mctp_modules)
         except ValueError as err:
-            raise bad_request(str(err), "schedule" if req.schedule is not None else "mode", "invalid_mode") from None
+            if req.schedule is not None:
+                raise bad_request(str(err), "schedule", "invalid_schedule") from None
+            raise bad_request(str(err), "mode", "invalid_mode") from None
 
     def prompt_of(req: ChatRequest) -> tuple[list[int], torch.Tensor | None]:
         """(prompt ids, audio_features): a Plus model's input audio is its encoder's frames, else audio codes."""
+        if req.audio and speech.tokenizer is None and not speech.is_plus:
+            raise bad_request("this server has no audio tokenizer: send text only", req.audio[0].param)
+        sr = speech.input_sample_rate if req.audio else 0
+        wavs = read_input_audio([(p.data, p.format, p.param) for p in req.audio], sr, limits)
         audios = []
-        for part in req.audio:
-            if speech.tokenizer is None and not speech.is_plus:
-                raise bad_request("this server has no audio tokenizer: send text only", part.param)
-            sr = speech.input_sample_rate
-            wav = decode_input_audio(part.data, part.format, sr, settings.max_audio_seconds, part.param)
+        for part, wav in zip(req.audio, wavs):
             try:  # codes of the audio tokenizer, or a Plus model's encoder frames
                 audios.append(speech.encode_audio((wav, sr)))
             except ValueError as err:  # e.g. too short to give one audio token
@@ -130,47 +146,64 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
         features = torch.cat(audios) if speech.is_plus and audios else None
         return speech.prompts.generation_prompt(req.turns, audios), features
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        authorize(request)
-        raw = await _read_body(request, settings.max_body_bytes)
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise bad_request(f"the request body is not valid JSON ({err})", None, "invalid_json") from None
-        req = parse_request(body, settings, transcripts)
-        schedule, verify = schedule_of(req)
+    def prepare(raw: bytes) -> tuple[ChatRequest, Decode, list[int], torch.Tensor | None]:
+        """Everything between the body's bytes and a job, on the request pool (never on the event loop)."""
+        req = parse_request(raw, settings, transcripts)
+        decode = decode_of(req)
         if req.audio_out and speech.detokenizer is None:
             raise bad_request("this server has no audio detokenizer: ask for modalities [\"text\"]", "modalities")
+        prompt, features = prompt_of(req)
+        if n_pos is not None and len(prompt) + req.max_tokens > n_pos:
+            raise bad_request(f"the conversation is {len(prompt)} tokens and max_tokens is {req.max_tokens}: "
+                              f"together over the model's {n_pos} positions; shorten it or lower max_tokens",
+                              "messages", "context_length_exceeded")
+        return req, decode, prompt, features
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        arrived, rid = time.perf_counter(), _new_id()
+        request.state.request_id = rid
+        authorize(request)
         try:
-            engine.expect()  # a place in the slots or the queue, before the audio is encoded
+            engine.expect()  # a place in the slots or the queue, before the body is read
         except Overloaded as err:
             raise APIError(503, str(err), "server_error", None, "server_overloaded", {"Retry-After": "1"}) from None
+        except EngineDown as err:
+            raise _engine_error(err, rid) from None
         try:
-            prompt, features = await run_in_threadpool(prompt_of, req)
-            if n_pos is not None and len(prompt) + req.max_tokens > n_pos:
-                raise bad_request(f"the conversation is {len(prompt)} tokens and max_tokens is {req.max_tokens}: "
-                                  f"together over the model's {n_pos} positions; shorten it or lower max_tokens",
-                                  "messages", "context_length_exceeded")
+            raw = await _read_body(request, settings.max_body_bytes)
+            req, decode, prompt, features = await asyncio.get_running_loop().run_in_executor(
+                request.app.state.pool, prepare, raw)
         except BaseException:
             engine.forget()
             raise
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
-        job = Job(prompt, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), schedule, verify,
-                  req.sampling, settings.stop_ids, req.max_tokens, req.audio_out, features)
-        engine.submit(job, reserved=True)
-        meta = _Meta(settings.model_name, len(prompt), req.mode or settings.mode or "default", schedule)
+        job = Job(prompt, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), decode.schedule, decode.verify,
+                  req.sampling, settings.stop_ids, req.max_tokens, req.audio_out, features, req.stop,
+                  arrived + settings.request_timeout_s)
+        try:
+            engine.submit(job, reserved=True)
+        except EngineDown as err:
+            raise _engine_error(err, rid) from None
+        mode = "verified" if decode.verify else "schedule" if req.schedule is not None else req.mode or settings.mode
+        meta = _Meta(rid, settings.model_name, len(prompt), mode or "default", decode.schedule)
         if req.stream:
-            return StreamingResponse(_sse(job, events, engine, req, meta, transcripts), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(_sse(job, events, engine, req, meta, transcripts, settings.keepalive_s),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+                                              "X-Request-Id": rid})
         return await _collect(request, job, events, engine, req, meta, transcripts)
 
     return app
 
 
+def _new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
 class _Meta:
-    def __init__(self, model: str, prompt_tokens: int, mode: str, schedule: list[int]) -> None:
-        self.id, self.audio_id = f"chatcmpl-{uuid.uuid4().hex[:24]}", f"audio_{uuid.uuid4().hex[:24]}"
+    def __init__(self, rid: str, model: str, prompt_tokens: int, mode: str, schedule: list[int]) -> None:
+        self.id, self.audio_id = rid, f"audio_{uuid.uuid4().hex[:24]}"
         self.created, self.model, self.prompt_tokens = int(time.time()), model, prompt_tokens
         self.mode, self.schedule = mode, schedule
 
@@ -190,25 +223,45 @@ class _Meta:
         return f"data: {json.dumps(body)}\n\n"
 
 
-def _remember(transcripts: OrderedDict, audio_id: str, text: str) -> None:
-    transcripts[audio_id] = text
-    while len(transcripts) > TRANSCRIPTS_KEPT:
-        transcripts.popitem(last=False)
-
-
-def _engine_error(err: Exception) -> APIError:
+def _engine_error(err: BaseException, rid: str) -> APIError:
+    if isinstance(err, DeadlineExceeded):
+        return APIError(504, str(err), "server_error", None, "request_timeout", {"X-Request-Id": rid})
+    if isinstance(err, EngineDown):
+        return APIError(503, f"{err} (request id {rid})", "server_error", None, "engine_unavailable")
     if isinstance(err, ValueError):
         return bad_request(str(err))
-    return APIError(500, f"generation failed: {type(err).__name__}: {err}", "server_error")
+    return internal_error(err, rid)
 
 
-async def _sse(job: Job, events: asyncio.Queue, engine: Engine, req: ChatRequest, meta: _Meta, transcripts):
-    """Server-sent events: a role chunk, then one chunk per text delta / audio chunk as the engine yields them."""
+async def _events(job: Job, events: asyncio.Queue, tick: float) -> AsyncIterator[object | None]:
+    """The job's events up to `Done` or an error; None after every `tick` seconds without one. Should the engine
+    not answer by the job's deadline (plus a grace), a `DeadlineExceeded` of our own ends it."""
+    while True:
+        left = job.deadline + GRACE_S - time.perf_counter()
+        try:
+            ev = await asyncio.wait_for(events.get(), timeout=max(0.0, min(tick, left)))
+        except asyncio.TimeoutError:
+            if time.perf_counter() >= job.deadline + GRACE_S:
+                yield DeadlineExceeded("the request was not answered within the server's time limit "
+                                       "(server.request_timeout_s)")
+                return
+            yield None
+            continue
+        yield ev
+        if isinstance(ev, (Done, BaseException)):
+            return
+
+
+async def _sse(job: Job, events: asyncio.Queue, engine: Engine, req: ChatRequest, meta: _Meta,
+               transcripts: Transcripts, keepalive_s: float):
+    """Server-sent events: a role chunk, then one chunk per text delta / audio chunk as the engine yields them, and
+    a `: keep-alive` comment whenever nothing came for `keepalive_s` (queued, a long prefill)."""
     try:
         yield meta.chunk({"role": "assistant", "content": None if req.audio_out else ""})
-        while True:
-            ev = await events.get()
-            if isinstance(ev, TextDelta):
+        async for ev in _events(job, events, keepalive_s):
+            if ev is None:
+                yield ": keep-alive\n\n"
+            elif isinstance(ev, TextDelta):
                 delta = ({"audio": {"id": meta.audio_id, "transcript": ev.text}} if req.audio_out
                          else {"content": ev.text})
                 yield meta.chunk(delta)
@@ -216,7 +269,7 @@ async def _sse(job: Job, events: asyncio.Queue, engine: Engine, req: ChatRequest
                 yield meta.chunk({"audio": {"id": meta.audio_id, "data": b64(pcm16_bytes(ev.wav))}})
             elif isinstance(ev, Done):
                 if req.audio_out:
-                    _remember(transcripts, meta.audio_id, ev.text)
+                    transcripts.remember(meta.audio_id, ev.text)
                     tail = {"audio": {"id": meta.audio_id, "expires_at": int(time.time()) + 3600}}
                 else:
                     tail = {}
@@ -226,56 +279,52 @@ async def _sse(job: Job, events: asyncio.Queue, engine: Engine, req: ChatRequest
                             "model": meta.model, "choices": [], "usage": meta.usage(ev)}
                     yield f"data: {json.dumps(body)}\n\n"
                 yield "data: [DONE]\n\n"
-                return
             else:
-                yield f"data: {json.dumps(_engine_error(ev).body())}\n\n"
-                return
+                yield f"data: {json.dumps(_engine_error(ev, meta.id).body())}\n\n"
     finally:  # normal end, error, or the client went away (the response task is cancelled): free the slot
         engine.cancel(job)
 
 
 async def _collect(request: Request, job: Job, events: asyncio.Queue, engine: Engine, req: ChatRequest,
-                   meta: _Meta, transcripts) -> JSONResponse:
+                   meta: _Meta, transcripts: Transcripts) -> JSONResponse:
     """A non-streamed answer: wait for `Done`, cancelling the job if the client disconnects meanwhile."""
+    done = None
     try:
-        while True:
-            try:
-                ev = await asyncio.wait_for(events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
+        async for ev in _events(job, events, POLL_S):
+            if ev is None:
                 if await request.is_disconnected():
-                    raise APIError(499, "client closed the request", "invalid_request_error") from None
-                continue
-            if isinstance(ev, Done):
-                break
-            if isinstance(ev, Exception):
-                raise _engine_error(ev)
+                    raise APIError(499, "client closed the request", "invalid_request_error")
+            elif isinstance(ev, Done):
+                done = ev
+            elif isinstance(ev, BaseException):
+                raise _engine_error(ev, meta.id)
     finally:
         engine.cancel(job)
-    message: dict = {"role": "assistant", "content": ev.text, "refusal": None}
+    message: dict = {"role": "assistant", "content": done.text, "refusal": None}
     if req.audio_out:
-        wav = ev.wav if ev.wav is not None else torch.zeros(0)
-        data = wav_bytes(wav, ev.sample_rate) if req.audio_format == "wav" else pcm16_bytes(wav)
+        wav = done.wav if done.wav is not None else torch.zeros(0)
+        data = wav_bytes(wav, done.sample_rate) if req.audio_format == "wav" else pcm16_bytes(wav)
         message["content"] = None
         message["audio"] = {"id": meta.audio_id, "data": b64(data), "expires_at": int(time.time()) + 3600,
-                            "transcript": ev.text}
-        _remember(transcripts, meta.audio_id, ev.text)
+                            "transcript": done.text}
+        transcripts.remember(meta.audio_id, done.text)
     body = {"id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": ev.finish_reason, "logprobs": None}],
-            "usage": meta.usage(ev), "vita": meta.stats(ev)}
-    return JSONResponse(body)
+            "choices": [{"index": 0, "message": message, "finish_reason": done.finish_reason, "logprobs": None}],
+            "usage": meta.usage(done), "vita": meta.stats(done)}
+    return JSONResponse(body, headers={"X-Request-Id": meta.id})
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` bytes (Content-Length or streamed)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"request body of {int(declared)} bytes is over this server's limit of {limit} bytes",
-                       "invalid_request_error", None, "request_too_large")
+        raise APIError(413, f"request body of {int(declared)} bytes is over this server's limit of {limit} bytes "
+                       "(server.max_body_bytes)", "invalid_request_error", None, "request_too_large")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise APIError(413, f"request body is over this server's limit of {limit} bytes",
+            raise APIError(413, f"request body is over this server's limit of {limit} bytes (server.max_body_bytes)",
                            "invalid_request_error", None, "request_too_large")
         chunks.append(chunk)
     return b"".join(chunks)

@@ -2,22 +2,26 @@
 
     submit(Job) -> waiting queue --admit--> Group (one `Decoder` over 1..max_batch rows) --step--> Row events
                  (full: Overloaded)          rows with equal decode options that wait at the same time are
-                                             prefilled together
+                                             prefilled together, as long as their budgets fit the positions
 
-Requests announce themselves with `expect()` before their audio is encoded; while announced requests are still
-on their way, the oldest waiting job is held back for at most `batch_window` seconds so that requests sent
-together are prefilled together (one batched decoder) instead of one by one.
+Requests announce themselves with `expect()` before their body is read; while announced requests are still on
+their way, the oldest waiting job is held back for at most `batch_window` seconds so that requests sent together
+are prefilled together (one batched decoder) instead of one by one.
 
-Each loop iteration admits waiting jobs into free slots, then advances ONE group by one decoder step (one token
-per row). The group to step is the oldest one that still has a row without its first output (audio chunk, or
-text when no audio is asked for), else the next in round-robin: a new request's first audio chunk is not stuck
-behind the long tails of older answers. State lives in each group's `Decoder` (never on the model), so
-generations never see each other's state. Audio is synthesised beside decoding: each answer's detokenizer session
-is a `CodecLane` (`lanes.py`) on a pool of `codec_threads`, so the decoder never waits for the codec and the
-answers of one batch are synthesised in parallel. A cancelled row stops receiving events and frees its slot at once; a
-group whose rows are all gone is closed, which drops its decoder and caches.
+Each loop iteration fails jobs past their deadline, admits waiting jobs into free slots, then advances ONE group by
+one decoder step (one token per row). The group to step is the oldest one that still has a row looking for its
+first output (audio chunk, or text when no audio is asked for; for its first `FIRST_PRIORITY_TOKENS` tokens at
+most, so an answer that never speaks cannot starve the others), else the next in round-robin. State lives in each
+group's `Decoder` (never on the model), so generations never see each other's state. Audio is synthesised beside
+decoding: each answer's detokenizer session is a `CodecLane` (`lanes.py`) on a pool of `codec_threads`.
 
-Events a job's `sink` receives, from the engine thread: `TextDelta`, `AudioChunk`, then `Done` (or an Exception).
+Slots: a group holds one slot per row from admission until the group closes, because the decoder computes every
+row until then, finished and cancelled ones included. A finished row gets no more events; a group whose rows are
+all finished is closed at once, which drops its decoder and caches. A row's two flags (`done`: decoding over;
+`ended`: its last event claimed) change only under the lock, so the engine and codec threads never end it twice.
+
+Events a job's `sink` receives, from the engine or codec threads: `TextDelta`, `AudioChunk`, then `Done` (or an
+Exception: `DeadlineExceeded`, a `ValueError` about the request, or a failure).
 """
 
 from __future__ import annotations
@@ -27,117 +31,25 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
 from vita_audio.audio.interface import AudioDetokenizer
-from vita_audio.inference import AudioChunk, Decoder, Sampling, TextDelta
-from vita_audio.inference.stream import TextStream
+from vita_audio.inference import TextDelta
+from vita_audio.serve.group import DeadlineExceeded, Done, Group, Job, Row, fits
 from vita_audio.serve.lanes import CodecLane, CodecPool
 
 log = logging.getLogger(__name__)
-FIRST_BACKLOG = 4  # codes queued for the codec after which a row waiting for its first chunk stops decoding on
+
+__all__ = ["DeadlineExceeded", "Done", "Engine", "EngineDown", "Job", "Overloaded"]
 
 
 class Overloaded(Exception):
     """Every slot is busy and the waiting queue is full."""
 
 
-@dataclass
-class Done:
-    text: str
-    tokens: list[int]
-    wav: torch.Tensor | None  # (S,) the whole answer's audio, None without audio
-    sample_rate: int | None
-    finish_reason: str  # "stop" | "length"
-    first_audio_s: float | None  # from admission to the first audio chunk
-    first_audio_forwards: int | None  # backbone forwards run by then (1 in Boost / Turbo: the prefill)
-    queued_s: float  # from submission to admission
-    elapsed_s: float  # from admission to the end
-    backbone_forwards: int  # of the group the row was decoded in
-    mctp_steps: int
-    batch: int  # rows of that group
-
-
-@dataclass(eq=False)
-class Job:
-    """One request's decode: prompt ids and options; `sink(event)` is called from the engine thread."""
-
-    prompt: list[int]
-    sink: Callable[[object], None]
-    schedule: list[int]
-    verify: bool = False
-    sampling: Sampling | None = None
-    stop_ids: list[int] | None = None
-    max_new_tokens: int = 512
-    audio_out: bool = True
-    audio_features: torch.Tensor | None = None  # Plus models: (N, D) encoder frames of the prompt's placeholders
-    cancelled: bool = False
-    submitted: float = field(default_factory=time.perf_counter)
-
-    def key(self) -> tuple:
-        """Jobs with equal keys may share one batched decoder."""
-        stops = None if self.stop_ids is None else tuple(self.stop_ids)
-        return tuple(self.schedule), self.verify, self.sampling, stops, self.audio_out
-
-
-class _Row:
-    def __init__(self, job: Job, tokenizer, started: float) -> None:
-        self.job, self.text = job, TextStream(tokenizer)
-        self.lane: CodecLane | None = None  # audio out: the row's detokenizer session on the codec pool
-        self.sr: int | None = None
-        self.tokens: list[int] = []
-        self.codes = 0
-        self.pieces: list[torch.Tensor] = []
-        self.first_audio: float | None = None
-        self.first_audio_forwards: int | None = None  # backbone forwards run when the first chunk's codes came
-        self.started = started
-        self.queued = started - job.submitted
-        self.first_output = False
-        self.done = False  # decoding over (the codec may still be synthesising its last codes)
-
-    def audio(self, wav: torch.Tensor, forwards: int) -> None:
-        now = time.perf_counter()
-        if self.first_audio is None:
-            self.first_audio, self.first_audio_forwards = now - self.started, forwards
-        self.first_output = True
-        self.pieces.append(wav)
-        self.job.sink(AudioChunk(wav, self.sr, now - self.started))
-
-
-class _Group:
-    def __init__(self, engine: Engine, jobs: list[Job]) -> None:
-        j = jobs[0]
-        frames = [x.audio_features for x in jobs if x.audio_features is not None]  # row-major, as the rows
-        self.dec = Decoder(engine.lm, [x.prompt for x in jobs], schedule=j.schedule, verify=j.verify,
-                           max_new_tokens=max(x.max_new_tokens for x in jobs), sampling=j.sampling,
-                           stop_ids=j.stop_ids, audio_features=torch.cat(frames) if frames else None)
-        now = time.perf_counter()
-        bb = engine.lm.backbone
-        self.rows = [_Row(x, bb.tokenizer, now) for x in jobs]
-        for r in self.rows:
-            if engine.detokenizer is not None and r.job.audio_out:
-                r.sr = engine.detokenizer.sample_rate
-                r.lane = CodecLane(engine.detokenizer.stream(), engine._pool, r.audio,
-                                   lambda err, r=r: engine._ended(self, r, err))
-        self.steps = self.dec.steps()
-        av = bb.audio_vocab
-        self.audio_lo, self.audio_hi, self.stops = av.audio_offset, av.audio_end, set(self.dec.stop_ids)
-        self.markers = {av.begin_of_audio, av.end_of_audio, *self.stops}
-        self.created = now
-
-    def live(self) -> list[_Row]:
-        return [r for r in self.rows if not r.done]
-
-    def waiting_first(self) -> bool:
-        return any(not r.first_output for r in self.live())
-
-    def codec_bound(self) -> bool:
-        """Every row still waiting for its first audio has enough codes queued for the codec."""
-        waiting = [r for r in self.live() if not r.first_output]
-        return bool(waiting) and all(r.lane is not None and r.lane.backlog >= FIRST_BACKLOG for r in waiting)
+class EngineDown(RuntimeError):
+    """The engine thread has stopped (a bug): no request can be served."""
 
 
 class Engine:
@@ -157,15 +69,17 @@ class Engine:
                  max_batch: int = 4, batch_window: float = 0.05, codec_threads: int = 2) -> None:
         self.lm, self.detokenizer = lm, detokenizer
         self.slots, self.max_queue, self.max_batch, self.batch_window = slots, max_queue, max_batch, batch_window
+        self.n_pos = getattr(lm.backbone.config, "max_position_embeddings", None)
         self._incoming = 0  # announced by expect(), not submitted yet
         self.codec_threads = codec_threads if detokenizer is not None else 0
         self._pool: CodecPool | None = None
         self._waiting: deque[Job] = deque()
-        self._groups: deque[_Group] = deque()
-        self._live = 0  # rows in groups that are not done or cancelled
+        self._groups: deque[Group] = deque()
+        self._used = 0  # slots held: rows of open groups (finished ones included) and of groups being opened
         self._cv = threading.Condition()
         self._stop = False
         self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None  # what stopped the engine thread
         self.completed = 0
         self.cancelled = 0
         self.errors = 0
@@ -191,9 +105,13 @@ class Engine:
             self._pool.shutdown()
             self._pool = None
 
+    def alive(self) -> bool:
+        """The engine thread runs (started and neither stopped nor dead)."""
+        return self._thread is not None and self._thread.is_alive() and self.failure is None
+
     def expect(self) -> None:
         """Reserve room for a request that will `submit(job, reserved=True)` (or `forget()`) soon; raises
-        `Overloaded` when every slot and queue place is taken."""
+        `Overloaded` when every slot and queue place is taken, `EngineDown` when the engine thread has died."""
         with self._cv:
             self._check_room()
             self._incoming += 1
@@ -208,18 +126,22 @@ class Engine:
         with self._cv:
             if reserved:
                 self._incoming -= 1
-            else:
+            if self.failure is not None:
+                raise EngineDown("the generation engine has stopped (see the server log)")
+            if not reserved:
                 self._check_room()
             self._waiting.append(job)
             self._cv.notify_all()
 
     def _check_room(self) -> None:
-        if self._live + len(self._waiting) + self._incoming >= self.slots + self.max_queue:
+        if self.failure is not None:
+            raise EngineDown("the generation engine has stopped (see the server log)")
+        if self._used + len(self._waiting) + self._incoming >= self.slots + self.max_queue:
             raise Overloaded(f"all {self.slots} generation slots are busy and {len(self._waiting) + self._incoming} "
                              "request(s) are queued: retry later")
 
     def cancel(self, job: Job) -> None:
-        """Stop a job (client gone): no more events; its slot is free for the next admission."""
+        """Stop a job (client gone): no more events; its slot is free once its group ends."""
         with self._cv:
             if job.cancelled:
                 return
@@ -231,12 +153,29 @@ class Engine:
 
     def stats(self) -> dict:
         with self._cv:
-            return {"slots": self.slots, "active": self._live, "queued": len(self._waiting) + self._incoming,
-                    "max_queue": self.max_queue, "completed": self.completed, "cancelled": self.cancelled,
-                    "errors": self.errors}
+            active = sum(not r.ended for g in self._groups for r in g.rows)
+            return {"slots": self.slots, "active": active, "slots_used": self._used,
+                    "queued": len(self._waiting) + self._incoming, "max_queue": self.max_queue,
+                    "completed": self.completed, "cancelled": self.cancelled, "errors": self.errors}
 
     # -- the engine thread ------------------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as err:  # noqa: BLE001 - a bug in the scheduler itself: say so, fail every request
+            log.exception("the engine thread stopped")
+            with self._cv:
+                self.failure = err
+                waiting, self._waiting = list(self._waiting), deque()
+            for job in waiting:
+                self._fail(job, EngineDown("the generation engine has stopped (see the server log)"))
+            for g in list(self._groups):
+                self._abandon(g, EngineDown("the generation engine has stopped (see the server log)"))
+        finally:
+            for g in list(self._groups):
+                self._abandon(g, EngineDown("the server is shutting down"))
+
+    def _loop(self) -> None:
         rr = itertools.count()
         while True:
             with self._cv:
@@ -246,8 +185,11 @@ class Engine:
                         break
                     self._cv.wait(timeout=hold if self._waiting else None)
                 if self._stop:
-                    break
+                    return
+                expired = self._expire_waiting()
                 admitted = self._take_admissions() if self._hold() <= 0 else []
+            for job in expired:
+                self._fail(job, _deadline_error(job))
             for jobs in admitted:
                 self._open(jobs)
             self._reap()
@@ -261,45 +203,59 @@ class Engine:
                 except Exception as err:  # noqa: BLE001 - a bug must not kill the engine: fail this group only
                     log.exception("engine step failed")
                     self._abandon(g, err)
-        for g in list(self._groups):
-            self._close(g)
 
     def _hold(self) -> float:
         """Under the lock: seconds to keep the waiting jobs back for announced requests (0 = admit now)."""
-        if not self._waiting or not self._incoming or self._live + len(self._waiting) >= self.slots:
+        if not self._waiting or not self._incoming or self._used + len(self._waiting) >= self.slots:
             return 0.0
         return max(0.0, self.batch_window - (time.perf_counter() - self._waiting[0].submitted))
 
+    def _expire_waiting(self) -> list[Job]:
+        """Under the lock: take waiting jobs past their deadline out of the queue."""
+        now = time.perf_counter()
+        expired = [j for j in self._waiting if j.expired(now) and not j.cancelled]
+        for j in expired:
+            self._waiting.remove(j)
+        return expired
+
     def _take_admissions(self) -> list[list[Job]]:
-        """Under the lock: move waiting jobs into free slots, grouped by decode options."""
-        groups: dict[tuple, list[Job]] = {}
+        """Under the lock: move waiting jobs into free slots, grouped by decode options; a job joins a batch only
+        if the batch's longest prompt plus its largest max_new_tokens still fit the model's positions (each job
+        fits alone: the HTTP layer checks it), so requests that fit alone never fail together."""
         out: list[list[Job]] = []
-        while self._waiting and self._live < self.slots:
+        while self._waiting and self._used < self.slots:
             job = self._waiting.popleft()
             if job.cancelled:
                 continue
-            self._live += 1
+            self._used += 1
             cap = 1 if job.verify else self.max_batch
-            batch = groups.get(job.key())
-            if batch is None or len(batch) >= cap:
-                batch = groups[job.key()] = []
-                out.append(batch)
-            batch.append(job)
+            batch = next((b for b in out if b[0].key() == job.key() and len(b) < cap and fits([*b, job], self.n_pos)),
+                         None)
+            if batch is None:
+                out.append([job])
+            else:
+                batch.append(job)
         return out
 
     def _open(self, jobs: list[Job]) -> None:
         try:
-            g = _Group(self, jobs)
+            g = Group(self.lm, jobs)
         except Exception as err:  # noqa: BLE001 - a bad prompt / option: those jobs fail, the engine goes on
             with self._cv:
-                self._live -= len(jobs)
+                self._used -= len(jobs)
             for job in jobs:
                 self._fail(job, err)
             return
-        self._groups.append(g)
+        for r in g.rows:
+            if self.detokenizer is not None and r.job.audio_out:
+                r.sr = self.detokenizer.sample_rate
+                r.lane = CodecLane(self.detokenizer.stream(), self._pool, r.audio,
+                                   lambda err, r=r: self._ended(g, r, err))
+        with self._cv:
+            self._groups.append(g)
 
-    def _pick(self, tick: int) -> _Group | None:
-        """The group to step: the oldest with a row still waiting for its first audio, else round robin. A group
+    def _pick(self, tick: int) -> Group | None:
+        """The group to step: the oldest with a row still looking for its first output, else round robin. A group
         whose waiting rows already have `FIRST_BACKLOG` codes queued for the codec is skipped (the codec's first
         chunk is what they wait for; decoding further would only take its CPU); None = nothing to step now."""
         fresh = [g for g in self._groups if g.waiting_first()]
@@ -311,7 +267,7 @@ class Engine:
             return rest[tick % len(rest)]
         return None
 
-    def _advance(self, g: _Group) -> None:
+    def _advance(self, g: Group) -> None:
         try:
             step = next(g.steps, None)
         except Exception as err:  # noqa: BLE001 - a failing model call: fail its rows, keep serving
@@ -330,77 +286,115 @@ class Engine:
         if not g.live():
             self._close(g)
 
-    def _token(self, g: _Group, r: _Row, tok: int) -> None:
+    def _token(self, g: Group, r: Row, tok: int) -> None:
+        """Route one token of row r: an audio code to its codec lane, text to the client (up to a stop
+        sequence), a marker nowhere; a stop id, a stop sequence or the row's max_tokens finishes the row."""
         r.tokens.append(tok)
         if g.audio_lo <= tok < g.audio_hi:
-            r.codes += 1
             if r.lane is not None:
                 r.lane.push(tok - g.audio_lo, g.dec.backbone_forwards)
         elif tok not in g.markers:
-            delta = r.text.push(tok)
-            if delta:
-                if r.lane is None:
-                    r.first_output = True
-                r.job.sink(TextDelta(delta))
+            self._text(r, r.stop.push(r.text.push(tok)))
+            if r.stop.stopped:
+                self._finish(g, r, "stop")
+                return
         if tok in g.stops:
             self._finish(g, r, "stop")
         elif len(r.tokens) >= r.job.max_new_tokens:
             self._finish(g, r, "length")
 
-    def _finish(self, g: _Group, r: _Row, reason: str) -> None:
-        """Decoding of row r is over: its slot is free now; `Done` follows once its audio is synthesised."""
+    def _text(self, r: Row, delta: str) -> None:
+        if delta:
+            r.sent += delta
+            if r.lane is None:
+                r.first_output = True
+            r.job.sink(TextDelta(delta))
+
+    def _finish(self, g: Group, r: Row, reason: str) -> None:
+        """Decoding of row r is over: no more tokens; `Done` follows once its audio is synthesised."""
+        with self._cv:
+            if r.done:
+                return
+            r.done = True
+        self._text(r, r.stop.flush())
         r.finish_reason, r.forwards, r.mctp_steps = reason, g.dec.backbone_forwards, g.dec.mctp_steps
-        self._release(r)
         if r.lane is not None:
             r.lane.close()  # -> _ended, from the codec pool
         else:
             self._ended(g, r, None)
 
-    def _ended(self, g: _Group, r: _Row, err: Exception | None) -> None:
+    def _claim(self, r: Row) -> bool:
+        """Mark row r's answer over (decoding included); True for the one caller that sends its last event."""
+        with self._cv:
+            if r.ended:
+                return False
+            r.ended = r.done = True
+            return True
+
+    def _ended(self, g: Group, r: Row, err: Exception | None) -> None:
+        """Row r's audio is all synthesised (or its lane failed); any thread."""
+        if not self._claim(r):
+            return
         if err is not None:
-            self._release(r)
             self._fail(r.job, err)
             return
         wav = torch.cat(r.pieces) if r.pieces else None
-        done = Done(r.text.sent, r.tokens, wav, r.sr, r.finish_reason, r.first_audio, r.first_audio_forwards,
+        done = Done(r.sent, r.tokens, wav, r.sr, r.finish_reason, r.first_audio, r.first_audio_forwards,
                     r.queued, time.perf_counter() - r.started, r.forwards, r.mctp_steps, len(g.rows))
         with self._cv:
             self.completed += 1
         r.job.sink(done)
 
-    def _release(self, r: _Row) -> None:
-        if not r.done:
-            r.done = True
-            with self._cv:
-                self._live -= 1
+    def _drop(self, r: Row, err: Exception | None) -> bool:
+        """End row r now (no audio to wait for): fail it with `err`, or silently for a cancelled job."""
+        if not self._claim(r):
+            return False
+        if r.lane is not None:
+            r.lane.abort()
+        if err is not None:
+            self._fail(r.job, err)
+        return True
 
     def _reap(self) -> None:
-        """Drop cancelled rows; close groups left without rows (their decoder state goes with them)."""
+        """Drop cancelled rows and rows past their deadline; close groups left without live rows."""
+        now = time.perf_counter()
         for g in list(self._groups):
-            for r in g.live():
+            for r in g.rows:
+                if r.ended:
+                    continue
                 if r.job.cancelled:
-                    self._release(r)
-                    if r.lane is not None:
-                        r.lane.abort()
-                    with self._cv:
-                        self.cancelled += 1
+                    if self._drop(r, None):
+                        with self._cv:
+                            self.cancelled += 1
+                elif r.job.expired(now):
+                    self._drop(r, _deadline_error(r.job))
             if not g.live():
                 self._close(g)
 
-    def _abandon(self, g: _Group, err: Exception) -> None:
-        for r in g.live():
-            self._release(r)
-            if r.lane is not None:
-                r.lane.abort()
-            self._fail(r.job, err)
+    def _abandon(self, g: Group, err: BaseException) -> None:
+        for r in g.rows:
+            self._drop(r, err)
         self._close(g)
 
-    def _close(self, g: _Group) -> None:
+    def _close(self, g: Group) -> None:
+        """Drop the group's decoder (and caches) and free its slots."""
+        if g.closed:
+            return
+        g.closed = True
         g.steps.close()
-        if g in self._groups:
-            self._groups.remove(g)
+        with self._cv:
+            self._used -= len(g.rows)
+            if g in self._groups:
+                self._groups.remove(g)
+            self._cv.notify_all()
 
-    def _fail(self, job: Job, err: Exception) -> None:
+    def _fail(self, job: Job, err: BaseException) -> None:
         with self._cv:
             self.errors += 1
         job.sink(err)
+
+
+def _deadline_error(job: Job) -> DeadlineExceeded:
+    waited = time.perf_counter() - job.submitted
+    return DeadlineExceeded(f"the request was not answered within the server's time limit ({waited:.1f} s "
+                            "since it was queued; server.request_timeout_s)")
