@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic speech-like audio (no TTS needed) and a tiny codec trained for a few steps."""
+"""Shared fixtures: synthetic speech-like audio (no TTS needed), a tiny codec trained for a few steps, and the
+log-mel distance that the stream-vs-whole-utterance bounds are stated in."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from vita_audio.audio.builtin import CodecConfig, TrainArgs, load_codec, train_codec
+from vita_audio.audio.builtin.features import mel_filterbank
 from vita_audio.audio.io import write_audio
 
 TINY = CodecConfig(codebook_size=32, latent_dim=8, enc_channels=32, enc_blocks=1, dec_channels=32, dec_blocks=2,
@@ -28,6 +30,20 @@ def speechlike(seconds: float, seed: int, sr: int = 16000) -> np.ndarray:
     noise = rng.standard_normal(t.size) * (1 - env) * 0.05
     x = voiced * env + noise
     return (0.5 * x / np.abs(x).max()).astype(np.float32)
+
+
+def log_mel_distance(a: torch.Tensor, b: torch.Tensor, sample_rate: int) -> float:
+    """Mean |log mel power(a) - log mel power(b)| of two equal-length waveforms (S,): 80 HTK mel bands of a
+    1024-point STFT, hop 256, natural log, power floored at 1e-8 (about 80 dB below full scale)."""
+    if a.shape != b.shape:
+        raise ValueError(f"log_mel_distance compares equal lengths, got {tuple(a.shape)} and {tuple(b.shape)}")
+    fb = mel_filterbank(80, 1024, sample_rate)  # (80, 513)
+
+    def log_mel(x: torch.Tensor) -> torch.Tensor:  # (S,) -> (80, S / 256 + 1)
+        spec = torch.stft(x.float(), 1024, 256, window=torch.hann_window(1024), return_complex=True)
+        return torch.log((fb @ spec.abs().pow(2)).clamp(min=1e-8))
+
+    return float((log_mel(a) - log_mel(b)).abs().mean())
 
 
 @pytest.fixture(autouse=True)

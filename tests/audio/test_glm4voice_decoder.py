@@ -1,5 +1,6 @@
 """GLM-4-Voice decoder: config.yaml read as data, flow.pt / hift.pt with their published names, 22,050 Hz out,
-streaming equal to offline with a flat per-chunk cost, and named errors for bad directories."""
+streaming equal to offline with a flat per-chunk cost and close to a whole-utterance decode (stated log-mel bounds
+that broken streaming exceeds), and named errors for bad directories."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ import pytest
 import torch
 
 from vita_audio.audio.glm4voice import FlowConfig, FlowModel, Glm4VoiceDetokenizer, HiFTConfig, HiFTGenerator
-from vita_audio.audio.glm4voice.testing import write_tiny_decoder
+from vita_audio.audio.glm4voice.decoder import position_noise
 from vita_audio.audio.glm4voice.yaml_config import load_plain_yaml, plain, section
 
+from .conftest import log_mel_distance
+from .glm4voice_fixtures import write_tiny_decoder
+
 CHUNK, CONTEXT = 10, 20
+#: stream vs `decode_whole` (47 codes, chunk 10, context 20, the ideal estimator below), as mean |difference| of
+#: the flow's log-mel frames and as `log_mel_distance` of the audio. Measured: 0.030 and 0.024. Broken rules:
+#: chunks through the flow without context (context_tokens=0) 0.060 on the flow's frames; HiFT blocks without
+#: context (vocoder_context=0) 0.075 and a source phase restarted at every vocoder call 0.26 on the audio.
+FLOW_BOUND, AUDIO_BOUND = 0.045, 0.045
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +269,68 @@ def test_per_chunk_cost_is_flat(det):
     assert s.mel.shape[-1] <= det.flow.cfg.mel_frames(CONTEXT) + block + 20  # state stays bounded too
 
 
+# -- the stream against the whole utterance -------------------------------------------------------------------
+class _IdealEstimator(torch.nn.Module):
+    """The velocity field of a perfectly trained flow whose target is the regulated token encoding mu: from any x
+    at time t straight to mu at t = 1. With the tiny decoder's random estimator the mel is mostly its noise (whole
+    decodes of two unrelated code sequences differ less than a stream and a whole decode of the same codes: 0.11
+    against 0.19 on the flow's frames), which no bound can tell from a streaming fault; encoder, length regulator
+    and HiFT stay the tiny random ones."""
+
+    def forward(self, x, mu, t, spks, cond):  # (1, 80, M) each; the prompt `cond` is ignored
+        return (mu - x) / (1 - t)
+
+
+def _ideal(dec_dir, **kw) -> Glm4VoiceDetokenizer:
+    det = Glm4VoiceDetokenizer(dec_dir, **{"n_timesteps": 2, "chunk_tokens": CHUNK, "context_tokens": CONTEXT, **kw})
+    det.flow.decoder.estimator = _IdealEstimator()
+    return det
+
+
+def _with_flow_mel(det, decode, codes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(audio (S,), the new mel frames of every flow call in order (80, M)) of `decode(codes)`."""
+    calls, inference = [], det.flow.inference
+    det.flow.inference = lambda *a, **k: calls.append(inference(*a, **k)) or calls[-1]
+    try:
+        wav, _ = decode(codes)
+    finally:
+        del det.flow.inference
+    return wav, torch.cat(calls, dim=2)[0]
+
+
+def test_decode_whole_is_one_pass_with_the_stream_noise(det, codes):
+    """One flow call over all the tokens and the decode's length; the same position-keyed noise as the stream, so
+    flow noise of frames 30 .. 40 is the same whether drawn alone or inside 0 .. 100."""
+    calls = []
+    hook = det.flow.encoder.register_forward_hook(lambda m, i, out: calls.append(out.shape[1]))
+    wav, sr = det.decode_whole(codes)
+    hook.remove()
+    assert calls == [codes.numel()] and sr == 22050
+    assert wav.shape == det.decode(codes)[0].shape and torch.equal(wav, det.decode_whole(codes)[0])
+    assert torch.equal(det.flow_noise(30, 40), det.flow_noise(0, 100)[:, :, 30:40])
+    assert torch.equal(position_noise(0, 2, 4000, 9000, 9, 4096), position_noise(0, 2, 0, 9000, 9, 4096)[:, 4000:])
+    assert det.decode_whole(torch.zeros(0, dtype=torch.long))[0].shape == (0,)
+    with pytest.raises(ValueError, match="codes must lie"):
+        det.decode_whole(torch.tensor([-1]))
+
+
+def test_stream_approximates_whole_utterance_decode(dec_dir, codes):
+    """`decode` is one streaming session, so stream == decode says nothing about the streaming rule. Against
+    `decode_whole` (flow over all the tokens at once, HiFT over the whole mel) the stream stays within FLOW_BOUND
+    on the flow's frames and AUDIO_BOUND on the audio; each stage decoded without its context exceeds them."""
+    det = _ideal(dec_dir)
+    whole, whole_mel = _with_flow_mel(det, det.decode_whole, codes)
+    wav, mel = _with_flow_mel(det, det.decode, codes)
+    assert mel.shape == whole_mel.shape == (80, det.flow.cfg.mel_frames(codes.numel()))
+    assert float((mel - whole_mel).abs().mean()) < FLOW_BOUND
+    assert wav.shape == whole.shape and log_mel_distance(wav, whole, 22050) < AUDIO_BOUND
+    no_flow_context = _ideal(dec_dir, context_tokens=0)
+    _, mel = _with_flow_mel(no_flow_context, no_flow_context.decode, codes)
+    assert float((mel - whole_mel).abs().mean()) > FLOW_BOUND
+    no_vocoder_context = _ideal(dec_dir, vocoder_context=0)
+    assert log_mel_distance(no_vocoder_context.decode(codes)[0], whole, 22050) > AUDIO_BOUND
+
+
 def test_sessions_are_independent(det, codes):
     a, b = det.stream(), det.stream()
     out = [a.push(codes[:20])]
@@ -275,7 +346,7 @@ def test_blocked_vocoder_equals_whole_utterance(det):
     g = torch.Generator().manual_seed(2)
     mel = torch.randn(1, 80, 100, generator=g)
     f0 = torch.rand(1, 100, generator=g) * 300
-    s, _ = hift.source(f0, torch.zeros(1, 9), hift.start_phases(1, g), g)
+    s, _ = hift.source(f0, torch.zeros(1, 9), hift.start_phases(1, g), torch.randn(1, 100 * 256, 9, generator=g))
     with torch.no_grad():
         whole = hift.generate(mel, s)[0]
         B, L, hop, parts = det.vocoder_block_frames, det.vocoder_context, 256, []

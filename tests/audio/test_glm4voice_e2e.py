@@ -13,7 +13,6 @@ from hydra.utils import instantiate
 
 from tests.conftest import TINY_CONFIG
 from vita_audio.audio.glm4voice import Glm4VoiceDetokenizer, Glm4VoiceTokenizer
-from vita_audio.audio.glm4voice.testing import write_tiny_decoder, write_tiny_tokenizer
 from vita_audio.audio.io import write_audio
 from vita_audio.checkpoint import export_pretrained
 from vita_audio.cli.common import CONFIG_DIR
@@ -23,6 +22,7 @@ from vita_audio.model.lm import VitaAudioLM
 from vita_audio.model.mctp import MCTPStack
 
 from .conftest import speechlike
+from .glm4voice_fixtures import write_tiny_decoder, write_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

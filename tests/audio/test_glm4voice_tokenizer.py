@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vita_audio.audio.glm4voice import Glm4VoiceTokenizer, WhisperVQConfig
-from vita_audio.audio.glm4voice.testing import TINY_TOKENIZER, write_tiny_tokenizer
 from vita_audio.audio.glm4voice.whisper_vq import required_names
 
 from .conftest import speechlike
+from .glm4voice_fixtures import TINY_TOKENIZER, write_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,9 @@ Decoding (offline and streaming are the same computation):
 
     codes --codebook--> vectors --Decoder on fixed windows (2 codes + R context each side)--> log-magnitude
           --exp--> BlockGriffinLim (fixed blocks of frames, clamped overlap) --> 16 kHz waveform
+
+`decode_whole` is the reference the stream approximates: the decoder once over all the codes, Griffin-Lim once
+over all the frames (tests/audio/test_streaming.py bounds the log-mel distance between the two).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from vita_audio.audio.builtin.config import CodecConfig
 from vita_audio.audio.builtin.features import Features, normalise_loudness, pad_to_tokens
-from vita_audio.audio.builtin.griffinlim import BlockGriffinLim
+from vita_audio.audio.builtin.griffinlim import BlockGriffinLim, griffin_lim_whole
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.interface import AudioDetokenizer, AudioTokenizer, StreamingSession
 from vita_audio.audio.io import check_audio, resample
@@ -121,6 +124,14 @@ class BuiltinTokenizer(AudioTokenizer):
         return self.model.vq.nearest(self.model.encoder(log_mel))[0].long()  # (N,)
 
 
+def _checked(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """codes of any shape -> (n,) long, each in [0, codebook_size)."""
+    codes = torch.as_tensor(codes).long().reshape(-1)
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codebook_size):
+        raise ValueError(f"codes must lie in [0, {codebook_size}), got [{int(codes.min())}, {int(codes.max())}]")
+    return codes
+
+
 class BuiltinStreamingSession(StreamingSession):
     """Codes in, final samples out. State: the code vectors not yet decoded (plus 2R of context) and the
     Griffin-Lim block state.
@@ -154,12 +165,9 @@ class BuiltinStreamingSession(StreamingSession):
     def push(self, codes: torch.Tensor) -> torch.Tensor:
         if self.finished:
             raise RuntimeError("push() after finish()")
-        codes = torch.as_tensor(codes).long().reshape(-1)
+        codes = _checked(codes, self.model.cfg.codebook_size)
         if codes.numel() == 0:
             return torch.zeros(0)
-        if int(codes.min()) < 0 or int(codes.max()) >= self.model.cfg.codebook_size:
-            raise ValueError(f"codes must lie in [0, {self.model.cfg.codebook_size}), got "
-                             f"[{int(codes.min())}, {int(codes.max())}]")
         self.pending = torch.cat([self.pending, self.model.vq.lookup(codes)])
         return self.vocoder.push(torch.exp(self._decode_blocks())).clamp(-1, 1)
 
@@ -197,3 +205,17 @@ class BuiltinDetokenizer(AudioDetokenizer):
         s = self.stream()
         head = s.push(codes)
         return torch.cat([head, s.finish()]), self.sample_rate
+
+    @torch.no_grad()
+    def decode_whole(self, codes: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The whole utterance at once: the decoder network over all the codes in one call (R zero vectors at
+        each edge, as the stream has), then Griffin-Lim over all the frames together. Cost and memory grow with
+        the length (the reference the stream is measured against, not a serving path); same length as `decode`."""
+        codes, cfg = _checked(codes, self.model.cfg.codebook_size), self.model.cfg
+        if codes.numel() == 0:
+            return torch.zeros(0), self.sample_rate
+        edge = torch.zeros(self.model.decoder.context, cfg.latent_dim)  # (R, D) "no token"
+        emb = torch.cat([edge, self.model.vq.lookup(codes), edge])[None]  # (1, N + 2R, D)
+        mag = torch.exp(self.model.decoder(emb)[0])  # (N * frames_per_token, K)
+        wav = griffin_lim_whole(mag, cfg.n_fft, cfg.hop_length, cfg.gl_iters, cfg.gl_momentum)
+        return wav.clamp(-1, 1), self.sample_rate

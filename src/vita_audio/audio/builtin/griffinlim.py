@@ -134,3 +134,14 @@ class BlockGriffinLim:
             new = self._run_block(b, min(self.total_frames, b + self.lookahead), final=b == self.total_frames)
             out.append(self._emit(new, start, end))
         return torch.cat(out) if out else torch.zeros(0)
+
+
+def griffin_lim_whole(mag: torch.Tensor, n_fft: int, hop: int, iters: int = 32, momentum: float = 0.99,
+                      seed: int = 0) -> torch.Tensor:
+    """Griffin-Lim over all the frames at once: mag (F, K) -> F * hop samples. One block longer than the
+    utterance, so nothing is final before `finish` and the iterations see every frame together (the offline
+    reference that BlockGriffinLim's blocks approximate)."""
+    gl = BlockGriffinLim(n_fft, hop, iters, momentum, block=max(mag.shape[0] + 1, n_fft // hop - 1), lookahead=0,
+                         seed=seed)
+    head = gl.push(mag)  # (0,): shorter than one block
+    return torch.cat([head, gl.finish()])

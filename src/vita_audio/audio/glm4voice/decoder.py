@@ -15,8 +15,14 @@ prefix at every chunk):
         phase carried over; HiFT generator on fixed blocks of `vocoder_block_frames` with `vocoder_context`
         frames of mel + source either side --> samples 256 per frame
 
-Everything runs on fixed grids with counter-seeded noise, so the output is the same for every push pattern:
+Everything runs on fixed grids, and every noise value (flow x0 of mel frame f, source noise of sample s) is a
+function of its absolute position only (`position_noise`), so the output is the same for every push pattern:
 `decode` is one session over all the codes, and a stream equals it exactly.
+
+`decode_whole` is the reference the stream approximates: one flow pass over all the tokens at once (no prompt,
+no context window), then HiFT once over the whole mel, with the same position-keyed noise. The two differ only
+where the stream's bounded context changes what a chunk sees (tests/audio/test_glm4voice_decoder.py bounds the
+log-mel distance).
 """
 
 from __future__ import annotations
@@ -75,9 +81,31 @@ def load_decoder(path: str | Path, device: str = "cpu") -> tuple[FlowModel, HiFT
     return flow.to(device).eval(), hift.to(device).eval()
 
 
+FLOW_NOISE, PHASE_NOISE, SOURCE_NOISE = 0, 1, 2  # noise streams
+MEL_NOISE_BLOCK, SOURCE_NOISE_BLOCK = 64, 4096  # positions (mel frames / samples) per counter-seeded draw
+
+
 def _gen(seed: int, stream: int, index: int) -> torch.Generator:
     """A generator for draw `index` of noise stream `stream` (counter-based: independent of call sizes)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + stream * 7_919 + index) % (2 ** 63))
+
+
+def position_noise(seed: int, stream: int, lo: int, hi: int, rows: int, block: int) -> torch.Tensor:
+    """Standard normal noise at positions lo .. hi of `stream`: (rows, hi - lo). Position p always gets the same
+    column, whatever range asks for it (blocks of `block` positions, each drawn from its own generator)."""
+    if hi <= lo:
+        return torch.zeros(rows, 0)
+    b0, b1 = lo // block, (hi - 1) // block + 1
+    draws = [torch.randn(rows, block, generator=_gen(seed, stream, b)) for b in range(b0, b1)]
+    return torch.cat(draws, dim=1)[:, lo - b0 * block:hi - b0 * block]
+
+
+def _checked(codes: torch.Tensor, vocab: int) -> torch.Tensor:
+    """codes of any shape -> (n,) long on the CPU, each in [0, vocab)."""
+    codes = torch.as_tensor(codes).long().reshape(-1).cpu()
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= vocab):
+        raise ValueError(f"codes must lie in [0, {vocab}), got [{int(codes.min())}, {int(codes.max())}]")
+    return codes
 
 
 class Glm4VoiceStreamingSession(StreamingSession):
@@ -93,11 +121,10 @@ class Glm4VoiceStreamingSession(StreamingSession):
         self.done_tokens = 0  # tokens turned into mel
         self.mel = torch.zeros(1, fc.output_size, 0)  # mel frames from absolute frame self.mel_base on
         self.mel_base = 0
-        self.chunk_index = 0
         # vocoder state
         H = self.hift.cfg.nb_harmonics + 1
         self.phase = torch.zeros(1, H)
-        self.offsets = self.hift.start_phases(1, _gen(det.seed, 1, 0))
+        self.offsets = det.start_phases()
         self.src = torch.zeros(1, 1, 0)  # source samples from absolute frame self.mel_base on
         self.src_frames = 0  # frames with their source computed
         self.out_frames = 0  # frames turned into samples
@@ -115,12 +142,11 @@ class Glm4VoiceStreamingSession(StreamingSession):
         new = self.tokens[n0 - self.base:n1 - self.base]  # (n1 - n0,)
         f_a, f0, f1 = fc.mel_frames(a), fc.mel_frames(n0), fc.mel_frames(n1)
         prompt = self.mel[:, :, f_a - self.mel_base:f0 - self.mel_base]
-        noise = torch.randn(1, fc.output_size, (f0 - f_a) + (f1 - f0), generator=_gen(self.det.seed, 0, self.chunk_index))
+        noise = self.det.flow_noise(f_a, f1)  # (1, 80, f1 - f_a): the prompt frames get the noise they had
         dev = self.flow.input_embedding.weight.device
         mel = self.flow.inference(new[None].to(dev), ctx[None].to(dev), prompt.to(dev), f1 - f0, noise.to(dev),
                                   self.det.n_timesteps).float().cpu()
         self.flow_log.append((int(ctx.numel() + new.numel()), f1 - f_a))
-        self.chunk_index += 1
         self.mel = torch.cat([self.mel, mel], dim=2)
         self.done_tokens = n1
         keep_from = max(0, n1 - self.C)  # drop tokens no later chunk reads
@@ -139,7 +165,8 @@ class Glm4VoiceStreamingSession(StreamingSession):
         dev = self.hift.conv_pre.bias.device
         f0 = self.hift.f0_predictor(self.mel[:, :, w0 - self.mel_base:w1 - self.mel_base].to(dev))
         f0 = f0[:, t0 - w0:t1 - w0]
-        s, phase = self.hift.source(f0, self.phase.to(dev), self.offsets.to(dev), _gen(self.det.seed, 2, t0))
+        noise = self.det.source_noise(t0, t1).to(dev)
+        s, phase = self.hift.source(f0, self.phase.to(dev), self.offsets.to(dev), noise)
         self.phase = phase.cpu()
         self.src = torch.cat([self.src, s.float().cpu()], dim=2)
         self.src_frames = t1
@@ -182,12 +209,9 @@ class Glm4VoiceStreamingSession(StreamingSession):
     def push(self, codes: torch.Tensor) -> torch.Tensor:
         if self.finished:
             raise RuntimeError("push() after finish()")
-        codes = torch.as_tensor(codes).long().reshape(-1).cpu()
+        codes = _checked(codes, self.flow.cfg.vocab_size)
         if codes.numel() == 0:
             return torch.zeros(0)
-        V = self.flow.cfg.vocab_size
-        if int(codes.min()) < 0 or int(codes.max()) >= V:
-            raise ValueError(f"codes must lie in [0, {V}), got [{int(codes.min())}, {int(codes.max())}]")
         self.tokens = torch.cat([self.tokens, codes])
         received = self.base + self.tokens.numel()
         while received - self.done_tokens >= self.K:
@@ -251,6 +275,21 @@ class Glm4VoiceDetokenizer(AudioDetokenizer):
             h.update((self.path / f).read_bytes()[:1 << 20])
         return f"glm4voice-decoder-{h.hexdigest()[:16]}"
 
+    # -- noise (a function of absolute position: see the module docstring) ------------------------------------
+    def flow_noise(self, f0: int, f1: int) -> torch.Tensor:
+        """x0 of mel frames f0 .. f1: (1, 80, f1 - f0)."""
+        return position_noise(self.seed, FLOW_NOISE, f0, f1, self.flow.cfg.output_size, MEL_NOISE_BLOCK)[None]
+
+    def source_noise(self, t0: int, t1: int) -> torch.Tensor:
+        """Source noise of the samples of mel frames t0 .. t1: (1, 256 (t1 - t0), harmonics + 1)."""
+        hop, H = self.hift.cfg.hop, self.hift.cfg.nb_harmonics + 1
+        return position_noise(self.seed, SOURCE_NOISE, t0 * hop, t1 * hop, H, SOURCE_NOISE_BLOCK).T[None]
+
+    def start_phases(self) -> torch.Tensor:
+        """The harmonics' random start phases: (1, harmonics + 1)."""
+        return self.hift.start_phases(1, _gen(self.seed, PHASE_NOISE, 0))
+
+    # -- decoding -----------------------------------------------------------------------------------------------
     def stream(self) -> Glm4VoiceStreamingSession:
         return Glm4VoiceStreamingSession(self)
 
@@ -258,3 +297,19 @@ class Glm4VoiceDetokenizer(AudioDetokenizer):
         s = self.stream()
         head = s.push(codes)
         return torch.cat([head, s.finish()]), self.sample_rate
+
+    @torch.no_grad()
+    def decode_whole(self, codes: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The whole utterance at once: flow matching over all the tokens in one pass (no prompt, no context
+        window), then HiFT over the whole mel. Cost and memory grow with the length (the reference the stream
+        is measured against, not a serving path); same length and noise as `decode`."""
+        codes = _checked(codes, self.flow.cfg.vocab_size)
+        if codes.numel() == 0:
+            return torch.zeros(0), self.sample_rate
+        dev, frames = self.flow.input_embedding.weight.device, self.flow.cfg.mel_frames(codes.numel())
+        none = torch.zeros(1, 0, dtype=torch.long, device=dev)
+        mel = self.flow.inference(codes[None].to(dev), none, torch.zeros(1, self.flow.cfg.output_size, 0, device=dev),
+                                  frames, self.flow_noise(0, frames).to(dev), self.n_timesteps)  # (1, 80, M)
+        hdev = self.hift.conv_pre.bias.device
+        wav = self.hift(mel.float().to(hdev), self.start_phases().to(hdev), self.source_noise(0, frames).to(hdev))
+        return wav[0].float().cpu(), self.sample_rate

@@ -189,9 +189,10 @@ class HiFTGenerator(nn.Module):
 
     # -- source ----------------------------------------------------------------------------------------------
     def source(self, f0: torch.Tensor, phase: torch.Tensor, offsets: torch.Tensor,
-               gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+               noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """f0 (B, T) Hz per frame; phase (B, H) in cycles where the previous call stopped; offsets (B, H) the
-        random start phases (radians, harmonic 0 at 0) -> (source (B, 1, 256 T), phase after the last sample)."""
+        random start phases (radians, harmonic 0 at 0); noise (B, 256 T, H) standard normal, None for none
+        -> (source (B, 1, 256 T), phase after the last sample)."""
         cfg = self.cfg
         f0s = f0.repeat_interleave(cfg.hop, dim=1)  # (B, S) nearest upsampling
         harm = torch.arange(1, cfg.nb_harmonics + 2, device=f0.device, dtype=torch.float64)
@@ -200,8 +201,12 @@ class HiFTGenerator(nn.Module):
         sines = cfg.nsf_alpha * torch.sin(theta.float() + offsets[:, None, :])
         uv = (f0s > cfg.nsf_voiced_threshold).float()[:, :, None]
         noise_amp = uv * cfg.nsf_sigma + (1 - uv) * cfg.nsf_alpha / 3
-        noise = torch.randn(sines.shape, generator=gen).to(sines.device) * noise_amp  # CPU generator
-        s = torch.tanh(self.m_source.l_linear(sines * uv + noise))  # (B, S, 1)
+        excitation = sines * uv
+        if noise is not None:
+            if noise.shape != sines.shape:
+                raise ValueError(f"source noise has shape {tuple(noise.shape)}, expected {tuple(sines.shape)}")
+            excitation = excitation + noise.to(sines) * noise_amp
+        s = torch.tanh(self.m_source.l_linear(excitation))  # (B, S, 1)
         return s.transpose(1, 2), torch.remainder(cycles[:, -1], 1.0).float()
 
     def start_phases(self, batch: int, gen: torch.Generator | None) -> torch.Tensor:
@@ -230,12 +235,12 @@ class HiFTGenerator(nn.Module):
         return wav.clamp(-cfg.audio_limit, cfg.audio_limit)
 
     @torch.no_grad()
-    def forward(self, mel: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """Whole-utterance vocoding (the offline reference of the streaming session)."""
-        gen = torch.Generator().manual_seed(seed)
+    def forward(self, mel: torch.Tensor, offsets: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """Whole-utterance vocoding: mel (B, 80, T), start phases (B, H), source noise (B, 256 T, H) or None
+        -> waveform (B, 256 T). f0, source and generator each run once over all the frames."""
         f0 = self.f0_predictor(mel)
         zero = torch.zeros(mel.shape[0], self.cfg.nb_harmonics + 1, device=mel.device)
-        s, _ = self.source(f0, zero, self.start_phases(mel.shape[0], gen).to(mel.device), gen)
+        s, _ = self.source(f0, zero, offsets.to(mel.device), noise)
         return self.generate(mel, s)
 
 

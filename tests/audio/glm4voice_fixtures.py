@@ -1,4 +1,4 @@
-"""Tiny random GLM-4-Voice directories in the published file formats, for tests and smoke runs.
+"""Tiny random GLM-4-Voice directories in the published file formats, for the tests (nothing installed uses them).
 
     write_tiny_tokenizer(dir)   config.json (a full WhisperConfig + the VQ fields, as published), model.safetensors
                                 (layout="published": the bare WhisperVQEncoder names + EMA buffers; layout="full":
@@ -203,6 +203,7 @@ def write_tiny_decoder(out: str | Path, seed: int = 0) -> Path:
     with torch.no_grad():
         for p in [*flow.encoder.parameters(), flow.spk_embed_affine_layer.bias]:
             p.normal_(0, 0.3)
+        hift.f0_predictor.classifier.bias.fill_(150.0)  # voiced (f0 about 150 Hz, not ~0): the harmonic source runs
     torch.save(flow.state_dict(), out / "flow.pt")
     torch.save(hift.state_dict(), out / "hift.pt")
     return out
