@@ -7,6 +7,8 @@ import torch
 
 from tests.inference.conftest import N_MODULES, tiny_lm
 from vita_audio.inference import Decoder, Sampling, generate
+from vita_audio.inference.generate import run_decoder
+from vita_audio.inference.heads import Heads
 from vita_audio.inference.oracle import slow_generate
 
 SCHEDULES = ["vanilla", [1, N_MODULES], [1, 2, 3, N_MODULES], [1, 3, 2, 1], [2, 4, 1, 1]]
@@ -36,44 +38,128 @@ def test_batch_of_three_equals_each_row_alone(lm, prompts, schedule):
     assert batch.rows() == slow
 
 
-def test_batch_rows_stop_on_their_own(lm, prompts):
-    free = generate(lm, prompts, schedule=[1, 3], max_new_tokens=16, stop_ids=[]).rows()
-    stop = free[1][5]  # row 1 stops at its 6th token; the other rows only if they emit it
-    out = generate(lm, prompts, schedule=[1, 3], max_new_tokens=16, stop_ids=[stop])
-    for row, ref in zip(out.rows(), free):
-        cut = ref.index(stop) + 1 if stop in ref else len(ref)
-        assert row == ref[:cut]
-    assert out.lengths[1] <= 6 and (out.sequences[1, out.lengths[1]:] == -1).all()
+def _spy_mctp(dec: Decoder) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Record (span state, live rows) of every batched MCTP step of `dec`."""
+    calls, mctp = [], dec.heads.mctp
+
+    def spy(h, in_span, active=None):
+        calls.append((in_span.clone(), (torch.ones_like(in_span) if active is None else active).clone()))
+        return mctp(h, in_span, active)
+
+    dec.heads.mctp = spy
+    return calls
 
 
-def test_restricted_head_equals_full_head_on_audio_spans(lm, prompts):
+def _mixed_with_a_stopped_row(calls) -> int:
+    """MCTP steps where a row had stopped and the live rows were in different span states (the mixed branch)."""
+    return sum(1 for in_span, live in calls if not live.all() and in_span[live].any() and not in_span[live].all())
+
+
+def test_batch_rows_stop_on_their_own_in_mixed_span_states(spans, span_prompts):
+    """The real stop ids (<|im_end|>): rows stop at different steps while the others are in and out of audio
+    spans; every row equals decoding it alone (restricted heads), and stops right after its stop token."""
+    dec = Decoder(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30)  # default stops
+    calls = _spy_mctp(dec)
+    out = run_decoder(dec)
+    assert _mixed_with_a_stopped_row(calls) > 0  # the premise: the mixed branch ran with a stopped row
+    stop = spans.backbone.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert dec.stop_ids[0] == stop
+    rows = out.rows()
+    ended = [r[-1] == stop for r in rows]
+    assert any(ended) and not all(ended) and len(set(out.lengths)) > 1
+    assert all(stop not in r[:-1] for r in rows)
+    alone = [generate(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30).rows()[0] for p in span_prompts]
+    assert rows == alone
+    # the greedy tokens under stop_ids=[] continue the stopped rows: the stop cut them at their stop token
+    free = generate(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[]).rows()
+    assert [f[: len(r)] for f, r in zip(free, rows)] == rows
+
+
+def test_restricted_head_needs_the_audio_range_in_the_vocabulary():
+    """A tokenizer whose audio ids lie past the model's head: a restricted head is refused by name, an unrestricted
+    decoder builds no slice and decodes."""
+    import dataclasses
+
+    lm = tiny_lm(seed=2)
+    bb = lm.backbone
+    bb.audio_vocab = dataclasses.replace(bb.audio_vocab, audio_offset=bb.vocab_size + 8)
+    with pytest.raises(ValueError, match="audio vocabulary inside the model's head.*restrict_mctp=False"):
+        Heads(lm, [], restrict_mctp=True)
+    with pytest.raises(ValueError, match="audio vocabulary inside"):
+        generate(lm, [[1, 2, 3]], schedule=[1, 2], max_new_tokens=4, stop_ids=[], restrict_mctp="always")
+    out = generate(lm, [[1, 2, 3]], schedule=[1, 2], max_new_tokens=6, stop_ids=[], restrict_mctp=False)
+    assert out.lengths == [6]
+    assert not hasattr(Heads(lm, [], restrict_mctp=False), "codes")  # no slice built when unused
+
+
+def test_position_limit_is_checked_row_by_row(lm):
+    """Positions restart in every row: a long prompt with a small budget and a short prompt with a large one fit
+    together, though the padded length + the largest budget exceeds the model's positions."""
+    n_pos = lm.backbone.config.max_position_embeddings  # 2048
+    long, short = [3 + i % 250 for i in range(n_pos - 12)], [5, 6, 7]
+    out = generate(lm, [long, short], schedule=[1, 2], max_new_tokens=[10, 40], stop_ids=[])
+    assert out.lengths == [10, 40]  # each row stops at its own budget
+    assert out.rows()[1] == generate(lm, [short], schedule=[1, 2], max_new_tokens=40, stop_ids=[]).rows()[0]
+    with pytest.raises(ValueError, match="row 0: prompt of 2036 tokens \\+ max_new_tokens=13 exceeds the model's 2048"):
+        generate(lm, [long, short], schedule=[1, 2], max_new_tokens=[13, 40], stop_ids=[])
+    with pytest.raises(ValueError, match="one per row"):
+        generate(lm, [long, short], schedule=[1, 2], max_new_tokens=[10], stop_ids=[])
+
+
+def test_sequences_are_padded_with_the_tokenizer_pad_id(spans, span_prompts):
+    tok = spans.backbone.tokenizer
+    out = generate(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30)
+    assert len(set(out.lengths)) > 1  # rows of different lengths: some padding
+    assert out.pad_id == tok.pad_token_id
+    for i, n in enumerate(out.lengths):
+        assert (out.sequences[i, n:] == tok.pad_token_id).all()
+    rows = out.rows()
+    assert [len(r) for r in rows] == out.lengths
+    assert tok.batch_decode(out.sequences, skip_special_tokens=True) == \
+        [tok.decode(r, skip_special_tokens=True) for r in rows]
+
+
+def test_restricted_head_equals_full_head_on_audio_spans(spans, span_prompts):
     """On every MCTP hidden state of a run: the restricted logits equal the full head's on the span tokens, are
-    -inf elsewhere, and (greedy) pick what the full head picks whenever the full head picks a span token."""
-    av = lm.backbone.audio_vocab
-    span = sorted({av.begin_of_audio, av.end_of_audio, *range(av.audio_offset, av.audio_end)})
-    for p in prompts:
-        dec = Decoder(lm, [p], schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[], restrict_mctp=False)
+    -inf elsewhere, and (greedy) pick what the full head picks whenever the full head picks a span token. End to
+    end, inside an audio span a restricted run emits only span tokens at MCTP steps, where the full head (on this
+    model) often emits text."""
+    av = spans.backbone.audio_vocab
+    stop = spans.backbone.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    span = sorted({av.begin_of_audio, av.end_of_audio, stop, *range(av.audio_offset, av.audio_end)})
+    heads = Heads(spans, [stop], restrict_mctp=True)
+    picked_span = in_span_steps = full_text_in_span = 0
+    for p in span_prompts:
+        dec = Decoder(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30, restrict_mctp=False)
         hidden, level = [], dec._level
-        dec._level = lambda k: hidden.append(level(k)) or hidden[-1]
-        list(dec.steps())
+        dec._level = lambda k, hidden=hidden, level=level: hidden.append(level(k)) or hidden[-1]
+        full_run = [(s.kind, int(s.tokens[0])) for s in dec.steps()]
         for h in hidden:
             with torch.inference_mode():
-                full, restricted = dec.heads.full(h), dec.heads.restricted(h)
+                full, restricted = heads.full(h), heads.restricted(h)
             torch.testing.assert_close(restricted[0, span], full[0, span])
             others = torch.ones(full.shape[1], dtype=torch.bool)
             others[span] = False
             assert torch.isinf(restricted[0, others]).all()
             if int(full.argmax()) in span:
+                picked_span += 1
                 assert int(restricted.argmax()) == int(full.argmax())
-        # and end to end: inside an audio span a restricted run emits only span tokens at MCTP steps
-        dec = Decoder(lm, [p], schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[])
-        inside = False
-        for s in dec.steps():
-            tok = int(s.tokens[0])
-            if s.kind == "m" and inside:
+        full_text_in_span += sum(1 for kind, tok, inside in _with_span_state(full_run, av)
+                                 if kind == "m" and inside and tok not in span)
+        dec = Decoder(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30)
+        for kind, tok, inside in _with_span_state([(s.kind, int(s.tokens[0])) for s in dec.steps()], av):
+            if kind == "m" and inside:
+                in_span_steps += 1
                 assert tok in span
-            inside = (inside or tok == av.begin_of_audio) and tok != av.end_of_audio
-    assert len(hidden) > 0
+    assert picked_span > 0 and in_span_steps > 0 and full_text_in_span > 0  # the premises
+
+
+def _with_span_state(steps, av):
+    """(kind, token) per step -> (kind, token, inside an audio span when the token was picked)."""
+    inside = False
+    for kind, tok in steps:
+        yield kind, tok, inside
+        inside = (inside or tok == av.begin_of_audio) and tok != av.end_of_audio
 
 
 def test_mctp_steps_outside_a_span_use_the_full_head():
@@ -199,7 +285,33 @@ def test_verified_equals_vanilla_on_many_prompts(lm):
     vanilla = generate(lm, rows, schedule="vanilla", max_new_tokens=25, stop_ids=[])
     verified = generate(lm, rows, max_new_tokens=25, stop_ids=[], verify=True, restrict_mctp=False)
     assert verified.rows() == vanilla.rows()
-    assert verified.mean_accepted >= 1.0
+
+
+def test_verified_accepts_exactly_the_drafts_that_match_vanilla(spans, span_prompts):
+    """Greedy verified mode, the model's own drafts: each cycle keeps the longest prefix of its drafts that equals
+    the Vanilla continuation, plus one token (the oracle, from the drafts the backbone was shown)."""
+    counts = []
+    for p in span_prompts:
+        vanilla = generate(spans, [p], schedule="vanilla", max_new_tokens=30, stop_ids=[]).rows()[0]
+        dec = Decoder(spans, [p], schedule="vanilla", max_new_tokens=30, stop_ids=[], verify=True)
+        drafts, backbone = [], dec._backbone
+
+        def shown(dec=dec, drafts=drafts, backbone=backbone, prompt_len=len(p)):
+            if dec.seen:  # a verify forward: x[n0] (new token n0 - P) and the drafts after it
+                drafts.append((dec.seen - prompt_len, dec.tokens[0, dec.seen + 1 :].tolist()))
+            return backbone()
+
+        dec._backbone = shown
+        assert [int(s.tokens[0]) for s in dec.steps()] == vanilla
+        oracle = []
+        for j0, d in drafts:
+            a = 0
+            while a < len(d) and j0 + 1 + a < len(vanilla) and d[a] == vanilla[j0 + 1 + a]:
+                a += 1
+            oracle.append(a + 1)
+        assert dec.accepted == oracle
+        counts += oracle
+    assert 1 in counts and max(counts) > 1  # the premise: drafts were both rejected and accepted
 
 
 def test_verified_sampling_is_seeded(lm, prompts):

@@ -107,8 +107,12 @@ class Decoder:
         lm: the model (any `VitaAudioLM`; eval mode is the caller's business).
         input_ids: (B, P) ids (with `attention_mask` for padded rows) or a list of per-row id lists.
         schedule: a mode name or a list (see `schedule.py`).
-        max_new_tokens: tokens per row at most.
+        max_new_tokens: tokens per row at most: one number for every row, or a list with one per row (a row
+            whose budget is spent stops; the position limit is checked row by row, since positions restart at 0
+            in every row: a row needs its own prompt length + its own budget <= the model's positions).
         sampling: `Sampling` (None = greedy).
+        seeds: one seed per row (None entries: `sampling.seed`, else a fresh seed); a row's draws depend on its
+            seed and its own logits only (`sampling.py`). `self.seeds` holds the seeds used.
         stop_ids: a row stops after emitting one of these; None = `<|im_end|>` and the tokenizer's eos.
         restrict_mctp: MCTP heads over the audio span tokens only, inside audio spans (True), at every MCTP step
             ("always") or never (False); see `heads.py`.
@@ -126,7 +130,7 @@ class Decoder:
         input_ids: Sequence[Sequence[int]] | torch.Tensor,
         *,
         schedule: str | Sequence[int],
-        max_new_tokens: int,
+        max_new_tokens: int | Sequence[int],
         sampling: Sampling | None = None,
         stop_ids: Sequence[int] | None = None,
         attention_mask: torch.Tensor | None = None,
@@ -134,6 +138,7 @@ class Decoder:
         verify: bool = False,
         record_logits: bool = False,
         audio_features: torch.Tensor | None = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> None:
         self.lm = lm
         bb = lm.backbone
@@ -142,13 +147,16 @@ class Decoder:
         self.schedule = resolve_schedule(schedule, None if verify else lm.num_mctp_modules)
         if verify and lm.num_mctp_modules == 0:
             raise ValueError("verified decoding needs MCTP modules to draft with; this model has none")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.tokens, self.mask = left_pad(input_ids, attention_mask, device)
+        B = self.tokens.shape[0]
+        self.budgets = _budgets(max_new_tokens, B, device)  # (B,) new tokens per row at most
         n_pos = getattr(bb.config, "max_position_embeddings", None)
-        if n_pos is not None and self.tokens.shape[1] + max_new_tokens > n_pos:
-            raise ValueError(f"prompt of {self.tokens.shape[1]} tokens + max_new_tokens={max_new_tokens} exceeds "
-                             f"the model's {n_pos} positions: shorten the prompt or lower max_new_tokens")
+        lengths = self.mask.sum(1)  # (B,) each row's own prompt length
+        over = [] if n_pos is None else torch.nonzero(lengths + self.budgets > n_pos).flatten().tolist()
+        if over:
+            i = over[0]
+            raise ValueError(f"row {i}: prompt of {int(lengths[i])} tokens + max_new_tokens={int(self.budgets[i])} "
+                             f"exceeds the model's {n_pos} positions: shorten the prompt or lower max_new_tokens")
         self.positions = (self.mask.cumsum(1) - 1).clamp_(min=0)  # (B, P)
         ctx = getattr(bb.audio_vocab, "context", None)
         if audio_features is not None and not lm.is_plus:
@@ -161,8 +169,11 @@ class Decoder:
             self.prompt_embeds = None if audio_features is None else lm.input_embeddings(self.tokens, audio_features)
         self.stop_ids = _default_stop_ids(bb.tokenizer) if stop_ids is None else [int(i) for i in stop_ids]
         self._stop = torch.tensor(self.stop_ids, dtype=torch.long, device=device)
-        self.max_new_tokens = int(max_new_tokens)
-        self.sampler = Sampler(sampling, device)
+        self.max_new_tokens = int(self.budgets.max())
+        if seeds is not None and len(seeds) != B:
+            raise ValueError(f"{len(seeds)} seeds for {B} prompt rows: give one seed (or None) per row")
+        self.sampler = Sampler(sampling, device, rows=B, seeds=seeds)
+        self.seeds = self.sampler.seeds
         self.heads = Heads(lm, self.stop_ids, restrict_mctp)
         self.verify = verify
         self.draft_len = lm.num_mctp_modules if verify else max_run(self.schedule)
@@ -170,7 +181,6 @@ class Decoder:
         self.seen = 0  # tokens the backbone has consumed
         self.levels = [_Level() for _ in range(self.draft_len)]
         self._keep = self.draft_len + 1 if verify else 0
-        B = self.tokens.shape[0]
         self.active = torch.ones(B, dtype=torch.bool, device=device)
         self.in_span = torch.zeros(B, dtype=torch.bool, device=device)  # inside an audio span (restricted heads)
         self.generated = 0
@@ -243,7 +253,7 @@ class Decoder:
         step = Step(kind, level, tok, self.active.clone())
         self.in_span = self.heads.span_update(self.in_span, tok)
         self.generated += 1
-        self.active &= ~torch.isin(tok, self._stop)
+        self.active &= ~torch.isin(tok, self._stop) & (self.generated < self.budgets)
         return step
 
     def _record(self, logits: torch.Tensor) -> None:
@@ -263,7 +273,7 @@ class Decoder:
             if kind == "M":
                 logits = self.heads.full(self._backbone()[:, -1])  # (B, V)
             else:
-                logits = self.heads.mctp(self._level(k), self.in_span[self.active])  # (B, V)
+                logits = self.heads.mctp(self._level(k), self.in_span, self.active)  # (B, V)
             self._record(logits)
             tok = self.sampler.pick(self.tokens, logits)
             self._append(tok)
@@ -359,6 +369,19 @@ def speculative_check(p: torch.Tensor, q: torch.Tensor, draft: torch.Tensor, sam
         return None
     residual = (p - q).clamp_(min=0)
     return sampler.draw(residual / residual.sum())
+
+
+def _budgets(max_new_tokens: int | Sequence[int], rows: int, device: torch.device | str) -> torch.Tensor:
+    """max_new_tokens (one for all rows, or one per row) -> (rows,) long, each >= 1."""
+    if isinstance(max_new_tokens, Sequence):
+        budgets = [int(m) for m in max_new_tokens]
+        if len(budgets) != rows:
+            raise ValueError(f"{len(budgets)} max_new_tokens values for {rows} prompt rows: give one per row")
+    else:
+        budgets = [int(max_new_tokens)] * rows
+    if min(budgets) < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    return torch.tensor(budgets, dtype=torch.long, device=device)
 
 
 def _default_stop_ids(tokenizer) -> list[int]:

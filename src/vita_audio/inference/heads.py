@@ -21,11 +21,11 @@ from vita_audio.model.lm import VitaAudioLM
 
 
 class Heads:
-    """The logits functions of one model for one generation (the head slice is built once)."""
+    """The logits functions of one model for one generation (the head slice is built once, when used)."""
 
     def __init__(self, lm: VitaAudioLM, stop_ids: Sequence[int] = (), restrict_mctp: bool | str = True) -> None:
         """`restrict_mctp`: True = inside audio spans; "always" = every MCTP step (benchmarks of random-weight
-        models, which never open a span); False = never."""
+        models, which never open a span); False = never (no slice is built)."""
         if restrict_mctp not in (True, False, "always"):
             raise ValueError(f"restrict_mctp must be True, False or 'always', got {restrict_mctp!r}")
         bb = lm.backbone
@@ -34,15 +34,27 @@ class Heads:
         self.valid = min(len(bb.tokenizer), self.vocab_size)  # ids >= valid are padding rows
         self.restrict_mctp = restrict_mctp
         av = bb.audio_vocab
-        # the codes are a contiguous row range: used as a view of the head (no copy of its ~16k rows per
-        # generation); the markers and stop ids are a handful of rows, copied once
-        self.codes = (av.audio_offset, min(av.audio_end, self.valid))
         self.begin, self.end = av.begin_of_audio, av.end_of_audio
-        others = {av.begin_of_audio, av.end_of_audio, *stop_ids}
-        self.other_ids = torch.tensor(sorted(i for i in others if 0 <= i < self.valid
-                                             and not self.codes[0] <= i < self.codes[1]),
-                                      dtype=torch.long, device=self.head.weight.device)
-        self.audio_ids = torch.cat([torch.arange(*self.codes, device=self.other_ids.device), self.other_ids]).sort()[0]
+        if restrict_mctp:
+            self._build_slice(av.audio_offset, av.audio_end, stop_ids, len(bb.tokenizer))
+
+    def _build_slice(self, lo: int, hi: int, stop_ids: Sequence[int], n_tokenizer: int) -> None:
+        """The audio-only slice of the head: the codes are a contiguous row range, used as a view of the head (no
+        copy of its ~16k rows per generation); the markers and stop ids are a handful of rows, copied once."""
+        if not (0 <= lo < hi <= self.valid and 0 <= self.begin < self.valid and 0 <= self.end < self.valid):
+            raise ValueError(
+                f"restricted MCTP heads need the audio vocabulary inside the model's head: audio codes {lo}..{hi - 1}, "
+                f"<|begin_of_audio|> {self.begin}, <|end_of_audio|> {self.end}, but only ids < {self.valid} have a "
+                f"row (tokenizer {n_tokenizer} entries, head {self.vocab_size} rows): the tokenizer does not match "
+                "the checkpoint; use the checkpoint's own tokenizer, or restrict_mctp=False")
+        self.codes = (lo, hi)
+        device = self.head.weight.device
+        others = {self.begin, self.end, *stop_ids}  # stop ids past the vocabulary are never produced: left out
+        self.other_ids = torch.tensor(sorted(i for i in others if 0 <= i < self.valid and not lo <= i < hi),
+                                      dtype=torch.long, device=device)
+        self._outside = torch.ones(self.vocab_size, dtype=torch.bool, device=device)  # (V,) not a span token
+        self._outside[lo:hi] = False
+        self._outside[self.other_ids] = False
         self._other_weight = self.head.weight.detach()[self.other_ids]  # (R, H), R = markers + stops
         bias = getattr(self.head, "bias", None)
         self._other_bias = None if bias is None else bias.detach()[self.other_ids]
@@ -56,6 +68,8 @@ class Heads:
 
     def restricted(self, h: torch.Tensor) -> torch.Tensor:
         """h (B, H) -> logits (B, V), finite only on the audio span tokens and the stop ids."""
+        if not self.restrict_mctp:
+            raise RuntimeError("Heads(restrict_mctp=False) has no audio-only head")
         lo, hi = self.codes
         weight, bias = self.head.weight.detach(), getattr(self.head, "bias", None)
         codes = torch.nn.functional.linear(h, weight[lo:hi], None if bias is None else bias.detach()[lo:hi])
@@ -70,18 +84,27 @@ class Heads:
         <|end_of_audio|>."""
         return (in_span | (tokens == self.begin)) & (tokens != self.end)
 
-    def mctp(self, h: torch.Tensor, in_span: torch.Tensor) -> torch.Tensor:
-        """An MCTP step's logits: restricted when every row is inside an audio span (where only codes,
-        <|end_of_audio|> or a stop can follow), else the full head (e.g. Turbo asking a Boost-trained model for
-        text, or the step that opens a span)."""
+    def mctp(self, h: torch.Tensor, in_span: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """An MCTP step's logits (B, V) from h (B, H), `in_span` (B,) the span state of every row of the batch.
+
+        Restricted when every live row (`active` (B,) bool; None = all) is inside an audio span (where only codes,
+        <|end_of_audio|> or a stop can follow), the full head when none is (e.g. Turbo asking a Boost-trained
+        model for text, or the step that opens a span); with live rows in and out of spans, the full head with
+        the non-span tokens of the in-span rows at -inf. Rows that are not live are ignored by the caller.
+        """
         if self.restrict_mctp == "always":
             return self.restricted(h)
-        if not self.restrict_mctp or not bool(in_span.any()):
+        if not self.restrict_mctp:
             return self.full(h)
-        if bool(in_span.all()):
+        if in_span.shape != h.shape[:1] or (active is not None and active.shape != in_span.shape):
+            raise ValueError(f"span state {tuple(in_span.shape)} and live rows "
+                             f"{None if active is None else tuple(active.shape)} must both be ({h.shape[0]},): "
+                             "one entry per row of the batch")
+        live = in_span if active is None else in_span[active]
+        if not bool(live.any()):
+            return self.full(h)
+        if bool(live.all()):
             return self.restricted(h)
-        logits = self.full(h)  # a batch with rows in and out of a span: mask the rows inside one
-        outside = torch.ones(self.vocab_size, dtype=torch.bool, device=logits.device)
-        outside[self.audio_ids] = False
-        logits[in_span[:, None] & outside[None, :]] = float("-inf")
+        logits = self.full(h)  # live rows in and out of a span: mask the rows inside one
+        logits[in_span[:, None] & self._outside[None, :]] = float("-inf")
         return logits

@@ -7,7 +7,8 @@
 
 Every audio span of an answer (Boost cuts one utterance into chunks of 8 codes, each between its own markers) feeds
 one streaming detokenizer session, so each code is synthesised once, as it arrives; the concatenated chunks equal
-the offline `detokenizer.decode` of the same codes.
+the offline `detokenizer.decode` of the same codes. Tokens are routed (code / marker / stop / text) by
+`routing.TokenRouter`, the component the server's engine uses too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from vita_audio.audio.interface import AudioDetokenizer
 from vita_audio.inference.decoder import Decoder
 from vita_audio.inference.generate import default_schedule
+from vita_audio.inference.routing import TextStream, TokenRouter  # noqa: F401 (serve/engine.py imports TextStream here)
 from vita_audio.inference.sampling import Sampling
 from vita_audio.model.lm import VitaAudioLM
 
@@ -51,21 +53,6 @@ class Finished:
     accepted: list[int] = field(default_factory=list)
 
 
-class TextStream:
-    """Incremental detokenisation of the text ids: emits only complete characters."""
-
-    def __init__(self, tokenizer) -> None:
-        self.tok, self.ids, self.sent = tokenizer, [], ""
-
-    def push(self, i: int) -> str:
-        self.ids.append(i)
-        text = self.tok.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
-            return ""
-        delta, self.sent = text[len(self.sent):], text
-        return delta
-
-
 def stream(
     lm: VitaAudioLM,
     input_ids: Sequence[int],
@@ -81,44 +68,38 @@ def stream(
     """Decode one prompt, yielding `TextDelta`s and (with a detokenizer) `AudioChunk`s, then one `Finished`.
     `audio_features`: a Plus model's encoder frames (N, D), one per `<|context_of_audio|>` of the prompt."""
     bb = lm.backbone
-    av = bb.audio_vocab
     dec = Decoder(lm, [list(input_ids)], schedule=default_schedule(lm) if schedule is None else schedule,
                   max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify,
                   audio_features=audio_features)
-    text = TextStream(bb.tokenizer)
+    router = TokenRouter(bb.tokenizer, bb.audio_vocab, dec.stop_ids)
     session = detokenizer.stream() if detokenizer is not None else None
     sr = detokenizer.sample_rate if detokenizer is not None else None
-    markers = {av.begin_of_audio, av.end_of_audio, *dec.stop_ids}
-    tokens: list[int] = []
-    codes: list[int] = []
     pieces: list[torch.Tensor] = []
     first_audio = None
     t0 = time.perf_counter()
     for step in dec.steps():
         if not bool(step.active[0]):
             break
-        tok = int(step.tokens[0])
-        tokens.append(tok)
-        if av.audio_offset <= tok < av.audio_end:
-            codes.append(tok - av.audio_offset)
-            if session is not None:
-                wav = session.push(torch.tensor([tok - av.audio_offset]))
-                if wav.numel():
-                    pieces.append(wav)
-                    first_audio = first_audio if first_audio is not None else time.perf_counter() - t0
-                    yield AudioChunk(wav, sr, time.perf_counter() - t0)
-        elif tok not in markers:
-            delta = text.push(tok)
-            if delta:
-                yield TextDelta(delta)
-    if session is not None and codes:
+        route = router.push(int(step.tokens[0]))
+        if route.kind == "code" and session is not None:
+            wav = session.push(torch.tensor([route.code]))
+            if wav.numel():
+                pieces.append(wav)
+                first_audio = first_audio if first_audio is not None else time.perf_counter() - t0
+                yield AudioChunk(wav, sr, time.perf_counter() - t0)
+        elif route.text:
+            yield TextDelta(route.text)
+    tail = router.finish()
+    if tail:
+        yield TextDelta(tail)
+    if session is not None and router.codes:
         wav = session.finish()
         if wav.numel():
             pieces.append(wav)
             first_audio = first_audio if first_audio is not None else time.perf_counter() - t0
             yield AudioChunk(wav, sr, time.perf_counter() - t0)
     full = torch.cat(pieces) if pieces else None
-    yield Finished(tokens, text.sent, torch.tensor(codes, dtype=torch.long), full, sr, dec.backbone_forwards,
+    yield Finished(router.tokens, router.text, torch.tensor(router.codes, dtype=torch.long), full, sr, dec.backbone_forwards,
                    dec.mctp_steps, first_audio, time.perf_counter() - t0, list(dec.accepted))
 
 
