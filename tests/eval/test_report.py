@@ -23,9 +23,11 @@ def write_run(out, stages, vanilla_wer=0.10, turbo_wer=0.30):
                 "modes": {"vanilla": {"wer": vanilla_wer, "failed": 0}, "boost": {"wer": vanilla_wer + 0.02,
                                                                                     "failed": 0},
                           "turbo": {"wer": turbo_wer, "failed": 1}}},
-        "tts": {"task": "tts", "samples": 4, "judge_wer_on_original_audio": 0.10, "judge": "PocketSphinxJudge",
-                "modes": {"vanilla": {"judge_wer": 0.25, "no_audio": 0}, "boost": {"judge_wer": 0.29, "no_audio": 0},
-                          "turbo": {"judge_wer": 0.31, "no_audio": 0}}},
+        "tts": {"task": "tts", "samples": 4, "judge_wer_on_original_audio": 0.10, "baseline_samples": 2,
+                "judge": "PocketSphinxJudge",
+                "modes": {m: {"judge_wer": w, "judge_wer_on_baseline_samples": same, "no_audio": 0, "failed": 0,
+                              "lm_tokens_per_s": 40.0, "e2e_tokens_per_s": 20.0}
+                          for m, w, same in (("vanilla", 0.25, 0.20), ("boost", 0.29, 0.26), ("turbo", 0.25, 0.31))}},
         "sqa": {"task": "sqa", "samples": 5, "rule": "containment",
                 "modes": {m: {"s2t_accuracy": 0.8, "s2s_accuracy": 0.6, "no_audio": 0, "failed": 0}
                           for m in ("vanilla", "boost", "turbo")}},
@@ -63,10 +65,16 @@ def test_report_tables_plots_wavs_and_goals(tmp_path):
     for name in ("val_loss", "speed", "quality"):
         if (out / "plots" / f"{name}.png").is_file():  # matplotlib present (extra dev)
             assert f"(plots/{name}.png)" in md
-    assert "(wavs/question_t_1.wav)" in md and (out / "wavs" / "question_t_1.wav").is_file()
+    # the copied question keeps an injective name ("t:1" -> "t%3A1"); the link is URL-quoted to that file
+    assert "(wavs/question_t%253A1.wav)" in md and (out / "wavs" / "question_t%3A1.wav").is_file()
     assert "(eval/sqa/audio/boost/t_1.wav)" in md
     # goals: ASR turbo 30% misses 15%; Boost/Turbo ASR within 5 points misses (+20); TTS within +20 of 10%: 31% no
     assert "| ASR WER <= 15% | **no** | vanilla 10.0%, boost 12.0%, turbo 30.0% |" in md
+    # TTS compares like for like: the model on the 2 sentences with originals (turbo 31%) against the judge there
+    assert "| TTS judge WER <= judge on originals (10.0%) + 20 points, on the 2 sentences with originals | **no** | " \
+           "vanilla 20.0%, boost 26.0%, turbo 31.0% |" in md
+    assert "| vanilla | 25.0% | 20.0% | 0 | 0 | 40.0 | 20.0 |" in md  # judge WER, same sentences, ..., tokens/s
+    assert "LM tokens/s: new tokens / seconds of LM decoding" in md
     assert "| SQA S->T >= 80% | yes |" in md and "| make demo <= 30 min (sum of the steps, install not included) | " \
                                                   "yes | 25.0 min |" in md
 

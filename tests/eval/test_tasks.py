@@ -1,4 +1,4 @@
-"""Evaluation tasks and dataset adapters on tiny fixtures the tests write (tiny random model and codec)."""
+"""Evaluation tasks and dataset adapters on tiny fixtures the tests write (tiny random model and codec, `world`)."""
 
 from __future__ import annotations
 
@@ -10,57 +10,14 @@ from hydra import compose, initialize_config_dir
 
 from tests.audio.conftest import TINY as TINY_CODEC
 from tests.audio.conftest import speechlike
+from tests.eval.conftest import ParrotJudge
 from tests.inference.conftest import tiny_lm
-from vita_audio.audio.builtin import BuiltinDetokenizer, BuiltinTokenizer, save_codec
-from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.io import write_audio
-from vita_audio.checkpoint import export_pretrained
 from vita_audio.cli.common import CONFIG_DIR
 from vita_audio.cli.eval import evaluate
 from vita_audio.eval.adapters import LibriSpeech, SeedTTS, SpokenQA, VitaJsonl
 from vita_audio.eval.tasks import run_asr, run_sqa, run_tts, write_results
-from vita_audio.inference import Sampling, SpeechLM
-
-
-class ParrotJudge:
-    """A judge that 'hears' a fixed sentence: makes the scoring arithmetic checkable."""
-
-    sample_rate = 16000
-
-    def __init__(self, heard: str) -> None:
-        self.heard = heard
-
-    def transcribe(self, wav, sample_rate):
-        return self.heard
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("evalset")
-    (root / "wavs").mkdir()
-    for i in range(3):
-        write_audio(root / "wavs" / f"u{i}.wav", torch.from_numpy(speechlike(0.8, seed=i)), 16000)
-    (root / "wavs" / "broken.wav").write_bytes(b"RIFF0000")
-    rows = [
-        {"messages": [{"role": "user", "content": "Convert the speech to text.\n<|audio|>"},
-                      {"role": "assistant", "content": "seven times five"}], "audios": ["wavs/u0.wav"], "task": "asr"},
-        {"messages": [{"role": "user", "content": "Convert the speech to text.\n<|audio|>"},
-                      {"role": "assistant", "content": "hello there"}], "audios": ["wavs/broken.wav"], "task": "asr"},
-        {"messages": [{"role": "user", "content": "Convert the text to speech.\nhello there"},
-                      {"role": "assistant", "content": "<|audio|>"}], "audios": ["wavs/u1.wav"], "task": "tts"},
-        {"messages": [{"role": "user", "content": "<|audio|>"},
-                      {"role": "assistant", "content": "It is thirty five.\n<|audio|>"}],
-         "audios": ["wavs/u2.wav", "wavs/u0.wav"], "answers": ["thirty five", "35"], "task": "sqa"},
-        {"messages": [{"role": "user", "content": "no audio here"}]},  # invalid: counted, never silently dropped
-    ]
-    (root / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    torch.manual_seed(0)
-    codec = CodecModel(TINY_CODEC).eval()
-    codec_dir = save_codec(codec, root / "codec")
-    lm = tiny_lm()
-    hf = export_pretrained(lm, root / "hf", interleave_ratio=[1, 4])
-    speech = SpeechLM(lm, BuiltinTokenizer(codec), BuiltinDetokenizer(codec))
-    return root, speech, codec_dir, hf
+from vita_audio.inference import SpeechLM
 
 
 def test_vita_jsonl_adapter_splits_tasks_and_counts_bad_records(world):
@@ -113,7 +70,7 @@ def test_librispeech_seed_tts_and_spoken_qa_layouts(tmp_path):
 def test_asr_keeps_unreadable_audio_in_the_denominator(world):
     root, speech = world[0], world[1]
     samples = VitaJsonl(root / "test.jsonl", "asr").samples()
-    res = run_asr(speech, samples, modes=["vanilla", "verified"], max_new_tokens=6, sampling=Sampling.greedy())
+    res = run_asr(speech, samples, modes=["vanilla", "verified"], max_new_tokens=6)  # greedy by default
     assert res.metrics["vanilla"]["wer"] == res.metrics["verified"]["wer"]  # verified greedy == Vanilla
     m = res.metrics["vanilla"]
     assert m["failed"] == 1
@@ -125,16 +82,14 @@ def test_asr_keeps_unreadable_audio_in_the_denominator(world):
 def test_tts_and_sqa_scoring_with_a_known_judge(world, tmp_path):
     root, speech = world[0], world[1]
     tts = VitaJsonl(root / "test.jsonl", "tts").samples()
-    res = run_tts(speech, tts, ParrotJudge("hello there"), modes=["vanilla"],
-                  max_new_tokens=40, sampling=Sampling.greedy())
-    assert res.info["judge_wer_on_original_audio"] == 0.0
+    res = run_tts(speech, tts, ParrotJudge("hello there"), modes=["vanilla"], max_new_tokens=40)
+    assert res.info["judge_wer_on_original_audio"] == 0.0 and res.info["baseline_samples"] == 1
     m = res.metrics["vanilla"]
     # the judge hears the text whenever there is audio; no audio -> all deletions
-    assert m["judge_wer"] == (1.0 if m["no_audio"] else 0.0)
+    assert m["judge_wer"] == m["judge_wer_on_baseline_samples"] == (1.0 if m["no_audio"] else 0.0)
 
     sqa = VitaJsonl(root / "test.jsonl", "sqa").samples()
-    res = run_sqa(speech, sqa, ParrotJudge("it is 35"), modes=["vanilla"], max_new_tokens=30,
-                  sampling=Sampling.greedy())
+    res = run_sqa(speech, sqa, ParrotJudge("it is 35"), modes=["vanilla"], max_new_tokens=30)
     m = res.metrics["vanilla"]
     assert m["s2s_accuracy"] == (0.0 if m["no_audio"] else 1.0)
     assert m["s2t_accuracy"] in (0.0, 1.0)
@@ -156,7 +111,7 @@ def test_modes_need_modules_and_exist(world):
 
 @pytest.mark.parametrize("task", ["asr", "tts", "sqa"])
 def test_eval_cli_every_generation_task(world, task, tmp_path):
-    root, _, codec_dir, hf = world
+    root, _, codec_dir, hf, _ = world
     overrides = [f"task={task}", f"ckpt_path={hf}", "dataset=vita_jsonl", f"dataset.path={root / 'test.jsonl'}",
                  f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out", f"paths.codec_dir={codec_dir}",
                  "audio.codebook_size=32", f"audio.frame_rate={TINY_CODEC.frame_rate}", "task.modes=[vanilla]",

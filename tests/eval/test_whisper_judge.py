@@ -1,10 +1,12 @@
 """The Whisper judge from a local directory: a tiny random Whisper the test writes (model, feature extractor and a
-byte-level BPE tokenizer built offline), loaded with transformers, nothing downloaded."""
+byte-level BPE tokenizer with Whisper's timestamp tokens, built offline), loaded with transformers, nothing
+downloaded. Its weights are drawn large, so what it emits depends on what it hears."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -45,13 +47,15 @@ def write_tiny_whisper(path) -> dict[str, int]:
     tok = WhisperTokenizer(str(path / "vocab.json"), str(path / "merges.txt"), unk_token=SPECIALS[0],
                            bos_token=SPECIALS[0], eos_token=SPECIALS[0], pad_token=SPECIALS[0])
     tok.add_special_tokens({"additional_special_tokens": SPECIALS[1:]})
+    tok.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(1501)])  # timestamps, as Whisper's: long-form needs them
     ids = dict(zip(SPECIALS, tok.convert_tokens_to_ids(SPECIALS)))
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tok).save_pretrained(path)
     eot = ids["<|endoftext|>"]
     cfg = WhisperConfig(vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1,
                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
                         num_mel_bins=80, max_source_positions=1500, max_target_positions=64, pad_token_id=eot,
-                        bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=ids["<|startoftranscript|>"])
+                        bos_token_id=eot, eos_token_id=eot, decoder_start_token_id=ids["<|startoftranscript|>"],
+                        init_std=1.0)  # large random weights: what it emits depends on what it hears
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(cfg)
     model.generation_config = GenerationConfig(
@@ -93,6 +97,34 @@ def test_whisper_judge_matches_transformers_generate(whisper_dir):
     assert judge.transcribe(wav24, 24000) == judge.transcribe(resample(wav24, 24000, 16000), 16000)
     with pytest.raises(AudioError, match="silent"):
         judge.transcribe(torch.zeros(16000), 16000)
+
+
+def test_whisper_judge_hears_past_30_seconds(whisper_dir, monkeypatch):
+    """Two 45-s clips equal for 30 s and different after: a judge that cuts at 30 s hears them the same."""
+    from vita_audio.eval.judges import WhisperJudge
+
+    path, _ = whisper_dir
+    judge = WhisperJudge(path, max_new_tokens=8, batch_size=4)
+    head = speechlike(30.0, seed=1)
+    a = torch.from_numpy(np.concatenate([head, speechlike(15.0, seed=2)]))
+    b = torch.from_numpy(np.concatenate([head, speechlike(15.0, seed=7)]))
+    heard_a, heard_b = judge.transcribe(a, 16000), judge.transcribe(b, 16000)
+    assert heard_a != heard_b
+    assert judge.transcribe(a[: 30 * 16000], 16000) == judge.transcribe(b[: 30 * 16000], 16000)  # the premise
+    frames = []
+    generate = judge.model.generate
+
+    def spy(feats, **kwargs):
+        frames.append(feats.shape[-1])
+        return generate(feats, **kwargs)
+
+    monkeypatch.setattr(judge.model, "generate", spy)
+    short = torch.from_numpy(speechlike(2.0, seed=3))
+    heard_short = judge.transcribe(short, 16000)
+    frames.clear()
+    # short clips batched apart from the long ones, the transcripts in the order of the input
+    assert judge.transcribe_batch([short, a, short, b], 16000) == [heard_short, heard_a, heard_short, heard_b]
+    assert frames == [3000, 4500]  # one 30-s window per short clip; every frame of the long ones
 
 
 def test_whisper_judge_forces_the_language(whisper_dir, monkeypatch):

@@ -2,7 +2,8 @@
 
     PocketSphinxJudge()            offline, English model inside the pocketsphinx wheel (the default judge)
     WhisperJudge(path)             a Whisper checkpoint from a local directory through transformers
-                                   (e.g. a copy of whisper-large-v3, the Seed-TTS-eval judge); nothing is downloaded
+                                   (e.g. a copy of whisper-large-v3, the Seed-TTS-eval judge); nothing is downloaded;
+                                   clips over 30 s by Whisper's long-form transcription
 
 Both: `transcribe(wav, sample_rate) -> str`, `transcribe_batch(wavs, sample_rate) -> list[str]`; silent or NaN
 audio raises `AudioError` (the tasks score it as heard "").
@@ -46,11 +47,13 @@ class PocketSphinxJudge:
 
 
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")  # transformers 4 / 5 names
+WINDOW_S = 30  # Whisper hears 30-s windows; longer clips go through its long-form transcription
 
 
 class WhisperJudge:
     """A local Whisper checkpoint (`WhisperForConditionalGeneration` + `WhisperProcessor`, as `save_pretrained`
-    writes them) transcribing at 16 kHz, greedy, `language` forced (None: detected), timestamps off."""
+    writes them) transcribing at 16 kHz, greedy, `language` forced (None: detected). Clips longer than 30 s are
+    transcribed whole, by Whisper's sequential long-form algorithm (never cut at 30 s)."""
 
     sample_rate = 16000
 
@@ -80,18 +83,39 @@ class WhisperJudge:
 
     def transcribe_batch(self, wavs: list[torch.Tensor], sample_rate: int,
                          names: list[str] | None = None) -> list[str]:
+        """Clips up to 30 s in batches of one padded 30-s window each; longer clips in batches of their own through
+        Whisper's long-form transcription (`_generate`). Transcripts come back in the order of `wavs`."""
         names = names or [f"<waveform {i}>" for i in range(len(wavs))]
         audio = [resample(check_audio(torch.as_tensor(w).float(), sample_rate, name=n), sample_rate,
                           self.sample_rate).numpy() for w, n in zip(wavs, names)]
-        out: list[str] = []
-        for i in range(0, len(audio), self.batch_size):
-            feats = self.processor.feature_extractor(audio[i : i + self.batch_size], sampling_rate=self.sample_rate,
-                                                     return_tensors="pt").input_features
-            feats = feats.to(self.device, self.model.dtype)  # (B, mel bins, 3000 frames of 30 s)
-            kwargs = {"task": "transcribe", "return_timestamps": False}
-            if self.language:
-                kwargs["language"] = self.language
-            with torch.inference_mode():
-                ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False, **kwargs)
-            out += [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]
+        window = WINDOW_S * self.sample_rate
+        out = [""] * len(audio)
+        for long_form in (False, True):
+            group = [i for i, a in enumerate(audio) if (len(a) > window) == long_form]
+            for k in range(0, len(group), self.batch_size):
+                rows = group[k : k + self.batch_size]
+                for i, text in zip(rows, self._generate([audio[i] for i in rows], long_form)):
+                    out[i] = text
         return out
+
+    def _generate(self, audio: list, long_form: bool) -> list[str]:
+        """One batch of 16 kHz clips -> transcripts.
+
+        short: each clip padded to one 30-s window (B, mel bins, 3000 frames), one greedy decode, no timestamps.
+        long:  every frame of every clip (B, mel bins, frames of the longest) with its attention mask; transformers
+               runs Whisper's sequential long-form algorithm: decode a 30-s window with timestamps, move the window
+               to the last timestamp (or by 30 s), repeat to the end; `max_new_tokens` bounds each window."""
+        fe = self.processor.feature_extractor
+        kwargs = {"task": "transcribe", "return_timestamps": long_form}
+        if self.language:
+            kwargs["language"] = self.language
+        if long_form:
+            inputs = fe(audio, sampling_rate=self.sample_rate, return_tensors="pt", truncation=False,
+                        padding="longest", return_attention_mask=True)
+            kwargs["attention_mask"] = inputs.attention_mask.to(self.device)
+        else:
+            inputs = fe(audio, sampling_rate=self.sample_rate, return_tensors="pt")
+        feats = inputs.input_features.to(self.device, self.model.dtype)
+        with torch.inference_mode():
+            ids = self.model.generate(feats, max_new_tokens=self.max_new_tokens, do_sample=False, **kwargs)
+        return [t.strip() for t in self.processor.batch_decode(ids, skip_special_tokens=True)]

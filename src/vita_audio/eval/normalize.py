@@ -2,31 +2,29 @@
 
     none        Unicode NFKC and whitespace collapsed, nothing else
     seed_tts    the Seed-TTS-eval protocol: punctuation stripped except apostrophes inside words, English
-                lower-cased; Chinese is scored per character (see `metrics.cer`)
-    whisper_en  an English normaliser in the spirit of Whisper's: seed_tts, plus bracketed and parenthesised
-                asides and hesitations ("uh", "um", ...) removed, spelled-out numbers written as digits
-                ("thirty five" -> "35", "two hundred and one" -> "201"), "%" and "percent" unified
+                lower-cased, Chinese split into characters (each Han character is one token)
+    whisper_en  Whisper's own English normaliser (`EnglishTextNormalizer` of transformers, with the British ->
+                American spelling map that the `whisper-normalizer` package ships): lower-cased, bracketed and
+                parenthesised asides and hesitations removed, contractions and spellings standardised, numbers
+                written as digits the way Whisper reads them ("nineteen eighty four" -> "1984", "call nine one one"
+                -> "call 911", "two hundred and one" -> "201"), currency and percent attached ("twenty dollars" ->
+                "$20", "thirty five percent" -> "35%")
 
-`get_normalizer(name)` returns the function; an unknown name is an error listing the known ones.
+`get_normalizer(name)` returns the function; an unknown name is an error listing the known ones. Nothing is
+downloaded: the spelling map is package data of `whisper-normalizer`.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Callable
+from functools import cache
 
 _PUNCT = re.compile(r"[^\w\s']|_")
 _LONE_APOS = re.compile(r"(?<!\w)'|'(?!\w)")
-_BRACKETS = re.compile(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>")
-_HESITATIONS = {"uh", "um", "umm", "uhm", "hmm", "mm", "mhm", "er", "erm", "ah"}
-
-_UNITS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen".split())}
-_TENS = {w: 10 * (i + 2) for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
-_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
-_NUMBER_WORDS = set(_UNITS) | set(_TENS) | set(_SCALES)
+_HAN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")  # CJK unified ideographs, ext. A, compatibility
 
 
 def normalize_none(text: str) -> str:
@@ -34,59 +32,32 @@ def normalize_none(text: str) -> str:
 
 
 def normalize_seed_tts(text: str) -> str:
-    """'Hello, World!  It's "ok".' -> "hello world it's ok"."""
+    """'Hello, World!  It's "ok".' -> "hello world it's ok"; '今天，天气好。' -> '今 天 天 气 好'."""
     text = unicodedata.normalize("NFKC", text).lower().replace("\u2019", "'")
     text = _PUNCT.sub(" ", text)
     text = _LONE_APOS.sub(" ", text)
+    text = _HAN.sub(r" \1 ", text)
     return " ".join(text.split())
 
 
-def _parse_number(words: list[str]) -> int | None:
-    """Spelled-out English number -> int ('two hundred and one' -> 201); None when it is not one."""
-    total, current, seen = 0, 0, False
-    for w in words:
-        if w == "and" and seen:
-            continue
-        if w in _UNITS:
-            current += _UNITS[w]
-        elif w in _TENS:
-            current += _TENS[w]
-        elif w == "hundred":
-            current = max(current, 1) * 100
-        elif w in _SCALES:
-            total += max(current, 1) * _SCALES[w]
-            current = 0
-        else:
-            return None
-        seen = True
-    return total + current if seen else None
+@cache
+def _whisper_english() -> Callable[[str], str]:
+    """transformers' copy of Whisper's `EnglishTextNormalizer`, built once with the packaged spelling map."""
+    from importlib.resources import files
 
+    from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
-def words_to_digits(text: str) -> str:
-    """Replace each maximal run of number words by its digits: 'it is thirty five' -> 'it is 35'."""
-    tokens, out, i = text.split(), [], 0
-    while i < len(tokens):
-        if tokens[i] in _NUMBER_WORDS:
-            j = i
-            while j < len(tokens) and (tokens[j] in _NUMBER_WORDS or (tokens[j] == "and" and j + 1 < len(tokens)
-                                                                       and tokens[j + 1] in _NUMBER_WORDS)):
-                j += 1
-            value = _parse_number(tokens[i:j])
-            out.append(str(value) if value is not None else " ".join(tokens[i:j]))
-            i = j
-        else:
-            out.append(tokens[i])
-            i += 1
-    return " ".join(out)
+    try:
+        mapping = files("whisper_normalizer").joinpath("normalizers", "english.json").read_text(encoding="utf-8")
+    except ModuleNotFoundError as err:
+        raise ImportError("normalizer 'whisper_en' needs the English spelling map of the `whisper-normalizer` "
+                          "package: pip install whisper-normalizer==0.1.15") from err
+    return EnglishTextNormalizer(json.loads(mapping))
 
 
 def normalize_whisper_en(text: str) -> str:
-    """'[noise] Uh, it's thirty-five percent (roughly).' -> "it's 35 percent"."""
-    text = _BRACKETS.sub(" ", unicodedata.normalize("NFKC", text))
-    text = text.replace("%", " percent ").replace("-", " ")
-    text = normalize_seed_tts(text)
-    text = " ".join(w for w in text.split() if w not in _HESITATIONS)
-    return words_to_digits(text)
+    """"[noise] Uh, it's thirty-five percent (roughly)." -> "it is 35%"."""
+    return _whisper_english()(text)
 
 
 NORMALIZERS: dict[str, Callable[[str], str]] = {

@@ -22,6 +22,10 @@ import platform
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import quote
+
+from vita_audio.eval.columns import COLUMNS
+from vita_audio.eval.filenames import safe_name
 
 MODE_ORDER = ("vanilla", "balance", "boost", "turbo", "verified", "transformers_generate")
 BUDGET_MIN = 30.0
@@ -90,8 +94,9 @@ def goals(asr: dict | None, tts: dict | None, sqa: dict | None, total_min: float
 
     per_mode("ASR WER <= 15%", asr, "wer", lambda v: v <= 0.15, lambda v: fmt(v, pct=True))
     base = (tts or {}).get("judge_wer_on_original_audio")
-    if tts and base is not None:
-        per_mode(f"TTS judge WER <= judge on originals ({fmt(base, pct=True)}) + 20 points", tts, "judge_wer",
+    if tts and base is not None:  # like for like: the model's WER on exactly the sentences with an original
+        per_mode(f"TTS judge WER <= judge on originals ({fmt(base, pct=True)}) + 20 points, on the "
+                 f"{tts.get('baseline_samples')} sentences with originals", tts, "judge_wer_on_baseline_samples",
                  lambda v: v <= base + 0.20, lambda v: fmt(v, pct=True))
     else:
         rows.append(("TTS judge WER <= judge on originals + 20 points", None, "not measured (no originals)"))
@@ -207,6 +212,11 @@ def table(doc: dict, cols: list[tuple[str, str, str]]) -> list[str]:
     return lines
 
 
+def present(doc: dict, cols: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The columns some mode of `doc` has (e.g. CER only for a set with Chinese rows)."""
+    return [c for c in cols if any(c[0] in m for m in doc["modes"].values())]
+
+
 def compare_variants(variant: str, asr: dict | None, others: list[Path]) -> list[str]:
     """ASR WER per decode mode of this variant beside the other variants' demo runs (their report dirs) that have
     an ASR evaluation."""
@@ -288,20 +298,29 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
         md += compare_variants(variant, asr, list(compare))
 
     md += ["## Quality per decode mode (corpus test split, never seen in training)", ""]
+    speed_cols = [("lm_tokens_per_s", "LM tokens/s", ".1f"), ("e2e_tokens_per_s", "end-to-end tokens/s", ".1f")]
+    if asr or tts or sqa:
+        md += ["Failed samples (input that could not be prompted) and samples without audio stay in every "
+               "denominator as misses. " + " ".join(f"{h}: {COLUMNS[k]}." for k, h, _ in speed_cols), ""]
     if asr:
         md += [f"### ASR (normaliser `{asr.get('normalizer')}`, {asr.get('samples')} utterances)", ""]
-        md += table(asr, [("wer", "WER", "pct"), ("failed", "failed", "d")]) + [""]
+        md += table(asr, [*present(asr, [("wer", "WER", "pct"), ("cer", "CER (Chinese rows)", "pct")]),
+                          ("failed", "failed", "d"), *speed_cols]) + [""]
     if tts:
         md += [f"### TTS (judge {tts.get('judge', '?')}, normaliser `{tts.get('normalizer')}`, "
                f"{tts.get('samples')} sentences)", "",
-               f"The judge's WER on the original recordings of the same sentences: "
-               f"**{fmt(tts.get('judge_wer_on_original_audio'), pct=True)}**.", ""]
-        md += table(tts, [("judge_wer", "judge WER", "pct"), ("no_audio", "no audio", "d")]) + [""]
+               f"The judge's WER on the original recordings of {tts.get('baseline_samples', 0)} of the sentences: "
+               f"**{fmt(tts.get('judge_wer_on_original_audio'), pct=True)}**; the model's on the same sentences is "
+               "the column \"same sentences\".", ""]
+        md += table(tts, [("judge_wer", "judge WER", "pct"), ("judge_wer_on_baseline_samples", "same sentences", "pct"),
+                          *present(tts, [("judge_cer", "judge CER (Chinese rows)", "pct")]),
+                          ("failed", "failed", "d"), ("no_audio", "no audio", "d"), *speed_cols]) + [""]
     if sqa:
-        md += [f"### Spoken QA ({sqa.get('samples')} questions, {sqa.get('rule')}, judge {sqa.get('judge', '?')})",
-               "", "A question without a spoken answer counts as wrong for S->S and stays in the denominator.", ""]
+        md += [f"### Spoken QA ({sqa.get('samples')} questions, {sqa.get('rule')}, normaliser "
+               f"`{sqa.get('normalizer')}`, judge {sqa.get('judge', '?')})", "",
+               "A question without a spoken answer counts as wrong for S->S and stays in the denominator.", ""]
         md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"),
-                          ("no_audio", "no audio", "d"), ("failed", "failed", "d")]) + [""]
+                          ("no_audio", "no audio", "d"), ("failed", "failed", "d"), *speed_cols]) + [""]
     skipped = {t: d.get("invalid_records_skipped") for t, d in (("asr", asr), ("tts", tts), ("sqa", sqa))
                if d and d.get("invalid_records_skipped")}
     if skipped:
@@ -317,6 +336,7 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
                f"{speed.get('new_tokens')} new tokens (no stop), greedy, medians of {speed.get('rounds')} rounds "
                f"in rotated order; {speed.get('torch_threads')} torch threads; load average "
                f"{speed.get('load_average_start')} at the start.", ""]
+        md += [f"tokens/s: {COLUMNS['tokens_per_s']}.", ""]
         md += table(speed, [("tokens_per_s", "tokens/s", ".1f"), ("speedup_vs_vanilla", "x Vanilla", ".2f"),
                             ("backbone_forwards_per_token", "forwards / token", ".3f"),
                             ("first_chunk_s", "first chunk (s)", ".3f"),
@@ -345,18 +365,18 @@ def listen(out: Path, sqa: dict | None, tts: dict | None, corpus: Path | None) -
         link = None
         if q.get("question_audio") and Path(q["question_audio"]).is_file():
             wavs.mkdir(parents=True, exist_ok=True)
-            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sid)
-            shutil.copyfile(q["question_audio"], wavs / f"question_{safe}.wav")
-            link = f"wavs/question_{safe}.wav"
+            name = f"question_{safe_name(sid)}.wav"
+            shutil.copyfile(q["question_audio"], wavs / name)
+            link = quote(f"wavs/{name}")
         md.append(f"- **Question** {sid}: {q.get('question') or ''} " + (f"([listen]({link}))" if link else ""))
         for p in ps:
-            rel = os.path.relpath(p["wav"], out)
+            rel = quote(os.path.relpath(p["wav"], out))
             md.append(f"  - {p['mode']}: \"{p.get('text', '').strip()}\" ([listen]({rel})); the judge heard "
                       f"\"{p.get('judge_heard', '')}\"; S->T {'right' if p.get('s2t') else 'wrong'}, "
                       f"S->S {'right' if p.get('s2s') else 'wrong'}")
     tts_preds = [p for p in read_jsonl(out / "eval" / "tts" / "predictions.jsonl") if p.get("wav")]
     for p in tts_preds:
-        rel = os.path.relpath(p["wav"], out)
+        rel = quote(os.path.relpath(p["wav"], out))
         md.append(f"- **TTS** {p['mode']}: \"{p.get('text')}\" ([listen]({rel})); the judge heard "
                   f"\"{p.get('judge_heard', '')}\"")
     if len(md) == 2:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 @dataclass(frozen=True)
@@ -13,7 +16,7 @@ class EvalSample:
     audio: Path | None = None  # ASR / SQA: the input speech
     answers: tuple[str, ...] = ()  # SQA: accepted answer aliases
     ref_audio: Path | None = None  # TTS: original recording of `text` (the judge's baseline), when the set has one
-    language: str = "en"
+    language: str = "en"  # "zh" rows are scored per character (CER), every other language per word (WER)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -22,3 +25,8 @@ def check_layout(path: Path, what: str, expected: str) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{what}: {path} does not exist (expected {expected}); nothing is downloaded, "
                                 "point the dataset path at a local copy")
+
+
+def text_language(text: str) -> str:
+    """The language of a row that does not state one: "zh" when its text holds Han characters, else "en"."""
+    return "zh" if _HAN.search(text) else "en"

@@ -8,7 +8,8 @@
 Parquet copies (`*.parquet`, one row per question, the same columns) are read with pyarrow (extra `parquet`:
 `pip install -e '.[parquet]'`). Their `audio` column may be a path (relative to the file's directory), a
 `{"path": ..., "bytes": ...}` struct as Hugging Face datasets store audio (the bytes are written once to
-`<cache_dir>/<id>.wav`, default: a `<name>_audio/` folder beside the parquet file), and `answers` a list or a string.
+`<cache_dir>/<safe_name(id)>.wav`, default: a `<name>_audio/` folder beside the parquet file), and `answers` a list
+or a string.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 from pathlib import Path
 
 from vita_audio.eval.adapters.sample import EvalSample, check_layout
+from vita_audio.eval.filenames import safe_name
 
 LAYOUT = 'a jsonl of {"question", "audio", "answers": [...]} objects'
 
@@ -52,8 +54,7 @@ class SpokenQA:
     def audio_path(self, where: str, sid: str, audio) -> Path:
         if isinstance(audio, dict):  # Hugging Face datasets' audio struct
             if audio.get("bytes"):
-                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sid)
-                target = self.cache_dir / f"{safe}.wav"
+                target = self.cache_dir / f"{safe_name(sid)}.wav"
                 if not target.is_file():
                     self.cache_dir.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(audio["bytes"])

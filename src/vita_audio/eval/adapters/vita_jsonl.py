@@ -5,7 +5,9 @@
     sqa   records with `answers` and user audio                            -> (question audio, aliases)
 
 The task of each record is read from its `task` field when present, else from its shape; records of other tasks are
-left out (counted in `skipped`). Invalid records are counted and reported by reason, never silently dropped.
+left out (counted in `other_tasks`). A record's `language` field names its language (else "zh" for text with Han
+characters, "en" otherwise): Chinese rows are scored by CER, the others by WER. Invalid records are counted and
+reported by reason, never silently dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT
 from vita_audio.data.records import SkipCounter, read_jsonl
-from vita_audio.eval.adapters.sample import EvalSample, check_layout
+from vita_audio.eval.adapters.sample import EvalSample, check_layout, text_language
 from vita_audio.model.vocab import AUDIO_PLACEHOLDER
 
 
@@ -52,9 +54,11 @@ class VitaJsonl:
             if self.task == "tts":
                 user = next(c for r, c in rec.messages if r == "user")
                 spoken = user[len(TTS_PROMPT):].strip()
-                out.append(EvalSample(id=sid, text=spoken, ref_audio=Path(rec.audios[0]) if rec.audios else None))
+                out.append(EvalSample(id=sid, text=spoken, ref_audio=Path(rec.audios[0]) if rec.audios else None,
+                                      language=str(rec.extra.get("language") or text_language(spoken))))
             else:
                 answers = tuple(rec.extra.get("answers") or ())
                 out.append(EvalSample(id=sid, text=text, audio=Path(rec.audios[0]), answers=answers,
+                                      language=str(rec.extra.get("language") or text_language(text)),
                                       extra={"question": rec.extra.get("question", "")}))
         return out[: self.limit] if self.limit else out

@@ -1,46 +1,48 @@
-"""ASR: transcribe each sample's audio; WER (English) or CER (Chinese) after a named normaliser.
+"""ASR: transcribe each sample's audio; WER over the rows not in Chinese and CER over the Chinese rows (a mixed set
+reports both, each over its own rows), after one named normaliser used for every figure, per sample and corpus.
 
-The generation length is a fixed budget (`max_new_tokens`), never taken from the reference transcript.
+The generation length is a fixed budget (`max_new_tokens`), never taken from the reference transcript. A sample
+whose audio cannot be prompted (unreadable, silent, too short for one audio code) is counted in `failed` and scored
+as an empty transcript (all deletions): it stays in the denominator.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
-from vita_audio.audio.io import AudioError
 from vita_audio.eval.adapters.sample import EvalSample
-from vita_audio.eval.progress import progress
-from vita_audio.eval.metrics import cer, wer
+from vita_audio.eval.metrics import error_rate, language_metric, scores_by_language
 from vita_audio.eval.normalize import get_normalizer
-from vita_audio.eval.tasks.common import TaskResult, check_modes, decode_kwargs, speed_metrics
-from vita_audio.inference.api import SpeechLM
+from vita_audio.eval.progress import progress
+from vita_audio.eval.tasks.common import TaskResult, describe_modes, resolve_modes
+from vita_audio.eval.tasks.decode import SampleDecoder, speed_metrics
 from vita_audio.inference.sampling import Sampling
 
 
-def run_asr(speech: SpeechLM, samples: Sequence[EvalSample], modes: Sequence[str] = ("vanilla",),
+def run_asr(speech, samples: Sequence[EvalSample], modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 128, sampling: Sampling | None = None,
             **_) -> TaskResult:
     norm = get_normalizer(normalizer)
-    modes = check_modes(modes, speech.lm.num_mctp_modules)
-    result = TaskResult("asr", info={"normalizer": normalizer, "samples": len(samples)})
-    for mode in modes:
-        refs, hyps, done, failed = [], [], [], 0
+    decodes = resolve_modes(modes, speech.lm)
+    decode_sample = SampleDecoder(speech, "asr", max_new_tokens, sampling)
+    refs, languages = [s.text for s in samples], [s.language for s in samples]
+    rows = Counter(language_metric(lang) for lang in languages)
+    result = TaskResult("asr", info={"normalizer": normalizer, "samples": len(samples),
+                                     **{f"{m}_samples": n for m, n in sorted(rows.items())},
+                                     "decodes": describe_modes(decodes)})
+    for mode, decode in decodes.items():
+        hyps, done = [], []
         for s in progress(samples, f"asr/{mode}"):
-            try:
-                out = speech.run("asr", s.audio, max_new_tokens=max_new_tokens, sampling=sampling,
-                                 **decode_kwargs(mode))
-                hyp, error = out.text, None
-                done.append(out)
-            except AudioError as err:  # counted and scored as all deletions: it stays in the denominator
-                hyp, error = "", str(err)
-                failed += 1
-            refs.append(norm(s.text))
-            hyps.append(norm(hyp))
-            score = cer if s.language == "zh" else wer
-            result.predictions.append({"mode": mode, "id": s.id, "reference": s.text, "prediction": hyp,
-                                       "error_rate": score([refs[-1]], [hyps[-1]]) if refs[-1] else None,
-                                       "error": error})
-        metric = "cer" if samples and all(s.language == "zh" for s in samples) else "wer"
-        rate = (cer if metric == "cer" else wer)(refs, hyps, **({} if metric == "cer" else {"normalize": False}))
-        result.metrics[mode] = {metric: rate, "failed": failed, **speed_metrics(done)}
+            d = decode_sample(s.audio, decode, s.id)
+            done.append(d)
+            hyps.append(d.out.text if d.out is not None else "")
+            result.predictions.append({"mode": mode, "id": s.id, "language": s.language, "reference": s.text,
+                                       "prediction": hyps[-1], "reference_normalized": norm(s.text),
+                                       "prediction_normalized": norm(hyps[-1]),
+                                       "metric": language_metric(s.language),
+                                       "error_rate": error_rate(s.text, hyps[-1], s.language, normalizer),
+                                       "error": d.error})
+        result.metrics[mode] = {**scores_by_language(refs, hyps, languages, normalizer),
+                                "failed": sum(d.out is None for d in done), **speed_metrics(done)}
     return result

@@ -1,11 +1,14 @@
-"""What every evaluation task shares: decode modes, the per-mode loop, and the files a run writes.
+"""What every evaluation task shares: decode modes, results, and the files a run writes.
 
-    metrics.json        {"task", "normalizer", "modes": {mode: {metric: value}}, ...}
-    metrics.md          the same as a markdown table, one row per mode
-    predictions.jsonl   one line per (mode, sample): id, reference, prediction, per-sample score, timings
+    metrics.json        {"task", "normalizer", "decodes": {mode: {"schedule", "verify"}}, ...,
+                         "modes": {mode: {metric: value}}}
+    metrics.md          the same as a markdown table, one row per mode, then what each column means
+                        (`eval/columns.py`: one meaning per column name, the same in every task)
+    predictions.jsonl   one line per (mode, sample): id, reference, prediction, per-sample score, error
 
-A sample that cannot be decoded (unreadable audio, no audio output) stays in every denominator and scores as a
-miss; the count is in the metrics (`failed`) and its reason in the predictions.
+A mode name becomes a decode through `inference.schedule.resolve_decode`, as in infer.py and the server. A sample
+that cannot be decoded (unreadable or too short input, no audio output) stays in every denominator and scores as a
+miss; the count is in the metrics (`failed`, `no_audio`) and its reason in the predictions.
 """
 
 from __future__ import annotations
@@ -15,25 +18,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vita_audio.inference.schedule import MODES
+from vita_audio.eval.columns import legend
+from vita_audio.eval.filenames import safe_name
+from vita_audio.inference.generate import default_schedule
+from vita_audio.inference.schedule import MODES, Decode, resolve_decode
 
 DECODE_MODES = (*MODES, "verified")
 
 
-def decode_kwargs(mode: str) -> dict:
-    """`stream` keyword arguments of a decode mode name."""
-    if mode not in DECODE_MODES:
-        raise ValueError(f"unknown decode mode {mode!r}; choose from {', '.join(DECODE_MODES)}")
-    return {"verify": True} if mode == "verified" else {"schedule": mode}
-
-
 def check_modes(modes: Sequence[str], num_modules: int) -> list[str]:
-    modes = [str(m) for m in modes]
+    """The mode names, checked with `resolve_decode` (the one rule infer.py and the server use), lower-cased."""
+    out = []
     for m in modes:
-        decode_kwargs(m)
-        if m != "vanilla" and num_modules == 0:
+        name = str(m).strip().lower()
+        if name in DECODE_MODES and name != "vanilla" and num_modules == 0:
             raise ValueError(f"mode {m!r} needs MCTP modules; this checkpoint has none (use modes=[vanilla])")
-    return modes
+        resolve_decode(name, None, "vanilla", num_modules)
+        out.append(name)
+    return out
+
+
+def resolve_modes(modes: Sequence[str], lm) -> dict[str, Decode]:
+    """mode name -> the decode it runs, by `resolve_decode` with the checkpoint's stored schedule as the default
+    (what `verified` drafts with): eval decodes a mode exactly as infer.py and the server do."""
+    default = default_schedule(lm)
+    return {m: resolve_decode(m, None, default, lm.num_mctp_modules) for m in check_modes(modes, lm.num_mctp_modules)}
+
+
+def describe_modes(decodes: dict[str, Decode]) -> dict[str, dict]:
+    """What each mode ran, for metrics.json: {"schedule": [...], "verify": bool}."""
+    return {m: {"schedule": list(d.schedule), "verify": d.verify} for m, d in decodes.items()}
 
 
 @dataclass
@@ -44,40 +58,29 @@ class TaskResult:
     info: dict = field(default_factory=dict)  # task-level figures (e.g. the judge on the original audio)
 
 
-def speed_metrics(results) -> dict[str, float]:
-    """Decoding figures of a list of `Finished` events."""
-    tokens = sum(len(r.tokens) for r in results)
-    seconds = sum(r.elapsed for r in results)
-    forwards = sum(r.backbone_forwards for r in results)
-    first = [r.first_audio_s for r in results if r.first_audio_s is not None]
-    out = {"tokens_per_s": tokens / seconds if seconds else 0.0,
-           "backbone_forwards_per_token": forwards / tokens if tokens else 0.0}
-    if first:
-        out["first_audio_s"] = sorted(first)[len(first) // 2]  # median
-    return out
-
-
 def save_wav(audio_dir: str | Path | None, mode: str, sample_id: str, wav, sample_rate: int) -> str | None:
-    """Write one generated waveform to `<audio_dir>/<mode>/<sample id>.wav`; its path, or None without a dir."""
+    """Write one generated waveform to `<audio_dir>/<mode>/<safe_name(sample id)>.wav` (distinct ids, distinct
+    files); its path, or None without a dir."""
     if audio_dir is None or wav is None:
         return None
     from vita_audio.audio.io import write_audio
 
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sample_id))
-    path = Path(audio_dir) / mode / f"{safe}.wav"
+    path = Path(audio_dir) / mode / f"{safe_name(sample_id)}.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_audio(path, wav, sample_rate)
     return str(path)
 
 
 def markdown_table(result: TaskResult) -> str:
+    """One row per mode, the task-level figures, then what each column means (`eval/columns.py`)."""
     keys = sorted({k for m in result.metrics.values() for k in m})
     lines = [f"| mode | {' | '.join(keys)} |", "|---|" + "---:|" * len(keys)]
     for mode, m in result.metrics.items():
         cells = [f"{m[k]:.4g}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
         lines.append(f"| {mode} | {' | '.join(cells)} |")
     extra = "".join(f"\n- {k}: {v:.4g}" if isinstance(v, float) else f"\n- {k}: {v}" for k, v in result.info.items())
-    return f"### {result.task}\n\n" + "\n".join(lines) + ("\n" + extra if extra else "") + "\n"
+    columns = "\n".join(["", "Columns:", "", *legend(keys)]) if keys else ""
+    return f"### {result.task}\n\n" + "\n".join(lines) + ("\n" + extra if extra else "") + columns + "\n"
 
 
 def write_results(result: TaskResult, out_dir: str | Path) -> Path:

@@ -1,7 +1,12 @@
-"""TTS: speak each text, transcribe the speech with an independent ASR judge, WER against the text.
+"""TTS: speak each text, transcribe the speech with an independent ASR judge, score it against the text: WER over
+the rows not in Chinese, CER over the Chinese rows, after one named normaliser.
 
-The judge's WER on the original recordings of the same utterances (where the set has them) is reported beside
-it, so the figure separates the model from the judge. A sample without audio output is scored as all deletions.
+Beside it, the judge on the original recordings (where the set has them): `judge_wer_on_original_audio` over the
+samples with a readable original, and the model's figure over exactly those samples
+(`judge_wer_on_baseline_samples`), so the comparison is like for like and separates the model from the judge.
+
+A sample without audio output is heard as "" (all deletions, `no_audio`); a text that cannot be prompted (empty) is
+counted in `failed` and scored the same way. Neither leaves the denominator.
 """
 
 from __future__ import annotations
@@ -10,11 +15,11 @@ from collections.abc import Sequence
 
 from vita_audio.audio.io import AudioError, read_audio, resample
 from vita_audio.eval.adapters.sample import EvalSample
-from vita_audio.eval.progress import progress
-from vita_audio.eval.metrics import wer
+from vita_audio.eval.metrics import error_rate, language_metric, scores_by_language
 from vita_audio.eval.normalize import get_normalizer
-from vita_audio.eval.tasks.common import TaskResult, check_modes, decode_kwargs, save_wav, speed_metrics
-from vita_audio.inference.api import SpeechLM
+from vita_audio.eval.progress import progress
+from vita_audio.eval.tasks.common import TaskResult, describe_modes, resolve_modes, save_wav
+from vita_audio.eval.tasks.decode import SampleDecoder, speed_metrics
 from vita_audio.inference.sampling import Sampling
 
 
@@ -27,33 +32,60 @@ def transcribe(judge, wav, sample_rate: int) -> str:
         return ""
 
 
-def run_tts(speech: SpeechLM, samples: Sequence[EvalSample], judge, modes: Sequence[str] = ("vanilla",),
+def judge_originals(judge, samples: Sequence[EvalSample]) -> tuple[list[int], list[str], int]:
+    """(indices of the samples whose original recording the judge heard, what it heard, unreadable originals)."""
+    rows, heard, unreadable = [], [], 0
+    with_original = [(i, s) for i, s in enumerate(samples) if s.ref_audio is not None]
+    for i, s in progress(with_original, "tts/judge originals"):
+        try:
+            wav, sr = read_audio(s.ref_audio)
+        except AudioError:  # counted; the sample stays out of both sides of the comparison
+            unreadable += 1
+            continue
+        rows.append(i)
+        heard.append(transcribe(judge, wav, sr))
+    return rows, heard, unreadable
+
+
+def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 512, sampling: Sampling | None = None,
             save_audio: int = 0, audio_dir: str | None = None, **_) -> TaskResult:
     """`save_audio`: the generated speech of the first so many samples per mode is written under `audio_dir`."""
-    norm = get_normalizer(normalizer)
-    modes = check_modes(modes, speech.lm.num_mctp_modules)
-    result = TaskResult("tts", info={"normalizer": normalizer, "samples": len(samples)})
-    originals = [s for s in samples if s.ref_audio is not None]
-    if originals:
-        heard = [transcribe(judge, *read_audio(s.ref_audio)) for s in progress(originals, "tts/judge originals")]
-        result.info["judge_wer_on_original_audio"] = wer([norm(s.text) for s in originals], [norm(h) for h in heard],
-                                                         normalize=False)
-    for mode in modes:
-        refs, hyps, done, failed = [], [], [], 0
+    get_normalizer(normalizer)  # an unknown name fails before any decoding
+    decodes = resolve_modes(modes, speech.lm)
+    decode_sample = SampleDecoder(speech, "tts", max_new_tokens, sampling)
+    texts, languages = [s.text for s in samples], [s.language for s in samples]
+    result = TaskResult("tts", info={"normalizer": normalizer, "samples": len(samples),
+                                     "decodes": describe_modes(decodes)})
+    base_rows, base_heard, unreadable = judge_originals(judge, samples)
+    if base_rows:
+        base = scores_by_language([texts[i] for i in base_rows], base_heard, [languages[i] for i in base_rows],
+                                  normalizer)
+        result.info.update({f"judge_{k}_on_original_audio": v for k, v in base.items()})
+        result.info["baseline_samples"] = len(base_rows)
+    if unreadable:
+        result.info["baseline_unreadable"] = unreadable
+    for mode, decode in decodes.items():
+        heard_all, done, no_audio = [], [], 0
         for i, s in enumerate(progress(samples, f"tts/{mode}")):
-            out = speech.run("tts", s.text, max_new_tokens=max_new_tokens, sampling=sampling, **decode_kwargs(mode))
-            done.append(out)
-            heard = transcribe(judge, out.wav, out.sample_rate) if out.wav is not None else ""
-            failed += out.wav is None
-            wav_path = save_wav(audio_dir, mode, s.id, out.wav, out.sample_rate) if i < save_audio else None
-            refs.append(norm(s.text))
-            hyps.append(norm(heard))
-            result.predictions.append({"mode": mode, "id": s.id, "text": s.text, "judge_heard": heard,
-                                       "generated_text": out.text, "audio_seconds":
-                                       out.wav.numel() / out.sample_rate if out.wav is not None else 0.0,
-                                       "wer": wer([refs[-1]], [hyps[-1]], normalize=False) if refs[-1] else None,
-                                       "wav": wav_path})
-        result.metrics[mode] = {"judge_wer": wer(refs, hyps, normalize=False), "no_audio": failed,
+            d = decode_sample(s.text, decode, s.id)
+            done.append(d)
+            wav = d.out.wav if d.out is not None else None
+            heard = transcribe(judge, wav, d.out.sample_rate) if wav is not None else ""
+            no_audio += d.out is not None and wav is None
+            heard_all.append(heard)
+            wav_path = save_wav(audio_dir, mode, s.id, wav, d.out.sample_rate) if d.out and i < save_audio else None
+            result.predictions.append({"mode": mode, "id": s.id, "language": s.language, "text": s.text,
+                                       "judge_heard": heard, "metric": language_metric(s.language),
+                                       "error_rate": error_rate(s.text, heard, s.language, normalizer),
+                                       "generated_text": d.out.text if d.out is not None else "",
+                                       "audio_seconds": wav.numel() / d.out.sample_rate if wav is not None else 0.0,
+                                       "wav": wav_path, "error": d.error})
+        m = {f"judge_{k}": v for k, v in scores_by_language(texts, heard_all, languages, normalizer).items()}
+        if base_rows:
+            same = scores_by_language([texts[i] for i in base_rows], [heard_all[i] for i in base_rows],
+                                      [languages[i] for i in base_rows], normalizer)
+            m.update({f"judge_{k}_on_baseline_samples": v for k, v in same.items()})
+        result.metrics[mode] = {**m, "failed": sum(d.out is None for d in done), "no_audio": no_audio,
                                 **speed_metrics(done)}
     return result

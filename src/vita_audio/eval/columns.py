@@ -1,0 +1,41 @@
+"""What every metric column of an evaluation means: one meaning per name, the same in every task. metrics.md lists
+the meaning of each column it shows (`markdown_table`); a test checks every column a task writes is here."""
+
+from __future__ import annotations
+
+COLUMNS: dict[str, str] = {
+    # quality (asr, tts, sqa); error rates are after the run's normaliser (`normalizer` in metrics.json)
+    "wer": "corpus word error rate (total word edits / total reference words) over the rows not in Chinese",
+    "cer": "corpus character error rate (spaces removed) over the Chinese rows",
+    "judge_wer": "the judge's WER on the generated speech against the text, rows not in Chinese",
+    "judge_cer": "the judge's CER on the generated speech against the text, Chinese rows",
+    "judge_wer_on_baseline_samples": "judge_wer over exactly the samples of `judge_wer_on_original_audio` (the "
+                                     "ones with a readable original recording): the like-for-like comparison",
+    "judge_cer_on_baseline_samples": "judge_cer over exactly the samples of `judge_cer_on_original_audio`",
+    "s2t_accuracy": "share of questions whose text answer contains an accepted answer (containment, normaliser)",
+    "s2s_accuracy": "share of questions whose spoken answer, as the judge hears it, contains an accepted answer",
+    "failed": "samples whose input could not be prompted (unreadable, silent, too short for one audio code, empty "
+              "text): scored as misses, kept in every denominator",
+    "no_audio": "samples decoded without any audio output: heard as silence, scored as misses, kept in denominators",
+    # speed of the generation tasks (eval/tasks/decode.py)
+    "lm_tokens_per_s": "new tokens / seconds of LM decoding (prefill + steps); no input audio encoding, no output "
+                       "audio synthesis",
+    "e2e_tokens_per_s": "new tokens / seconds of the whole request: prompt building with input audio encoding, "
+                        "decoding, output audio synthesis (the judge excluded)",
+    "backbone_forwards_per_token": "backbone forwards / new tokens",
+    "first_audio_s": "median seconds from the start of decoding to the first audio chunk (prompt building excluded)",
+    # the speed task (eval/tasks/speed.py): fixed-length decodes of TTS prompts, no stop, no codec
+    "tokens_per_s": "speed task: rows x new tokens / seconds of LM decoding from building the Decoder to its last "
+                    "step (no codec: the same measurement as lm_tokens_per_s, over a batch)",
+    "speedup_vs_vanilla": "speed task: tokens_per_s / Vanilla's, in the same round",
+    "mctp_steps_per_token": "speed task: MCTP steps / new tokens",
+    "first_chunk_s": "speed task: seconds to the first decodable audio chunk (the 11th new token), prefill included",
+    "first_chunk_vs_vanilla": "speed task: first_chunk_s / Vanilla's",
+    "ideal_speedup": "speed task: the speed-up the step counts allow with the measured MCTP / backbone step cost",
+    "accepted": "speed task, verified mode: mean tokens kept per backbone forward",
+}
+
+
+def legend(keys: list[str]) -> list[str]:
+    """Markdown lines "- `key`: meaning" for the given columns."""
+    return [f"- `{k}`: {COLUMNS[k]}" for k in keys if k in COLUMNS]
