@@ -371,3 +371,20 @@ def test_source_phase_carries_over(det):
     a, ph = quiet.source(f0[:, :17], z, off, None)
     b, _ = quiet.source(f0[:, 17:], ph, off, None)
     assert (torch.cat([a, b], dim=2) - whole).abs().max() < 1e-5
+
+
+def test_identity_covers_every_byte_of_the_weights(dec_dir, tmp_path):
+    """Two decoders whose weight files agree in their first MiB but differ further on have different identities
+    (a same-shape fine-tune must not reuse a cache keyed by the old one)."""
+    import shutil
+
+    dirs = []
+    for i, tail in enumerate("ab"):
+        d = tmp_path / f"dec{i}"
+        shutil.copytree(dec_dir, d)
+        with open(d / "config.yaml", "a") as f:  # a YAML comment that ends past the first MiB
+            f.write("\n# " + "x" * (2 << 20) + tail + "\n")
+        dirs.append(d)
+    a, b = (Glm4VoiceDetokenizer(d).identity for d in dirs)
+    assert a != b
+    assert Glm4VoiceDetokenizer(dirs[0]).identity == a  # and it is a function of the content

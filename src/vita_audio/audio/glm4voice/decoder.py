@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from vita_audio.audio.digest import weights_digest
 from vita_audio.audio.glm4voice.flow import FlowConfig, FlowModel
 from vita_audio.audio.glm4voice.hift import HiFTConfig, HiFTGenerator, convert_weight_norm_names
 from vita_audio.audio.glm4voice.yaml_config import load_plain_yaml, plain, section
@@ -270,9 +271,10 @@ class Glm4VoiceDetokenizer(AudioDetokenizer):
 
     @property
     def identity(self) -> str:
+        """Changes with any byte of the config or weights (whole-file digests, not a prefix)."""
         h = hashlib.sha256()
         for f in (CONFIG_FILE, FLOW_FILE, HIFT_FILE):
-            h.update((self.path / f).read_bytes()[:1 << 20])
+            h.update(weights_digest(self.path / f).encode())
         return f"glm4voice-decoder-{h.hexdigest()[:16]}"
 
     # -- noise (a function of absolute position: see the module docstring) ------------------------------------
