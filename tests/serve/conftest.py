@@ -50,17 +50,22 @@ def biased_lm(num_modules: int = 4, seed: int = 0) -> VitaAudioLM:
     codes and a few text tokens: greedy and sampled answers then open and close audio spans and stop (with the
     default stop ids) at different steps from row to row, deterministically (the tests assert it)."""
     lm = serve_lm(num_modules, seed)
-    bb, av = lm.backbone, lm.backbone.audio_vocab
-    old = bb.lm_head
+    av = lm.backbone.audio_vocab
+    stops = Decoder(lm, [[1]], schedule=[1, 0], max_new_tokens=1).stop_ids  # the default stop ids
+    bias = {av.begin_of_audio: 3.0, av.end_of_audio: 3.0, **{i: 2.2 for i in stops},
+            **{av.audio_offset + k: 2.0 for k in range(8)}, **{300 + k: 2.0 for k in range(6)}}
+    return with_head_bias(lm, bias, scale=10.0)
+
+
+def with_head_bias(lm: VitaAudioLM, bias: dict[int, float], scale: float = 1.0) -> VitaAudioLM:
+    """Replace the LM head (shared by the backbone and the MCTP steps) by weights x `scale` plus `bias` {id: value}."""
+    old = lm.backbone.lm_head
     head = torch.nn.Linear(old.in_features, old.out_features, bias=True)
     with torch.no_grad():
-        head.weight.copy_(old.weight * 10)
+        head.weight.copy_(old.weight * scale)
         head.bias.zero_()
-        head.bias[[av.begin_of_audio, av.end_of_audio]] = 3.0
-        head.bias[Decoder(lm, [[1]], schedule=[1, 0], max_new_tokens=1).stop_ids] = 2.2  # the default stops
-        head.bias[av.audio_offset:av.audio_offset + 8] = 2.0
-        head.bias[300:306] = 2.0
-    bb.model.set_output_embeddings(head)
+        head.bias[list(bias)] = torch.tensor(list(bias.values()))
+    lm.backbone.model.set_output_embeddings(head)
     return lm.eval()
 
 

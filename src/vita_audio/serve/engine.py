@@ -308,7 +308,7 @@ class Engine:
             r.sent += delta
             if r.lane is None:
                 r.first_output = True
-            r.job.sink(TextDelta(delta))
+            r.job.emit(TextDelta(delta))
 
     def _finish(self, g: Group, r: Row, reason: str) -> None:
         """Decoding of row r is over: no more tokens; `Done` follows once its audio is synthesised."""
@@ -343,7 +343,7 @@ class Engine:
                     r.queued, time.perf_counter() - r.started, r.forwards, r.mctp_steps, len(g.rows))
         with self._cv:
             self.completed += 1
-        r.job.sink(done)
+        r.job.emit(done)
 
     def _drop(self, r: Row, err: Exception | None) -> bool:
         """End row r now (no audio to wait for): fail it with `err`, or silently for a cancelled job."""
@@ -391,7 +391,7 @@ class Engine:
     def _fail(self, job: Job, err: BaseException) -> None:
         with self._cv:
             self.errors += 1
-        job.sink(err)
+        job.emit(err)
 
 
 def _deadline_error(job: Job) -> DeadlineExceeded:

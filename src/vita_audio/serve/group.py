@@ -8,6 +8,7 @@ its slot until then (`Engine` counts slots per group).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from vita_audio.inference.stream import TextStream
 from vita_audio.serve.lanes import CodecLane
 from vita_audio.serve.stops import StopText
 
+log = logging.getLogger(__name__)
 FIRST_BACKLOG = 4  # codes queued for the codec after which a row waiting for its first chunk stops decoding on
 FIRST_PRIORITY_TOKENS = 64  # a row that has no first output after this many tokens loses its first priority
 
@@ -66,6 +68,15 @@ class Job:
         stops = None if self.stop_ids is None else tuple(self.stop_ids)
         return tuple(self.schedule), self.verify, self.sampling, stops, self.audio_out
 
+    def emit(self, event: object) -> None:
+        """Hand `event` to the sink; a sink that fails (its client's event loop gone) cancels the job, and never
+        stops the engine or codec thread that called it."""
+        try:
+            self.sink(event)
+        except Exception:  # noqa: BLE001
+            log.exception("a request's event sink failed: the request is cancelled")
+            self.cancelled = True
+
     def expired(self, now: float) -> bool:
         return self.deadline is not None and now > self.deadline
 
@@ -101,7 +112,7 @@ class Row:
             self.first_audio, self.first_audio_forwards = now - self.started, forwards
         self.first_output = True
         self.pieces.append(wav)
-        self.job.sink(AudioChunk(wav, self.sr, now - self.started))
+        self.job.emit(AudioChunk(wav, self.sr, now - self.started))
 
 
 class Group:
