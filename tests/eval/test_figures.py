@@ -65,6 +65,9 @@ def test_a_clip_too_short_for_one_code_is_a_failed_sample(world, tmp_path):
     assert "too short" in res.predictions[1]["error"] and res.predictions[0]["error"] is None
     res = run_sqa(strict, samples[1:], ParrotJudge("hello"), max_new_tokens=4)
     assert res.metrics["vanilla"]["failed"] == 1 and res.metrics["vanilla"]["s2t_accuracy"] == 0.0
+    texts = [EvalSample(id="blank", text=" "), EvalSample(id="ok", text="hello there")]  # a text with nothing to say
+    res = run_tts(strict, texts, ParrotJudge("hello there"), max_new_tokens=4)
+    assert res.metrics["vanilla"]["failed"] == 1 and "non-empty text" in res.predictions[0]["error"]
 
 
 def test_sampled_eval_seeds_each_sample_by_its_id(world):

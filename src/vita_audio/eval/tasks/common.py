@@ -79,7 +79,7 @@ def markdown_table(result: TaskResult) -> str:
         cells = [f"{m[k]:.4g}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys]
         lines.append(f"| {mode} | {' | '.join(cells)} |")
     extra = "".join(f"\n- {k}: {v:.4g}" if isinstance(v, float) else f"\n- {k}: {v}" for k, v in result.info.items())
-    columns = "\n".join(["", "Columns:", "", *legend(keys)]) if keys else ""
+    columns = "\n\nColumns:\n\n" + "\n".join(legend(keys)) if keys else ""
     return f"### {result.task}\n\n" + "\n".join(lines) + ("\n" + extra if extra else "") + columns + "\n"
 
 

@@ -70,16 +70,16 @@ def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] =
         for i, s in enumerate(progress(samples, f"tts/{mode}")):
             d = decode_sample(s.text, decode, s.id)
             done.append(d)
-            wav = d.out.wav if d.out is not None else None
-            heard = transcribe(judge, wav, d.out.sample_rate) if wav is not None else ""
+            wav, rate = (d.out.wav, d.out.sample_rate) if d.out is not None else (None, None)
+            heard = transcribe(judge, wav, rate) if wav is not None else ""  # failed or silent: all deletions
             no_audio += d.out is not None and wav is None
             heard_all.append(heard)
-            wav_path = save_wav(audio_dir, mode, s.id, wav, d.out.sample_rate) if d.out and i < save_audio else None
+            wav_path = save_wav(audio_dir, mode, s.id, wav, rate) if wav is not None and i < save_audio else None
             result.predictions.append({"mode": mode, "id": s.id, "language": s.language, "text": s.text,
                                        "judge_heard": heard, "metric": language_metric(s.language),
                                        "error_rate": error_rate(s.text, heard, s.language, normalizer),
                                        "generated_text": d.out.text if d.out is not None else "",
-                                       "audio_seconds": wav.numel() / d.out.sample_rate if wav is not None else 0.0,
+                                       "audio_seconds": wav.numel() / rate if wav is not None else 0.0,
                                        "wav": wav_path, "error": d.error})
         m = {f"judge_{k}": v for k, v in scores_by_language(texts, heard_all, languages, normalizer).items()}
         if base_rows:
