@@ -3,7 +3,7 @@
     python experiments/bench_codec.py [--codec artifacts/codec/builtin] [--data artifacts/corpus/asr/test.jsonl]
 
 Intelligibility: every test utterance is transcribed as it is and after encode -> decode; WER is corpus-level
-after lower-casing and stripping punctuation except apostrophes (vita_audio.eval.metrics.normalize_en).
+after lower-casing and stripping punctuation except apostrophes (vita_audio.eval.normalize.normalize_seed_tts).
 Speed is a multiple of real time on one thread. Streaming: a long utterance (test files joined) is pushed
 `--chunk` codes at a time; the table gives the time of push 1 and push 50 (they should be about equal).
 """

@@ -164,3 +164,9 @@ def test_the_encoder_runs_once_per_input_file(dataset, encoder, backbone):
     dm2 = VitaDataModule(backbone.tokenizer, backbone.audio_vocab, [str(jsonl)], audio_encoder=again, **kw)
     dm2.setup("fit")
     assert again.calls == 0 and len(list(dm2.train_dataloader())) >= 1
+
+
+def test_feature_namespaces_of_different_identities_never_merge():
+    """`a/b` and `a_b` are one name after the character replacement; the namespace must still tell them apart."""
+    assert feature_namespace("enc/a_b") != feature_namespace("enc_a/b")
+    assert feature_namespace("x") == feature_namespace("x")

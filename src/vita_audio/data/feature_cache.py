@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import hashlib
 import logging
 import re
 import shutil
@@ -34,8 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def feature_namespace(identity: str) -> str:
-    """The default cache namespace of an encoder: `features-<identity>` (file-name safe)."""
-    return "features-" + re.sub(r"[^A-Za-z0-9._-]+", "_", identity)
+    """The default cache namespace of an encoder: `features-<identity>` (file-name safe). Identities that the
+    character replacement would merge (`a/b`, `a_b`) keep apart through a short hash of the identity itself."""
+    tag = hashlib.blake2b(identity.encode(), digest_size=4).hexdigest()
+    return f"features-{re.sub(r'[^A-Za-z0-9._-]+', '_', identity)}-{tag}"
 
 
 def audio_roles(messages: Sequence[tuple[str, str]]) -> list[str]:
