@@ -62,16 +62,33 @@ def span_prompts() -> list[list[int]]:
     return [torch.randint(0, 250, (n,), generator=g).tolist() for n in (5, 9, 3, 7)]
 
 
+def spy_mctp(dec) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Record (span state, live rows) of every batched MCTP step of `dec`."""
+    calls, mctp = [], dec.heads.mctp
+
+    def spy(h, in_span, active=None):
+        calls.append((in_span.clone(), (torch.ones_like(in_span) if active is None else active).clone()))
+        return mctp(h, in_span) if active is None else mctp(h, in_span, active)
+
+    dec.heads.mctp = spy
+    return calls
+
+
+def mixed_with_a_stopped_row(calls) -> int:
+    """MCTP steps where a row had stopped and the live rows were in different span states (the mixed branch)."""
+    return sum(1 for in_span, live in calls if not live.all() and in_span[live].any() and not in_span[live].all())
+
+
 @torch.inference_mode()
-def forced_logits(lm: VitaAudioLM, prompt: list[int], tokens: list[int], schedule) -> list[torch.Tensor]:
-    """Teacher forcing through the fast decoder: the logits (1, V) of every step of `schedule` when the emitted
-    tokens are `tokens` (whatever the model would pick), so two decoders can be compared at every step, the cached
+def forced_logits(lm: VitaAudioLM, prompts: list[list[int]], tokens: list[list[int]], schedule):
+    """Teacher forcing through the fast decoder: (logits (B, V) of every step, the decoder) when row i emits
+    `tokens[i]` (whatever the model would pick), so two decoders can be compared at every step, the cached
     multi-token backbone forwards after each MCTP run included, even where rounding makes their picks differ."""
     from vita_audio.inference import Decoder
 
-    dec = Decoder(lm, [prompt], schedule=schedule, max_new_tokens=len(tokens), stop_ids=[], record_logits=True)
-    forced = iter(tokens)
-    dec.sampler.pick = lambda context, logits: torch.tensor([next(forced)], device=logits.device)
+    dec = Decoder(lm, prompts, schedule=schedule, max_new_tokens=len(tokens[0]), stop_ids=[], record_logits=True)
+    forced = iter(zip(*tokens))
+    dec.sampler.pick = lambda context, logits: torch.tensor(next(forced), device=logits.device)
     for _ in dec.steps():
         pass
-    return dec.logits
+    return dec.logits, dec

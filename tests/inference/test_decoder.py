@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.inference.conftest import N_MODULES, tiny_lm
+from tests.inference.conftest import N_MODULES, mixed_with_a_stopped_row, spy_mctp, tiny_lm
 from vita_audio.inference import Decoder, Sampling, generate
 from vita_audio.inference.generate import run_decoder
 from vita_audio.inference.heads import Heads
@@ -38,30 +38,13 @@ def test_batch_of_three_equals_each_row_alone(lm, prompts, schedule):
     assert batch.rows() == slow
 
 
-def _spy_mctp(dec: Decoder) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Record (span state, live rows) of every batched MCTP step of `dec`."""
-    calls, mctp = [], dec.heads.mctp
-
-    def spy(h, in_span, active=None):
-        calls.append((in_span.clone(), (torch.ones_like(in_span) if active is None else active).clone()))
-        return mctp(h, in_span, active)
-
-    dec.heads.mctp = spy
-    return calls
-
-
-def _mixed_with_a_stopped_row(calls) -> int:
-    """MCTP steps where a row had stopped and the live rows were in different span states (the mixed branch)."""
-    return sum(1 for in_span, live in calls if not live.all() and in_span[live].any() and not in_span[live].all())
-
-
 def test_batch_rows_stop_on_their_own_in_mixed_span_states(spans, span_prompts):
     """The real stop ids (<|im_end|>): rows stop at different steps while the others are in and out of audio
     spans; every row equals decoding it alone (restricted heads), and stops right after its stop token."""
     dec = Decoder(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30)  # default stops
-    calls = _spy_mctp(dec)
+    calls = spy_mctp(dec)
     out = run_decoder(dec)
-    assert _mixed_with_a_stopped_row(calls) > 0  # the premise: the mixed branch ran with a stopped row
+    assert mixed_with_a_stopped_row(calls) > 0  # the premise: the mixed branch ran with a stopped row
     stop = spans.backbone.tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert dec.stop_ids[0] == stop
     rows = out.rows()

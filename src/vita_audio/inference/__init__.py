@@ -2,6 +2,7 @@
 
     from vita_audio.inference import generate, Sampling
     out = generate(lm, [ids], schedule="boost", max_new_tokens=200, sampling=Sampling(seed=0))
+    out = generate(lm, [ids_a, ids_b], sampling=Sampling(), seeds=[1, 2])   # a seed per row: same as each alone
 
     from vita_audio.inference import load_model, SpeechLM, stream
     lm = load_model("artifacts/stages/boost_stage4/hf")      # or a .ckpt, or a published directory
@@ -11,9 +12,11 @@ from vita_audio.inference.api import SpeechLM
 from vita_audio.inference.decoder import Decoder, Step
 from vita_audio.inference.generate import GenerationOutput, default_schedule, generate
 from vita_audio.inference.load import load_model
+from vita_audio.inference.routing import Routed, TextStream, TokenRouter
 from vita_audio.inference.sampling import Sampling
 from vita_audio.inference.schedule import MODES, expand, resolve_schedule
 from vita_audio.inference.stream import AudioChunk, Finished, TextDelta, stream
 
-__all__ = ["MODES", "AudioChunk", "Decoder", "Finished", "GenerationOutput", "Sampling", "SpeechLM", "Step",
-           "TextDelta", "default_schedule", "expand", "generate", "load_model", "resolve_schedule", "stream"]
+__all__ = ["MODES", "AudioChunk", "Decoder", "Finished", "GenerationOutput", "Routed", "Sampling", "SpeechLM", "Step",
+           "TextDelta", "TextStream", "TokenRouter", "default_schedule", "expand", "generate", "load_model",
+           "resolve_schedule", "stream"]
