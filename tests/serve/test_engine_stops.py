@@ -39,11 +39,11 @@ def _drain(events: queue.Queue, timeout: float = 60.0) -> list:
             return out
 
 
-def _run_batch(lm, detok, sampling: Sampling, codec_threads: int) -> list[list]:
+def _run_batch(lm, detok, samplings: list[Sampling], codec_threads: int) -> list[list]:
     """Every prompt as one job with the default stop ids, submitted before the engine starts: one batch."""
     engine = Engine(lm, detok, slots=len(PROMPTS), max_batch=len(PROMPTS), codec_threads=codec_threads)
     sinks = [queue.Queue() for _ in PROMPTS]
-    for p, q in zip(PROMPTS, sinks):
+    for p, q, sampling in zip(PROMPTS, sinks, samplings):
         engine.submit(Job(list(p), q.put, SCHEDULE, sampling=sampling, stop_ids=None, max_new_tokens=N))
     engine.start()
     try:
@@ -89,7 +89,7 @@ def _assert_equal_alone(lm, detok, events: list, prompt: list[int], sampling: Sa
 @pytest.mark.parametrize("codec_threads", [0, 2])
 def test_rows_stopping_in_mixed_span_states_equal_decoding_alone(parts, codec_threads):
     lm, detok = parts
-    results = _run_batch(lm, detok, Sampling.greedy(), codec_threads)
+    results = _run_batch(lm, detok, [Sampling.greedy()] * len(PROMPTS), codec_threads)
     dones = [r[-1] for r in results]
     assert all(isinstance(d, Done) for d in dones), dones  # no row of the batch failed
     assert all(d.batch == len(PROMPTS) for d in dones)
@@ -99,14 +99,16 @@ def test_rows_stopping_in_mixed_span_states_equal_decoding_alone(parts, codec_th
 
 
 def test_seeded_sampled_rows_equal_decoding_alone(parts):
-    """Sampling on (the reference's defaults, one seed for every request, as clients that pin a seed send it):
-    each row of the batch draws what the same request draws alone."""
+    """Sampling on (the reference's defaults), seeds equal for some requests and different for others (as clients
+    that pin a seed send them): the requests share one batch, and each row draws what the same request draws
+    alone."""
     lm, detok = parts
-    sampling = Sampling(seed=3)
-    results = _run_batch(lm, detok, sampling, codec_threads=2)
+    samplings = [Sampling(seed=s) for s in (3, 3, 4, 4, 5)]
+    results = _run_batch(lm, detok, samplings, codec_threads=2)
     dones = [r[-1] for r in results]
     assert all(isinstance(d, Done) for d in dones), dones
+    assert all(d.batch == len(PROMPTS) for d in dones)
     assert len({tuple(d.tokens) for d in dones}) == len(PROMPTS)
     assert any(d.finish_reason == "stop" for d in dones) and any(d.finish_reason == "length" for d in dones)
-    for events, p in zip(results, PROMPTS):
+    for events, p, sampling in zip(results, PROMPTS, samplings):
         _assert_equal_alone(lm, detok, events, p, sampling)

@@ -287,18 +287,17 @@ class Engine:
             self._close(g)
 
     def _token(self, g: Group, r: Row, tok: int) -> None:
-        """Route one token of row r: an audio code to its codec lane, text to the client (up to a stop
-        sequence), a marker nowhere; a stop id, a stop sequence or the row's max_tokens finishes the row."""
-        r.tokens.append(tok)
-        if g.audio_lo <= tok < g.audio_hi:
-            if r.lane is not None:
-                r.lane.push(tok - g.audio_lo, g.dec.backbone_forwards)
-        elif tok not in g.markers:
-            self._text(r, r.stop.push(r.text.push(tok)))
+        """Route one token of row r (`TokenRouter`): an audio code to its codec lane, text to the client (up to a
+        stop sequence), a marker nowhere; a stop id, a stop sequence or the row's max_tokens finishes the row."""
+        route = r.router.push(tok)
+        if route.kind == "code" and r.lane is not None:
+            r.lane.push(route.code, g.dec.backbone_forwards)
+        elif route.kind == "text":
+            self._text(r, r.stop.push(route.text))
             if r.stop.stopped:
                 self._finish(g, r, "stop")
                 return
-        if tok in g.stops:
+        if route.kind == "stop":
             self._finish(g, r, "stop")
         elif len(r.tokens) >= r.job.max_new_tokens:
             self._finish(g, r, "length")
@@ -316,6 +315,8 @@ class Engine:
             if r.done:
                 return
             r.done = True
+        self._text(r, r.stop.push(r.router.finish()))  # text held back: an incomplete character at the end
+        reason = "stop" if r.stop.stopped else reason
         self._text(r, r.stop.flush())
         r.finish_reason, r.forwards, r.mctp_steps = reason, g.dec.backbone_forwards, g.dec.mctp_steps
         if r.lane is not None:

@@ -1,5 +1,9 @@
 """What the engine schedules: a `Job` (one request's decode), a `Group` (one batched `Decoder` over 1..max_batch
-jobs) and its `Row`s (one per job: text, stop sequences, the codec lane, timing), and the `Done` event.
+jobs) and its `Row`s (one per job: its `TokenRouter` (code / marker / stop / text, shared with `stream()`), stop
+sequences, the codec lane, timing), and the `Done` event.
+
+Jobs batch when their decode options are equal up to the seed and the budget: the decoder takes one seed and one
+max_new_tokens per row.
 
 Rows of one group share the decoder's prefill and every step; a row that has finished (stop, max_tokens, a stop
 sequence, cancelled) gets no more events, but the decoder still computes it until the whole group ends, so it keeps
@@ -11,12 +15,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from vita_audio.inference import AudioChunk, Decoder, Sampling
-from vita_audio.inference.stream import TextStream
+from vita_audio.inference.routing import TokenRouter
 from vita_audio.serve.lanes import CodecLane
 from vita_audio.serve.stops import StopText
 
@@ -64,9 +68,11 @@ class Job:
     submitted: float = field(default_factory=time.perf_counter)
 
     def key(self) -> tuple:
-        """Jobs with equal keys may share one batched decoder (if their budgets fit together: `fits`)."""
+        """Jobs with equal keys may share one batched decoder (if their budgets fit together: `fits`); the seed
+        is not part of it (each row has its own)."""
         stops = None if self.stop_ids is None else tuple(self.stop_ids)
-        return tuple(self.schedule), self.verify, self.sampling, stops, self.audio_out
+        sampling = None if self.sampling is None else replace(self.sampling, seed=None)
+        return tuple(self.schedule), self.verify, sampling, stops, self.audio_out
 
     def emit(self, event: object) -> None:
         """Hand `event` to the sink; a sink that fails (its client's event loop gone) cancels the job, and never
@@ -88,11 +94,10 @@ def fits(jobs: list[Job], n_pos: int | None) -> bool:
 
 
 class Row:
-    def __init__(self, job: Job, tokenizer, started: float) -> None:
-        self.job, self.text, self.stop = job, TextStream(tokenizer), StopText(job.stop_text)
+    def __init__(self, job: Job, router: TokenRouter, started: float) -> None:
+        self.job, self.router, self.stop = job, router, StopText(job.stop_text)
         self.lane: CodecLane | None = None  # audio out: the row's detokenizer session on the codec pool
         self.sr: int | None = None
-        self.tokens: list[int] = []
         self.sent = ""  # text sent to the client (cut at a stop sequence)
         self.pieces: list[torch.Tensor] = []
         self.first_audio: float | None = None
@@ -106,6 +111,11 @@ class Row:
         self.done = False
         self.ended = False
 
+    @property
+    def tokens(self) -> list[int]:
+        """Every token of the answer so far (the stop included)."""
+        return self.router.tokens
+
     def audio(self, wav: torch.Tensor, forwards: int) -> None:
         now = time.perf_counter()
         if self.first_audio is None:
@@ -116,21 +126,19 @@ class Row:
 
 
 class Group:
-    """One batched `Decoder` over jobs with equal keys, its rows, and the token classes its steps are routed by."""
+    """One batched `Decoder` over jobs with equal keys (one seed and one budget per row) and its rows."""
 
     def __init__(self, lm, jobs: list[Job]) -> None:
         j = jobs[0]
         frames = [x.audio_features for x in jobs if x.audio_features is not None]  # row-major, as the rows
+        seeds = [None if x.sampling is None else x.sampling.seed for x in jobs]
         self.dec = Decoder(lm, [x.prompt for x in jobs], schedule=j.schedule, verify=j.verify,
-                           max_new_tokens=max(x.max_new_tokens for x in jobs), sampling=j.sampling,
+                           max_new_tokens=[x.max_new_tokens for x in jobs], sampling=j.sampling, seeds=seeds,
                            stop_ids=j.stop_ids, audio_features=torch.cat(frames) if frames else None)
         now = time.perf_counter()
         bb = lm.backbone
-        self.rows = [Row(x, bb.tokenizer, now) for x in jobs]
+        self.rows = [Row(x, TokenRouter(bb.tokenizer, bb.audio_vocab, self.dec.stop_ids), now) for x in jobs]
         self.steps = self.dec.steps()
-        av = bb.audio_vocab
-        self.audio_lo, self.audio_hi, self.stops = av.audio_offset, av.audio_end, set(self.dec.stop_ids)
-        self.markers = {av.begin_of_audio, av.end_of_audio, *self.stops}
         self.created = now
         self.closed = False
 

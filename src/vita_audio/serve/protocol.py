@@ -167,7 +167,7 @@ def _sampling(body: ChatBody, settings: ServeSettings) -> Sampling:
     asked = {name: getattr(body, name) for name in SAMPLING_FIELDS if getattr(body, name) is not None}
     cfg.update(asked)
     if cfg.get("temperature") == 0:
-        cfg.update(do_sample=False, temperature=1.0, repetition_penalty=asked.get("repetition_penalty", 1.0))
+        cfg.update(do_sample=False, temperature=1.0, repetition_penalty=asked.get("repetition_penalty"))
     try:
         return Sampling(**cfg)
     except (TypeError, ValueError) as err:  # name the field the message is about (one the request gave first)
