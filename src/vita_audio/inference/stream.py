@@ -99,8 +99,9 @@ def stream(
             first_audio = first_audio if first_audio is not None else time.perf_counter() - t0
             yield AudioChunk(wav, sr, time.perf_counter() - t0)
     full = torch.cat(pieces) if pieces else None
-    yield Finished(router.tokens, router.text, torch.tensor(router.codes, dtype=torch.long), full, sr, dec.backbone_forwards,
-                   dec.mctp_steps, first_audio, time.perf_counter() - t0, list(dec.accepted))
+    codes = torch.tensor(router.codes, dtype=torch.long)
+    yield Finished(router.tokens, router.text, codes, full, sr, dec.backbone_forwards, dec.mctp_steps, first_audio,
+                   time.perf_counter() - t0, list(dec.accepted))
 
 
 def collect(events: Iterator[TextDelta | AudioChunk | Finished]) -> Finished:
