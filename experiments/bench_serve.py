@@ -1,6 +1,7 @@
 """Load on the HTTP server: 1, 4 and 16 concurrent streaming speech-to-speech requests.
 
     python experiments/bench_serve.py [--levels 1,4,16 --rounds 3 --max-tokens 100 --slots 4 --size tiny]
+    python experiments/bench_serve.py --no-stop --greedy     # the earlier set-up: every answer max_tokens long
 
 The server is `python serve.py` in a subprocess (its own interpreter, so the clients do not share its GIL) on
 127.0.0.1, serving:
@@ -9,15 +10,23 @@ The server is `python serve.py` in a subprocess (its own interpreter, so the cli
            like a stage; the built-in codec of artifacts/codec/builtin when it exists, else a random codec of the
            same shape (the table says which)
     test   hidden 64, 2 layers, 32 codes + a random tiny codec (the smoke test)
+    --ckpt a trained checkpoint (e.g. artifacts/stages/boost_stage4/hf of `make demo`) with the built-in codec of
+           artifacts/codec/builtin: answers that end on their own, as a real server's do
 
 Each level runs `--rounds` waves of `level` requests sent at once (httpx, asyncio), after one warm-up request.
 Every request: a spoken question (a corpus test wav, else a synthetic one) as input_audio, modalities text + audio,
-pcm16, stream=true, Boost, `max_tokens` new tokens (`stop_ids=[]`: every answer has exactly that many). Measured:
+pcm16, stream=true, Boost, at most `max_tokens` new tokens, as a real client sends it: the server's stop ids
+(`<|im_end|>`, eos: answers end on their own, at different times, inside one batch) and sampling on (the server's
+defaults, T 0.7 / top-k 20 / top-p 0.8, one seed per request so a run repeats). `--no-stop` (server.stop_ids=[])
+and `--greedy` (temperature 0) give the earlier set-up in which every answer is exactly `max_tokens` long. Measured:
 
-    first audio     client clock: from sending the request to the first SSE delta carrying audio (p50 / p95)
+    first audio     client clock: from sending the request to the first SSE delta carrying audio (p50 / p95), over
+                    the answers that have audio (an answer may stop before its first code)
     server first    the server's own first_audio_s (admission to first chunk) and queued_s (submission to admission)
     tokens/s        all completion tokens of the level / the level's wall time (waves back to back)
-    errors          non-200 answers, error events, answers without audio or with a short token count
+    stopped         answers that ended on a stop id before max_tokens; mean tokens per answer
+    errors          non-200 answers, error events, answers with no tokens, more than max_tokens, or
+                    `length` answers short of max_tokens
 """
 
 from __future__ import annotations
@@ -78,6 +87,15 @@ def build_artefacts(size: str, out: Path) -> dict:
             "words": f"{model_words[size]} + 10 MCTP modules, random weights, {n:.1f} M parameters; {codec_words}"}
 
 
+def trained_artefacts(ckpt: str) -> dict:
+    """A trained checkpoint served with the trained built-in codec (the one it was trained with)."""
+    if not (CODEC / "config.json").is_file():
+        raise FileNotFoundError(f"--ckpt needs the trained built-in codec at {CODEC} (make demo trains it)")
+    codebook = json.loads((CODEC / "config.json").read_text())["codebook_size"]
+    return {"hf": Path(ckpt).resolve(), "codec": CODEC, "codebook": codebook,
+            "words": f"the trained checkpoint {ckpt}; the built-in codec ({CODEC.relative_to(ROOT)})"}
+
+
 def question_wav(out: Path) -> tuple[bytes, str]:
     wavs = sorted(CORPUS_WAVS.glob("*question*.wav")) if CORPUS_WAVS.is_dir() else []
     if wavs:
@@ -95,14 +113,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(art: dict, slots: int, max_queue: int, threads: int, root: Path) -> tuple[subprocess.Popen, str]:
+def start_server(art: dict, slots: int, max_queue: int, threads: int, root: Path,
+                 no_stop: bool = False) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
     cmd = [sys.executable, "serve.py", f"ckpt_path={art['hf']}", f"port={port}", f"torch_threads={threads}",
            f"paths.root_dir={root}", f"paths.codec_dir={art['codec']}", f"audio.codebook_size={art['codebook']}",
-           "server.stop_ids=[]", f"server.slots={slots}", f"server.max_batch={slots}",
-           f"server.max_queue={max_queue}", "server.max_tokens=4096", "log_level=warning"]
+           f"server.slots={slots}", f"server.max_batch={slots}", f"server.max_queue={max_queue}",
+           "server.max_tokens=4096", "log_level=warning", *(["server.stop_ids=[]"] if no_stop else [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -117,13 +136,18 @@ def start_server(art: dict, slots: int, max_queue: int, threads: int, root: Path
     raise RuntimeError("serve.py did not answer /health within 180 s")
 
 
-async def one_request(client, url: str, wav_b64: str, max_tokens: int, mode: str, headers=None) -> dict:
+async def one_request(client, url: str, wav_b64: str, max_tokens: int, mode: str, headers=None,
+                      seed: int | None = None, greedy: bool = False) -> dict:
     body = {"model": "vita-audio", "stream": True, "modalities": ["text", "audio"], "audio": {"format": "pcm16"},
             "max_tokens": max_tokens, "mode": mode, "stream_options": {"include_usage": True},
             "messages": [{"role": "user", "content": [
                 {"type": "input_audio", "input_audio": {"data": wav_b64, "format": "wav"}}]}]}
+    if greedy:
+        body["temperature"] = 0
+    elif seed is not None:
+        body["seed"] = seed
     t0 = time.perf_counter()
-    res = {"first_audio": None, "tokens": 0, "error": None, "server": None}
+    res = {"first_audio": None, "tokens": 0, "error": None, "server": None, "finish": None}
     try:
         async with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as r:
             if r.status_code != 200:
@@ -140,33 +164,40 @@ async def one_request(client, url: str, wav_b64: str, max_tokens: int, mode: str
                     res["tokens"] = ev["usage"]["completion_tokens"]
                 if ev.get("vita"):
                     res["server"] = ev["vita"]
-                delta = ev["choices"][0]["delta"] if ev.get("choices") else {}
-                if (delta.get("audio") or {}).get("data") and res["first_audio"] is None:
+                choice = ev["choices"][0] if ev.get("choices") else {}
+                res["finish"] = choice.get("finish_reason") or res["finish"]
+                if ((choice.get("delta") or {}).get("audio") or {}).get("data") and res["first_audio"] is None:
                     res["first_audio"] = time.perf_counter() - t0
     except Exception as err:  # noqa: BLE001 - counted as an error of the bench, with its type
         res["error"] = f"{type(err).__name__}: {err}"
-    if res["error"] is None and (res["first_audio"] is None or res["tokens"] != max_tokens):
-        res["error"] = f"no audio or {res['tokens']} != {max_tokens} tokens"
+    if res["error"] is None:
+        n, finish = res["tokens"], res["finish"]
+        if not 1 <= n <= max_tokens or finish not in ("stop", "length") or (finish == "length" and n != max_tokens):
+            res["error"] = f"{n} tokens (max {max_tokens}), finish_reason {finish!r}"
     return res
 
 
 async def run_level(url: str, wav_b64: str, level: int, rounds: int, max_tokens: int, mode: str,
-                    headers: dict | None = None) -> dict:
+                    headers: dict | None = None, greedy: bool = False, seed0: int = 0) -> dict:
+    """`rounds` waves of `level` concurrent requests; request i of the level is seeded `seed0 + i`."""
     import httpx
 
     limits = httpx.Limits(max_connections=level + 4, max_keepalive_connections=level + 4)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         t0, results = time.perf_counter(), []
-        for _ in range(rounds):
-            results += await asyncio.gather(*[one_request(client, url, wav_b64, max_tokens, mode, headers)
-                                              for _ in range(level)])
+        for w in range(rounds):
+            results += await asyncio.gather(*[one_request(client, url, wav_b64, max_tokens, mode, headers,
+                                                          seed0 + w * level + i, greedy) for i in range(level)])
         wall = time.perf_counter() - t0
     ok = [r for r in results if r["error"] is None]
-    firsts = sorted(r["first_audio"] for r in ok)
+    spoke = [r for r in ok if r["first_audio"] is not None]
+    firsts = sorted(r["first_audio"] for r in spoke)
     return {"level": level, "requests": len(results), "errors": len(results) - len(ok),
             "error_samples": [r["error"] for r in results if r["error"]][:3],
+            "stopped": sum(r["finish"] == "stop" for r in ok), "no_audio": len(ok) - len(spoke),
+            "tokens_mean": statistics.mean(r["tokens"] for r in ok) if ok else float("nan"),
             "first_p50": pct(firsts, 50), "first_p95": pct(firsts, 95),
-            "server_first_p50": pct(sorted(r["server"]["first_audio_s"] for r in ok), 50),
+            "server_first_p50": pct(sorted(r["server"]["first_audio_s"] for r in spoke), 50),
             "queued_p95": pct(sorted(r["server"]["queued_s"] for r in ok), 95),
             "batch_mean": statistics.mean(r["server"]["batch"] for r in ok) if ok else float("nan"),
             "tokens_per_s": sum(r["tokens"] for r in ok) / wall, "wall_s": wall}
@@ -180,12 +211,14 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| concurrent | requests | errors | first audio p50 | first audio p95 | server first p50 | queued p95 | "
-           "mean batch | total tokens/s |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| concurrent | requests | errors | stopped / no audio | mean tokens | first audio p50 | first audio p95 | "
+           "server first p50 | queued p95 | mean batch | total tokens/s |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append(f"| {r['level']} | {r['requests']} | {r['errors']} | {r['first_p50'] * 1e3:.0f} ms | "
-                   f"{r['first_p95'] * 1e3:.0f} ms | {r['server_first_p50'] * 1e3:.0f} ms | "
-                   f"{r['queued_p95'] * 1e3:.0f} ms | {r['batch_mean']:.1f} | {r['tokens_per_s']:.0f} |")
+        out.append(f"| {r['level']} | {r['requests']} | {r['errors']} | {r['stopped']} / {r['no_audio']} | "
+                   f"{r['tokens_mean']:.0f} | {r['first_p50'] * 1e3:.0f} ms | {r['first_p95'] * 1e3:.0f} ms | "
+                   f"{r['server_first_p50'] * 1e3:.0f} ms | {r['queued_p95'] * 1e3:.0f} ms | {r['batch_mean']:.1f} | "
+                   f"{r['tokens_per_s']:.0f} |")
     return "\n".join(out)
 
 
@@ -206,6 +239,9 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-queue", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     ap.add_argument("--size", default="tiny", choices=["tiny", "test"])
+    ap.add_argument("--ckpt", default=None, help="serve this trained checkpoint instead of a random --size model")
+    ap.add_argument("--no-stop", action="store_true", help="server.stop_ids=[]: every answer max_tokens long")
+    ap.add_argument("--greedy", action="store_true", help="temperature 0 instead of the server's sampling")
     ap.add_argument("--json", default=None, help="write the rows here")
     return ap.parse_args(argv)
 
@@ -215,14 +251,15 @@ def main(argv=None, log=print) -> dict:
     levels = [int(x) for x in args.levels.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        art = build_artefacts(args.size, tmp)
+        art = trained_artefacts(args.ckpt) if args.ckpt else build_artefacts(args.size, tmp)
         wav, wav_words = question_wav(tmp)
         wav_b64 = base64.b64encode(wav).decode()
         load_before = uptime()
-        proc, url = start_server(art, args.slots, args.max_queue, args.threads, tmp)
+        proc, url = start_server(art, args.slots, args.max_queue, args.threads, tmp, args.no_stop)
         try:
-            asyncio.run(run_level(url, wav_b64, 1, 1, args.max_tokens, args.mode))  # warm-up
-            rows = [asyncio.run(run_level(url, wav_b64, n, args.rounds, args.max_tokens, args.mode)) for n in levels]
+            asyncio.run(run_level(url, wav_b64, 1, 1, args.max_tokens, args.mode, greedy=args.greedy))  # warm-up
+            rows = [asyncio.run(run_level(url, wav_b64, n, args.rounds, args.max_tokens, args.mode,
+                                          greedy=args.greedy, seed0=1000 * n)) for n in levels]
         finally:
             proc.terminate()
             try:
@@ -231,11 +268,18 @@ def main(argv=None, log=print) -> dict:
                 proc.kill()
     res = {"rows": rows, "model": art["words"], "input": wav_words, "load_before": load_before,
            "load_after": uptime(), "args": vars(args)}
-    log(f"model: {art['words']}\ninput: {wav_words}\nslots {args.slots}, mode {args.mode}, {args.max_tokens} tokens "
-        f"per answer, {args.rounds} waves per level, server torch threads {args.threads}")
+    stops = "no stop ids (every answer max_tokens long)" if args.no_stop else "the server's stop ids"
+    picks = "greedy (temperature 0)" if args.greedy else "sampling on (server defaults, a seed per request)"
+    log(f"model: {art['words']}\ninput: {wav_words}\nslots {args.slots}, mode {args.mode}, at most {args.max_tokens} "
+        f"tokens per answer, {stops}, {picks}, {args.rounds} waves per level, server torch threads {args.threads}")
     log(f"uptime before: {load_before}\nuptime after:  {res['load_after']}\n")
     log(table(rows))
     by = {r["level"]: r for r in rows}
+    if 1 in by:
+        res["ratios_vs_1"] = {n: {"first_p95": by[n]["first_p95"] / by[1]["first_p95"],
+                                  "tokens_per_s": by[n]["tokens_per_s"] / by[1]["tokens_per_s"]} for n in by if n != 1}
+        for n, q in res["ratios_vs_1"].items():
+            log(f"at {n} / at 1: p95 first audio x{q['first_p95']:.2f}, total tokens/s x{q['tokens_per_s']:.2f}")
     if 1 in by and 4 in by:
         res["p95_ratio_4_vs_1"] = by[4]["first_p95"] / by[1]["first_p95"]
         log(f"\np95 first audio at 4 / at 1: {res['p95_ratio_4_vs_1']:.2f} (goal <= 2); errors: "

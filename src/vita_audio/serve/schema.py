@@ -2,8 +2,9 @@
 
 A field outside the model is refused (400 `unknown_parameter`): nothing a client sends is dropped silently. OpenAI
 fields the server cannot honour are known but accepted only at their no-op values (`UNSUPPORTED`; else 400
-`unsupported_parameter`); `IGNORED` lists the few accepted whatever their value, because they never change an
-answer. `parse_body` turns pydantic's errors into OpenAI's error shape with a `param` path ("audio.format",
+`unsupported_parameter`). Accepted whatever their value, because they never change an answer: `audio.voice` (the
+model has one voice), `user`, `metadata`, `service_tier`, `parallel_tool_calls` (no tools), and a message's `name`
+and `refusal` (protocol.py). `parse_body` turns pydantic's errors into OpenAI's error shape with a `param` path ("audio.format",
 "messages[0].content").
 """
 
@@ -65,7 +66,7 @@ class ChatBody(BaseModel):
     prediction: dict | None = None
     reasoning_effort: str | None = None
     web_search_options: dict | None = None
-    # accepted and ignored whatever their value (see IGNORED)
+    # accepted and ignored whatever their value (see the module docstring)
     user: str | None = None
     metadata: dict | None = None
     service_tier: str | None = None
@@ -90,7 +91,6 @@ UNSUPPORTED: dict[str, tuple[Any, str]] = {
     "reasoning_effort": (lambda v: v is None, "this model is not a reasoning model"),
     "web_search_options": (lambda v: v is None, "this server does not search the web"),
 }
-IGNORED = ("audio.voice", "user", "metadata", "service_tier", "parallel_tool_calls")
 MAX_STOPS = 4  # as OpenAI
 
 
