@@ -55,7 +55,7 @@ def test_every_task_writes_its_answer(setup, task):
     result = infer(cfg)
     info = json.loads((out / "result.json").read_text())
     assert (out / "answer.txt").read_text() == result.text + "\n" == info["text"] + "\n"
-    assert info["schedule"] is None  # the checkpoint's schedule: [1, 4] -> 5 forwards for 24 tokens
+    assert info["schedule"] == [1, 4]  # the checkpoint's schedule: 5 forwards for 24 tokens
     # the same decode through the Python API gives the same tokens
     speech = SpeechLM(load_model(hf), BuiltinTokenizer(str(codec_dir)), BuiltinDetokenizer(str(codec_dir)))
     ref = speech.run(task, inp, max_new_tokens=24, sampling=Sampling.greedy(), stop_ids=[])
@@ -93,5 +93,5 @@ def test_cli_errors_name_the_input(setup):
     with pytest.raises(Exception, match="no such audio file"):
         infer(cfg)
     cfg, _ = _cfg(root, codec_dir, ["task=tts", f"ckpt_path={hf}", "input=Hi.", "mode=warp"])
-    with pytest.raises(ValueError, match="unknown mode"):
+    with pytest.raises(ValueError, match="unknown decode mode"):
         infer(cfg)

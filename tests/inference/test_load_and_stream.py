@@ -31,7 +31,7 @@ def codec():
 
 def test_exported_dir_decodes_like_the_model_and_keeps_its_schedule(lm, exported, prompts):
     loaded = load_model(exported)
-    assert loaded.generation_config["mtp_inference_mode"] == [1, 2, 2, 4]
+    assert loaded.generation_config.mtp_inference_mode == [1, 2, 2, 4]
     a = generate(lm, prompts, schedule=[1, 2, 2, 4], max_new_tokens=16, stop_ids=[])
     b = generate(loaded, prompts, max_new_tokens=16, stop_ids=[])  # the stored schedule by default
     assert b.schedule == [1, 2, 2, 4] and a.rows() == b.rows()
@@ -49,7 +49,7 @@ def test_lightning_checkpoint_loads(lm, tmp_path, prompts):
     torch.save({"state_dict": {f"lm.{k}": v for k, v in lm.state_dict().items()},
                 "hyper_parameters": {"config": config}}, path)
     loaded = load_model(path)
-    assert loaded.generation_config["mtp_inference_mode"] == [1, 4]
+    assert loaded.generation_config.mtp_inference_mode == [1, 4]
     assert generate(loaded, prompts, max_new_tokens=12, stop_ids=[]).rows() == \
         generate(lm, prompts, schedule=[1, 4], max_new_tokens=12, stop_ids=[]).rows()
 

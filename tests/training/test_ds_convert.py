@@ -113,14 +113,14 @@ def test_zero2_resume_and_convert(tmp_path):
     for k in from_dir:
         torch.testing.assert_close(from_file[k], from_dir[k], rtol=0, atol=0, msg=k)
 
-    # a ZeRO directory without Lightning's client state (training config) is refused, clearly
+    # a ZeRO directory whose client state holds no training config is refused, clearly
     bare = tmp_path / "bare"
     shutil.copytree(ckpt_dir / "last.ckpt", bare)
     states = bare / "checkpoint" / "mp_rank_00_model_states.pt"
     client = torch.load(states, map_location="cpu", weights_only=False)
     del client["hyper_parameters"]
     torch.save(client, states)
-    from vita_audio.cli.convert import convert
+    from vita_audio.checkpoint.convert import convert
 
     with pytest.raises(ValueError, match="holds no training config"):
         convert(bare, weights=tmp_path / "x.safetensors")
@@ -149,26 +149,32 @@ def test_zero3_convert(tmp_path):
 
 
 def test_convert_refuses_what_it_cannot_read(tmp_path):
-    from vita_audio.cli.convert import convert, is_deepspeed_checkpoint, main, training_config
+    from vita_audio.checkpoint import open_checkpoint
+    from vita_audio.checkpoint.convert import convert
+    from vita_audio.checkpoint.formats import DeepSpeedDirectory
+    from vita_audio.cli.convert import main
     from vita_audio.training.init import load_state_dict_file
 
     fake = tmp_path / "ds"
     (fake / "checkpoint").mkdir(parents=True)
     (fake / "latest").write_text("checkpoint")
     torch.save({"module": {}}, fake / "checkpoint" / "mp_rank_00_model_states.pt")
-    assert is_deepspeed_checkpoint(fake)
+    assert isinstance(open_checkpoint(fake), DeepSpeedDirectory)
     with pytest.raises(ValueError, match="holds no training config"):
-        training_config(fake)
+        open_checkpoint(fake).require_config()
     with pytest.raises(ValueError, match="nothing to write"):
         convert(fake)
     with pytest.raises(ValueError, match="must end in .safetensors"):
         convert(fake, weights=tmp_path / "w.pt")
     with pytest.raises(SystemExit):
         main([str(fake)])
+    # a DeepSpeed directory without its client state (Lightning's model states file): named, nothing else read
+    (fake / "checkpoint" / "mp_rank_00_model_states.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"has no mp_rank_00_model_states\.pt"):
+        open_checkpoint(fake)
     other = tmp_path / "other"
     other.mkdir()
-    assert not is_deepspeed_checkpoint(other)
-    with pytest.raises(ValueError, match="neither an exported checkpoint"):
+    with pytest.raises(FileNotFoundError, match="neither an exported checkpoint"):
         load_state_dict_file(other)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        training_config(tmp_path / "missing.ckpt")
+        open_checkpoint(tmp_path / "missing.ckpt")

@@ -60,13 +60,24 @@ def test_next_stage_same_first_loss_from_weights_or_full_checkpoint(published, m
 
 def test_init_path_resolution(published, tmp_path):
     _, stage, full = published
-    assert resolve_init_path(stage / "final.ckpt") == stage / "final.safetensors"
+    ckpt, weights = stage / "final.ckpt", stage / "final.safetensors"
+    assert resolve_init_path(ckpt) == weights  # published together: the same publish id in both
     assert resolve_init_path(full) == full  # any other .ckpt is read as given
-    ckpt = stage / "final.ckpt"
-    os.utime(ckpt, (ckpt.stat().st_mtime + 60,) * 2)  # a .ckpt newer than the weights: a stale weights file
+    os.utime(ckpt, (ckpt.stat().st_mtime + 60,) * 2)  # mtimes do not matter (cp without -p, a touch)
+    assert resolve_init_path(ckpt) == weights
+    # a stale weights file beside the .ckpt (another publish, or an older .ckpt copied in with `cp -p`), newer than
+    # the .ckpt: not paired, whatever the mtimes say
+    from vita_audio.checkpoint import open_checkpoint
+    from vita_audio.checkpoint.weights import save_weights_file
+
+    stored = open_checkpoint(weights)
+    record = dict(stored.record, publish_id="another-publish")
+    save_weights_file(stored.module_tensors(), tmp_path / "stale.safetensors", stored.config, record)
+    (tmp_path / "stale.safetensors").replace(weights)
+    os.utime(weights, (ckpt.stat().st_mtime + 60,) * 2)
     assert resolve_init_path(ckpt) == ckpt
-    (stage / "final.safetensors").unlink()  # a stage published by an older version: only final.ckpt
-    assert resolve_init_path(stage / "final.safetensors") == ckpt
+    weights.unlink()  # a stage published by an older version: only final.ckpt
+    assert resolve_init_path(weights) == ckpt
 
 
 def test_streamed_init_checks_keys_and_shapes(published, make_cfg):

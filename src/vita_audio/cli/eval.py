@@ -1,6 +1,7 @@
 """Evaluate a checkpoint: `python eval.py task=loss|asr|tts|sqa|speed ckpt_path=PATH [data=... | dataset=...]`.
 
-    loss            checkpoint -> model (rebuilt from its stored config) -> data -> trainer.validate -> metrics.json
+    loss            checkpoint -> training module (rebuilt from its stored config through the checkpoint allowlist,
+                     `training.init.restore_module`) -> data -> trainer.validate -> metrics.json
     asr | tts | sqa  checkpoint -> SpeechLM (+ codec, judge) -> dataset adapter -> decode per mode -> metrics.json,
                      metrics.md, predictions.jsonl (+ a few generated wavs under audio/<mode>/)
     speed           checkpoint -> timed decodes per mode (eval/tasks/speed.py) -> metrics.json, metrics.md,
@@ -17,33 +18,11 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from vita_audio.cli.common import CONFIG_DIR, build_datamodule, build_model, build_trainer, log, set_runtime_env
+from vita_audio.cli.common import CONFIG_DIR, build_datamodule, build_trainer, log, set_runtime_env
 
 TASKS = ("loss", "asr", "tts", "sqa", "speed")
-
-
-def load_module(ckpt_path: str):
-    """The LightningModule of a training checkpoint, loaded with weights_only=True (its training config is
-    `module.hparams["config"]`): a Lightning `.ckpt` file, a DeepSpeed checkpoint directory or a weights-only
-    `.safetensors` file (`PublishStage`'s `final.safetensors`, `python -m vita_audio.cli.convert --weights`)."""
-    from vita_audio.cli.convert import is_training_weights, load_module_from
-
-    path = Path(ckpt_path)
-    if is_training_weights(path):
-        return load_module_from(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt_path!r} does not exist (expected a .ckpt file or DeepSpeed "
-                                "directory written by train.py, or a weights-only .safetensors file)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    config = ckpt.get("hyper_parameters", {}).get("config")
-    if config is None:
-        raise ValueError(f"{ckpt_path!r} holds no training config: was it written by vita-audio's train.py?")
-    model = build_model(OmegaConf.create(config))
-    model.load_state_dict(ckpt["state_dict"])
-    return model
 
 
 def log_to_loggers(cfg: DictConfig, metrics: dict[str, float]) -> None:
@@ -74,8 +53,8 @@ def finish(cfg: DictConfig, result) -> dict[str, float]:
 
 def evaluate_speed(cfg: DictConfig) -> dict[str, float]:
     """speed: the decoding benchmark's figures for this checkpoint, per mode."""
+    from vita_audio.checkpoint import load_model
     from vita_audio.eval.tasks.speed import run_speed
-    from vita_audio.inference import load_model
 
     lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k != "name"}
@@ -86,18 +65,22 @@ def evaluate_speed(cfg: DictConfig) -> dict[str, float]:
 
 def evaluate_generation(cfg: DictConfig) -> dict[str, float]:
     """asr / tts / sqa: decode the dataset in every mode of `task.modes`, score, write the run's files."""
-    from vita_audio.cli.infer import build_speech
+    from vita_audio.checkpoint.codec import CodecParts
+    from vita_audio.checkpoint.generation import sampling_defaults
     from vita_audio.eval.tasks import TASKS as RUNNERS
-    from vita_audio.inference import Sampling
+    from vita_audio.inference import Sampling, SpeechLM
 
     task = cfg.task.name
     adapter = hydra.utils.instantiate(cfg.dataset)
     samples = adapter.samples()
     if not samples:
         raise ValueError(f"dataset {cfg.dataset.get('path') or cfg.dataset} has no {task} samples")
-    speech = build_speech(cfg, "s2s" if task == "sqa" else task)
+    speech = SpeechLM.from_pretrained(cfg.ckpt_path, audio=CodecParts.from_config(cfg.audio, hydra.utils.instantiate),
+                                      task="s2s" if task == "sqa" else task, dtype=cfg.get("dtype"))
     judge = hydra.utils.instantiate(cfg.judge) if task in ("tts", "sqa") else None
-    sampling = Sampling.greedy() if cfg.greedy else Sampling(seed=cfg.seed)
+    # greedy (the spec's protocol), or the checkpoint's sampling defaults
+    sampling = Sampling.greedy() if cfg.greedy else Sampling(**{
+        **sampling_defaults(speech.lm.generation_config), "seed": cfg.seed})
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg.task, resolve=True).items() if k != "name"}
     result = RUNNERS[task](speech, samples, judge=judge, sampling=sampling,
                            audio_dir=str(Path(cfg.paths.output_dir) / "audio"), **kwargs)
@@ -121,7 +104,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         return evaluate_speed(cfg)
     if cfg.task.name != "loss":
         return evaluate_generation(cfg)
-    model = load_module(cfg.ckpt_path)
+    from vita_audio.training.init import restore_module
+
+    model = restore_module(cfg.ckpt_path)
     if cfg.data_like_training:  # the sequences the model was trained on: its interleave ratio and row length
         trained = model.hparams["config"]
         cfg.interleave.ratio = trained["interleave"]["ratio"]

@@ -1,9 +1,12 @@
 """Run a checkpoint on one input: `python infer.py task=s2s|asr|tts input=... ckpt_path=... [mode=boost]`.
 
-checkpoint -> model -> (audio codec from conf/audio) -> prompt -> streamed decode -> answer.txt / answer.wav
+checkpoint -> SpeechLM.from_pretrained (model + the codec halves the task needs, from conf/audio) -> prompt ->
+streamed decode -> answer.txt / answer.wav
 
-A Plus checkpoint (`plus_stage*`: final.ckpt or hf/) reads the input wav with its own encoder (frames scattered
-at `<|context_of_audio|>`); the codec is only needed for its spoken output (tts, s2s).
+Defaults come from the checkpoint's generation config: its schedule when neither `mode` nor `schedule` is given
+(`inference.schedule.resolve_decode`), its sampling keys where `sampling.*` is null. A Plus checkpoint
+(`plus_stage*`: final.ckpt or hf/) reads the input wav with its own encoder (frames scattered at
+`<|context_of_audio|>`); the codec is only needed for its spoken output (tts, s2s).
 """
 
 from __future__ import annotations
@@ -16,32 +19,24 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from vita_audio.audio.io import AudioError, write_audio
+from vita_audio.checkpoint.codec import CodecParts
+from vita_audio.checkpoint.generation import sampling_defaults
 from vita_audio.cli.common import CONFIG_DIR, log, set_runtime_env
-from vita_audio.inference import AudioChunk, Finished, Sampling, SpeechLM, TextDelta, load_model
+from vita_audio.inference import AudioChunk, Finished, Sampling, SpeechLM, TextDelta, default_schedule
 from vita_audio.inference.api import TASKS
-from vita_audio.inference.schedule import MODES
+from vita_audio.inference.schedule import resolve_decode
 
 
-def decode_options(cfg: DictConfig) -> dict:
-    """schedule / verify / sampling keyword arguments of `stream` from the config."""
-    mode = cfg.get("mode")
-    if mode is not None and mode != "verified" and mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join([*MODES, 'verified'])} or null")
-    schedule = list(cfg.schedule) if cfg.get("schedule") is not None else (None if mode in (None, "verified")
-                                                                          else mode)
+def decode_options(cfg: DictConfig, speech: SpeechLM) -> dict:
+    """schedule / verify / sampling keyword arguments of `stream`: the config over the checkpoint's defaults."""
+    lm = speech.lm
+    schedule = None if cfg.get("schedule") is None else list(cfg.schedule)
+    decode = resolve_decode(cfg.get("mode"), schedule, default_schedule(lm), lm.num_mctp_modules)
+    asked = {k: v for k, v in OmegaConf.to_container(cfg.sampling, resolve=True).items() if v is not None}
+    sampling = Sampling(**{**sampling_defaults(getattr(lm, "generation_config", None)), **asked})
     stop_ids = None if cfg.get("stop_ids") is None else [int(i) for i in cfg.stop_ids]
-    return dict(schedule=schedule, verify=mode == "verified", max_new_tokens=int(cfg.max_new_tokens), stop_ids=stop_ids,
-                sampling=Sampling(**OmegaConf.to_container(cfg.sampling, resolve=True)))
-
-
-def build_speech(cfg: DictConfig, task: str) -> SpeechLM:
-    """The checkpoint with the codec parts the task needs. A Plus checkpoint reads input audio with its own
-    encoder, so it needs no audio tokenizer (asr on a Plus checkpoint needs no codec at all)."""
-    lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
-    needs_in, needs_out = task in ("s2s", "asr") and not lm.is_plus, task in ("s2s", "tts")
-    tokenizer = hydra.utils.instantiate(cfg.audio.tokenizer) if needs_in else None
-    detokenizer = hydra.utils.instantiate(cfg.audio.detokenizer) if needs_out else None
-    return SpeechLM(lm, tokenizer, detokenizer)
+    return dict(schedule=decode.schedule, verify=decode.verify, max_new_tokens=int(cfg.max_new_tokens),
+                stop_ids=stop_ids, sampling=sampling)
 
 
 def infer(cfg: DictConfig) -> Finished:
@@ -49,8 +44,9 @@ def infer(cfg: DictConfig) -> Finished:
     task = str(cfg.task.name)
     if task not in TASKS:
         raise ValueError(f"infer.py runs task={'|'.join(TASKS)}, not {task!r} (eval.py runs the others)")
-    opts = decode_options(cfg)
-    speech = build_speech(cfg, task)
+    speech = SpeechLM.from_pretrained(cfg.ckpt_path, audio=CodecParts.from_config(cfg.audio, hydra.utils.instantiate),
+                                      task=task, dtype=cfg.get("dtype"))
+    opts = decode_options(cfg, speech)
     out_dir = Path(cfg.paths.output_dir)
     result = None
     for event in speech.stream(task, str(cfg.input), **opts):

@@ -1,6 +1,7 @@
 """Serve a checkpoint over HTTP: `python serve.py ckpt_path=... [server.slots=4] [port=8000] [host=0.0.0.0]`.
 
-checkpoint -> model + audio codec (conf/audio) -> SpeechLM -> FastAPI app (vita_audio.serve) -> uvicorn
+checkpoint -> SpeechLM.from_pretrained (model + audio codec from conf/audio) -> FastAPI app (vita_audio.serve) ->
+uvicorn. The checkpoint's sampling defaults fill the `server.sampling` keys left null.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vita_audio.audio.io import AudioError
+from vita_audio.checkpoint.codec import CodecParts
+from vita_audio.checkpoint.generation import sampling_defaults
 from vita_audio.cli.common import CONFIG_DIR, log, set_runtime_env
-from vita_audio.inference import SpeechLM, load_model
+from vita_audio.inference import SpeechLM
 from vita_audio.serve import ServeSettings, create_app
 
 
@@ -22,11 +25,13 @@ def build_app(cfg: DictConfig):
     set_runtime_env()
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
-    lm = load_model(cfg.ckpt_path, dtype=cfg.get("dtype"))
     # a Plus checkpoint reads input audio with its own encoder: no audio tokenizer
-    tokenizer = None if lm.is_plus else hydra.utils.instantiate(cfg.audio.tokenizer)
-    speech = SpeechLM(lm, tokenizer, hydra.utils.instantiate(cfg.audio.detokenizer))
-    settings = ServeSettings(**OmegaConf.to_container(cfg.server, resolve=True))
+    speech = SpeechLM.from_pretrained(cfg.ckpt_path, audio=CodecParts.from_config(cfg.audio, hydra.utils.instantiate),
+                                      dtype=cfg.get("dtype"))
+    server = OmegaConf.to_container(cfg.server, resolve=True)
+    asked = {k: v for k, v in (server.get("sampling") or {}).items() if v is not None}
+    server["sampling"] = {**sampling_defaults(speech.lm.generation_config), **asked}
+    settings = ServeSettings(**server)
     return create_app(speech, settings)
 
 

@@ -1,6 +1,7 @@
 """The speech-level API: one model with its audio tokenizer and detokenizer, for the three tasks.
 
-    speech = SpeechLM(load_model("artifacts/stages/boost_stage4/hf"), BuiltinTokenizer(codec), BuiltinDetokenizer(codec))
+    speech = SpeechLM.from_pretrained("artifacts/stages/boost_stage4/hf", codec_dir="artifacts/codec")
+    speech = SpeechLM(load_model(ckpt), BuiltinTokenizer(codec_dir), BuiltinDetokenizer(codec_dir))   # the same
     out = speech.run("tts", "Hello there.")            # Finished: .text, .wav, .sample_rate, .codes, timings
     out = speech.run("asr", "question.wav")             # .text is the transcript
     for event in speech.stream("s2s", "question.wav"):  # TextDelta / AudioChunk as they are decoded
@@ -17,6 +18,10 @@ input audio with its own frozen encoder instead: `<|begin_of_audio|>` + one `<|c
 frame + `<|end_of_audio|>`, and the adapter's image of the frames enters the prefill there
 (`Decoder(audio_features=...)`); it needs no audio tokenizer, and its output audio stays codes (`detokenizer`).
 `SpeechLM.inputs` gives both halves: the prompt ids and the frames (None for tts and discrete models).
+
+The codec must be the one the model was trained with: its codebook size always, and, when the checkpoint stores it
+(`lm.generation_config.audio_codec`), its kind, frame rate and the tokenizer's identity (`checkpoint.codec`); a
+mismatch is a clear error instead of speech made of another codec's codes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ import torch
 
 from vita_audio.audio.interface import AudioDetokenizer, AudioTokenizer
 from vita_audio.audio.io import check_audio, read_audio
+from vita_audio.checkpoint import load_model
+from vita_audio.checkpoint.codec import CodecParts, check_codec
+from vita_audio.checkpoint.generation import stored_codec
 from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT, PromptBuilder
 from vita_audio.inference.stream import AudioChunk, Finished, TextDelta, collect, stream
 from vita_audio.model.lm import VitaAudioLM
@@ -48,8 +56,31 @@ class SpeechLM:
             if size is not None and size != bb.audio_vocab.codebook_size:
                 raise ValueError(f"the audio codec has {size} codes but the model's vocabulary has "
                                  f"{bb.audio_vocab.codebook_size}: use the codec the model was trained with")
+        check_codec(stored_codec(getattr(lm, "generation_config", None)), tokenizer, detokenizer)
         self.lm, self.tokenizer, self.detokenizer = lm, tokenizer, detokenizer
         self.prompts = PromptBuilder(bb.tokenizer, bb.audio_vocab)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, audio: str | CodecParts | None = None,
+                        codec_dir: str | Path | None = None, task: str | None = None,
+                        dtype: torch.dtype | str | None = None, device: torch.device | str | None = "cpu",
+                        attn_implementation: str = "sdpa") -> SpeechLM:
+        """A checkpoint with its codec, in one call.
+
+        `audio`: the codec kind ("builtin", "glm4voice"; None = the kind stored with the checkpoint) opened from
+        `codec_dir` (`CodecParts.from_dir`), or `CodecParts` (how the entry points open the codec of their config).
+        Only the halves the work needs are opened: `task` "asr" needs no detokenizer, "tts" no tokenizer, and a
+        Plus model reads input audio with its own encoder (no tokenizer); None = everything the model can use.
+        """
+        lm = load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation)
+        if task is not None and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+        needs_in = task in (None, "s2s", "asr") and not lm.is_plus
+        needs_out = task in (None, "s2s", "tts")
+        if not (needs_in or needs_out):
+            return cls(lm)
+        parts = audio if isinstance(audio, CodecParts) else _codec_from_dir(lm, audio, codec_dir, path)
+        return cls(lm, parts.tokenizer() if needs_in else None, parts.detokenizer() if needs_out else None)
 
     @property
     def is_plus(self) -> bool:
@@ -129,3 +160,13 @@ class SpeechLM:
 
     def run(self, task: str, inp: AudioInput | str, **kwargs) -> Finished:
         return collect(self.stream(task, inp, **kwargs))
+
+
+def _codec_from_dir(lm: VitaAudioLM, kind: str | None, codec_dir: str | Path | None, path) -> CodecParts:
+    if codec_dir is None:
+        raise ValueError("SpeechLM.from_pretrained needs the codec: give codec_dir=<the codec's directory> (and "
+                         "audio=<its kind> when the checkpoint does not store one)")
+    kind = kind or (stored_codec(getattr(lm, "generation_config", None)) or {}).get("kind")
+    if kind is None:
+        raise ValueError(f"{path} stores no audio codec kind: give audio='builtin' or audio='glm4voice'")
+    return CodecParts.from_dir(kind, codec_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -58,6 +59,22 @@ class VitaAudioLM(nn.Module):
             audio_encoder.requires_grad_(False)  # frozen in every stage
         self.audio_encoder = audio_encoder
         self.audio_adapter = audio_adapter
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, dtype: torch.dtype | str | None = None,
+                        device: torch.device | str | None = "cpu", attn_implementation: str = "sdpa") -> VitaAudioLM:
+        """Load any checkpoint (exported / published directory, .ckpt, weights .safetensors, DeepSpeed directory),
+        weights straight onto `device`, with its `generation_config`: `vita_audio.checkpoint.load_model`."""
+        from vita_audio.checkpoint import load_model
+
+        return load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation)
+
+    def save_pretrained(self, path: str | Path, max_shard_size: int | str = "5GB") -> Path:
+        """Write an HF-style directory in the reference layout (sharded above `max_shard_size`) with this model's
+        `generation_config`: `vita_audio.checkpoint.export_pretrained`."""
+        from vita_audio.checkpoint import export_pretrained
+
+        return export_pretrained(self, path, max_shard_size=max_shard_size)
 
     @property
     def is_plus(self) -> bool:

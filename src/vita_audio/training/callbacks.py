@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
+import uuid
 from pathlib import Path
 
 import lightning as L
@@ -100,10 +100,12 @@ class SkipReport(L.Callback):
 class PublishStage(L.Callback):
     """At the end of a finished fit, writes to `dirpath`
         final.safetensors   the module's weights only (the next stage's `init_from`, read lazily tensor by tensor;
-                            LoRA adapters merged, plain names)
-        final.ckpt          a Lightning checkpoint for eval.py / infer.py / cli.export: weights and training
-                            config, no optimizer state unless `full_checkpoint` (resume from the run's own
+                            LoRA adapters merged, plain names; `vita_audio.checkpoint.weights`)
+        final.ckpt          a Lightning checkpoint for eval.py / infer.py / cli.export: weights, training config
+                            and what rebuilds the model without the base model's directory (`checkpoint.record`),
+                            no optimizer state unless `full_checkpoint` (resume from the run's own
                             checkpoints/last.ckpt instead); under DeepSpeed a ZeRO directory, as DeepSpeed saves it
+                            (final.ckpt and final.safetensors store one publish id: `init_from` pairs them by it)
         final_metrics.txt   the last train / val losses
         hf/                 when `export` is on: an HF-style directory in the reference layout
 
@@ -130,6 +132,8 @@ class PublishStage(L.Callback):
                         "callbacks.publish_stage.force=true to publish anyway)", self.dirpath)
             return
         self.dirpath.mkdir(parents=True, exist_ok=True)
+        publish_id = uuid.uuid4().hex if trainer.is_global_zero else None
+        pl_module.publish_id = trainer.strategy.broadcast(publish_id)  # every rank writes the same record
         trainer.save_checkpoint(self.dirpath / "final.ckpt", weights_only=not self.full_checkpoint)
         with _gathered(trainer, pl_module):
             if trainer.is_global_zero:
@@ -142,34 +146,25 @@ class PublishStage(L.Callback):
         if self.export:
             with _gathered(trainer, pl_module):
                 if trainer.is_global_zero:
-                    from vita_audio.model.checkpoint import export_pretrained
+                    from vita_audio.checkpoint import export_pretrained
 
-                    export_pretrained(pl_module.lm, self.dirpath / "hf", interleave_ratio=self.interleave_ratio)
+                    export_pretrained(pl_module.lm, self.dirpath / "hf", interleave_ratio=self.interleave_ratio,
+                                      audio_codec=pl_module.audio_codec())
+        pl_module.publish_id = None
         if trainer.is_global_zero:
             log.info("stage published: %s", self.dirpath)
 
 
 def save_weights(pl_module, path: Path) -> None:
-    """The module's state dict (LoRA adapters merged) as one safetensors file, one tensor in memory at a time
-    beyond the model (tied tensors are written twice, each its own copy)."""
-    from safetensors.torch import save_file
-
+    """The module's state dict (LoRA adapters merged) as a weights file with its training config and, for a
+    `SpeechLMModule`, the record that rebuilds it (`vita_audio.checkpoint.weights`)."""
+    from vita_audio.checkpoint.weights import save_weights_file
     from vita_audio.model.lora import merged_adapters
 
+    record = getattr(pl_module, "checkpoint_record", None)
     with merged_adapters(pl_module.lm):
-        state, storages = {}, set()
-        for name, tensor in pl_module.state_dict().items():
-            tensor = tensor.detach().cpu().contiguous()
-            ptr = tensor.untyped_storage().data_ptr()
-            state[name] = tensor.clone() if ptr in storages else tensor  # safetensors refuses shared storage
-            storages.add(ptr)
-        config = pl_module.hparams.get("config")
-        meta = {"format": "pt", "content": "vita-audio stage weights (SpeechLMModule.state_dict)"}
-        if config is not None:
-            meta["config"] = json.dumps(config)
-        tmp = path.with_suffix(".tmp")
-        save_file(state, str(tmp), metadata=meta)
-        tmp.replace(path)  # never a half-written file under the published name
+        save_weights_file(pl_module.state_dict().items(), path, pl_module.hparams.get("config"),
+                          None if record is None else record())
 
 
 def _gathered(trainer, pl_module):

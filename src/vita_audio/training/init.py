@@ -1,13 +1,38 @@
-"""Start a stage from its predecessor's weights (Lightning checkpoint or exported directory)."""
+"""Start a stage from its predecessor's weights: the stage rules, over the checkpoint package's readers.
+
+    init_from=PATH  (any format `vita_audio.checkpoint.open_checkpoint` reads: .ckpt, final.safetensors, a DeepSpeed
+                    directory, an exported / published directory; a directory's shards stream through the
+                    reference-name map, no second model is built)
+      -> keys and shapes checked from the headers: only MCTP tensors may be missing (the stage initialises them)
+         and a predecessor's extra MCTP modules are dropped; anything else is an error naming the checkpoint
+      -> tensors copied one at a time into the module's parameters (a LoRA layer's base weight from the plain name)
+
+A missing predecessor says which experiment produces it ("train stage N first").
+
+`restore_module` is the Lightning-side restore of `eval.py task=loss`: the training module of a training checkpoint,
+rebuilt from its stored config through the checkpoint package's allowlist (no Hydra, nothing named in the file
+imported), with its weights.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import struct
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+from vita_audio.checkpoint import Checkpoint, open_checkpoint
+from vita_audio.checkpoint.formats import MODULE_PREFIX, TrainingCheckpoint
+from vita_audio.checkpoint.registry import plain_kwargs
+from vita_audio.model.lora import BackboneLoRA
+from vita_audio.model.mctp import MCTPStack
+from vita_audio.model.weighting import LossWeighting
+from vita_audio.training.optim import warmup_cosine_scheduler
+
+if TYPE_CHECKING:
+    from vita_audio.training.module import SpeechLMModule
 
 log = logging.getLogger(__name__)
 
@@ -16,60 +41,45 @@ class MissingPredecessorError(FileNotFoundError):
     pass
 
 
-def load_state_dict_file(path: str | Path, predecessor: str | None = None) -> dict[str, torch.Tensor]:
-    """The module `state_dict` stored at `path`, which is one of
-    - a Lightning checkpoint file (loaded with `weights_only=True`),
-    - an exported HF-style directory in the reference layout (`config.json` + safetensors, e.g. a published
-      VITA-Audio checkpoint or a stage's `hf/` export),
-    - a DeepSpeed ZeRO checkpoint directory (consolidated to fp32 first),
-    - a weights-only safetensors file of the module's state dict (`final.safetensors` of a published stage)."""
+def open_predecessor(path: str | Path, predecessor: str | None = None) -> Checkpoint:
+    """The checkpoint at `path`; a missing file says how to produce it."""
     path = Path(path)
-    if (path / "config.json").is_file():
-        from vita_audio.model.checkpoint import load_pretrained
-
-        return {f"lm.{k}": v for k, v in load_pretrained(path).state_dict().items()}
-    if path.is_dir():  # a DeepSpeed ZeRO checkpoint: consolidate the shards in memory (nothing is written)
-        from vita_audio.cli.convert import deepspeed_state_dict, is_deepspeed_checkpoint
-
-        if not is_deepspeed_checkpoint(path):
-            raise ValueError(f"{str(path)!r} is a directory but neither an exported checkpoint (config.json) nor a "
-                             "DeepSpeed checkpoint (`latest` + <tag>/*model_states.pt)")
-        return deepspeed_state_dict(path)
-    if not path.is_file():
+    if not path.exists():
         how = f"Train that stage first:\n    python train.py +experiment={predecessor}\n" if predecessor else ""
         raise MissingPredecessorError(
             f"predecessor checkpoint {str(path)!r} does not exist. {how}"
             "Or point init_from=PATH at a checkpoint of your own (.safetensors, .ckpt, exported HF directory or ZeRO "
             "directory)."
         )
-    if path.suffix == ".safetensors":
-        from vita_audio.model.checkpoint import _read_safetensors
-
-        return dict(_read_safetensors(path))
-    # memory-mapped: only the tensors used are read (a full training checkpoint's optimizer state never is)
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return ckpt["state_dict"] if "state_dict" in ckpt else ckpt
+    return open_checkpoint(path)
 
 
-def _safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor name -> shape from a safetensors file's header (no tensor is read)."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+def load_state_dict_file(path: str | Path, predecessor: str | None = None) -> dict[str, torch.Tensor]:
+    """The training module's state dict (`lm.*` names, LoRA adapters merged) stored at `path`, any format."""
+    return {MODULE_PREFIX + k: v for k, v in open_predecessor(path, predecessor).tensors()}
+
+
+def _publish_id(path: Path) -> str | None:
+    ckpt = open_checkpoint(path)
+    return ckpt.publish_id if isinstance(ckpt, TrainingCheckpoint) else None
 
 
 def resolve_init_path(path: str | Path) -> Path:
     """The file to read for `init_from`. A published stage's `final.ckpt` is read from the weights-only
-    `final.safetensors` that `PublishStage` writes beside it (when not older than the .ckpt): same weights, read
-    lazily. A `final.safetensors` that is not there falls back to the `final.ckpt` beside it (stages published by
-    an older version)."""
+    `final.safetensors` that `PublishStage` writes beside it when the two were written together: both store the
+    same publish id (a copy with `cp -p`, a re-publish or a stale file pairs differently, whatever the mtimes).
+    A `final.safetensors` that is not there falls back to the `final.ckpt` beside it (stages published by an
+    older version)."""
     path = Path(path)
     weights = path.with_suffix(".safetensors")
-    if (path.name == "final.ckpt" and path.exists() and weights.is_file()
-            and weights.stat().st_mtime >= path.stat().st_mtime):
-        log.info("init_from %s: reading the weights-only %s published with it", path, weights.name)
-        return weights
+    if path.name == "final.ckpt" and path.exists() and weights.is_file():
+        ckpt_id = _publish_id(path)
+        if ckpt_id is not None and ckpt_id == _publish_id(weights):
+            log.info("init_from %s: reading the weights-only %s published with it", path, weights.name)
+            return weights
+        log.warning("init_from %s: %s beside it was not published with it (publish ids differ): reading the .ckpt",
+                    path, weights.name)
+        return path
     if path.suffix == ".safetensors" and not path.exists() and path.with_suffix(".ckpt").exists():
         log.warning("%s not found: reading %s instead (a stage published by an older version)",
                     path, path.with_suffix(".ckpt"))
@@ -78,31 +88,26 @@ def resolve_init_path(path: str | Path) -> Path:
 
 
 def initialize_from_checkpoint(
-    module: torch.nn.Module, path: str | Path, allow_missing_mctp: bool, predecessor: str | None = None
+    module: torch.nn.Module, path: str | Path | Checkpoint, allow_missing_mctp: bool, predecessor: str | None = None
 ) -> set[str]:
     """Load matching weights; only MCTP parameters may be missing (they are initialised by the stage).
     Returns the names of the tensors loaded (the stage checks that what it builds on, e.g. module 0, was there).
 
-    A weights-only `.safetensors` file (what `PublishStage` writes) is read lazily: names and shapes from its
-    header first, then one tensor at a time straight into the module's parameters, so a rank holds the model plus
-    one tensor. A `.ckpt` is memory-mapped: its optimizer state (if any) is never read.
+    Names and shapes come from the checkpoint's headers first; then one tensor at a time is copied straight into
+    the module's parameters, so a rank holds the model plus one tensor (a `.ckpt` is memory-mapped: its optimizer
+    state is never read; a DeepSpeed directory is consolidated in memory first).
     """
-    path = resolve_init_path(path)
+    ckpt = path if isinstance(path, Checkpoint) else open_predecessor(resolve_init_path(path), predecessor)
     own = module.state_dict()
     # a LoRA-wrapped layer (`model/lora=backbone`) keeps its weight as `<layer>.base_layer.weight`: it loads from
     # the plain name; its adapters (`.lora_*`) start fresh (lora_B = 0: the model starts as the predecessor)
     alias = {k.replace(".base_layer.", "."): k for k in own if ".base_layer." in k}
 
     def target(name: str) -> str:
+        name = MODULE_PREFIX + name
         return name if name in own else alias.get(name, name)
 
-    streamed = path.suffix == ".safetensors" and path.is_file()
-    if streamed:
-        shapes = {target(k): s for k, s in _safetensors_shapes(path).items()}
-        state = None
-    else:
-        state = {target(k): v for k, v in load_state_dict_file(path, predecessor).items()}
-        shapes = {k: tuple(v.shape) for k, v in state.items()}
+    shapes = {target(k): s for k, s in ckpt.shapes().items()}
     unexpected = [k for k in shapes if k not in own]
     missing = [k for k in own if k not in shapes]
     bad_missing = [k for k in missing if not (allow_missing_mctp and k.startswith("lm.mctp.")) and ".lora_" not in k]
@@ -110,7 +115,7 @@ def initialize_from_checkpoint(
     bad_unexpected = [k for k in unexpected if not k.startswith("lm.mctp.")]
     if bad_missing or bad_unexpected:
         raise ValueError(
-            f"checkpoint {str(path)!r} does not fit this stage's model.\n"
+            f"checkpoint {str(ckpt.path)!r} does not fit this stage's model.\n"
             f"  missing ({len(bad_missing)}): {bad_missing[:8]}\n  unexpected ({len(bad_unexpected)}): "
             f"{bad_unexpected[:8]}\nDid the predecessor use the same backbone preset and audio codebook size?"
         )
@@ -118,22 +123,57 @@ def initialize_from_checkpoint(
     if shape_errors:
         k = shape_errors[0]
         raise ValueError(
-            f"checkpoint {str(path)!r}: shape mismatch for {k}: {shapes[k]} vs {tuple(own[k].shape)} "
+            f"checkpoint {str(ckpt.path)!r}: shape mismatch for {k}: {shapes[k]} vs {tuple(own[k].shape)} "
             "(different backbone size or vocabulary?)"
         )
     loaded = {k for k in shapes if k in own}
     with torch.no_grad():
-        if streamed:
-            from vita_audio.model.checkpoint import _read_safetensors  # plain reads, one owned tensor at a time
-
-            for name, tensor in _read_safetensors(path):
-                if target(name) in own:
-                    own[target(name)].copy_(tensor)
-                del tensor
-        else:
-            for k in loaded:
-                own[k].copy_(state[k])
-    del state
+        for name, tensor in ckpt.tensors():
+            if target(name) in own:
+                own[target(name)].copy_(tensor)
+            del tensor
     log.info("initialised from %s (%d tensors; %d MCTP tensors left to the stage's init; %d dropped)",
-             path, len(loaded), len(missing), len(unexpected))
+             ckpt.path, len(loaded), len(missing), len(unexpected))
     return loaded
+
+
+# the training-side constructors of the allowlist (`checkpoint.registry`), by their stored names
+_PARTIALS: dict[str, Any] = {"torch.optim.AdamW": torch.optim.AdamW,
+                             "vita_audio.training.optim.warmup_cosine_scheduler": warmup_cosine_scheduler}
+_PARTS = ("backbone", "mctp", "audio_encoder", "audio_adapter", "lora", "loss", "optimizer", "scheduler")
+
+
+def _stored_partial(node: dict | None, place: str, source: str) -> partial | None:
+    """The stored optimizer / scheduler node as the partial the module takes (its target already allowlisted)."""
+    if not node:
+        return None
+    if node.get("_target_") not in _PARTIALS:
+        raise ValueError(f"{source}: model.{place} names {node.get('_target_')!r}, which has no training-side "
+                         f"constructor here (known: {', '.join(sorted(_PARTIALS))})")
+    return partial(_PARTIALS[node["_target_"]], **plain_kwargs(node))
+
+
+def restore_module(path: str | Path) -> SpeechLMModule:
+    """The training module of a `.ckpt`, weights `.safetensors` or DeepSpeed directory, for evaluation: rebuilt from
+    the stored config (`hparams["config"]`), every target checked against the allowlist, weights loaded strictly
+    (LoRA adapters of a merged weights file start at zero: the same model)."""
+    from vita_audio.training.module import SpeechLMModule
+
+    ckpt = open_checkpoint(path)
+    if not isinstance(ckpt, TrainingCheckpoint):
+        raise ValueError(f"{ckpt.path} is an {ckpt.kind}: it holds no training config (loss weights, freeze rules). "
+                         "Evaluate the .ckpt it was exported from (task=loss), or decode it (task=asr|tts|sqa|speed)")
+    config = ckpt.require_config()
+    parts = ckpt.parts()
+    node = config["model"]
+    mctp = partial(MCTPStack.for_backbone, num_modules=parts.num_modules) if parts.num_modules else None
+    settings = {k: v for k, v in plain_kwargs(node).items() if k not in _PARTS}
+    module = SpeechLMModule(
+        backbone=parts.backbone, optimizer=_stored_partial(node.get("optimizer"), "optimizer", str(ckpt.path)),
+        scheduler=_stored_partial(node.get("scheduler"), "scheduler", str(ckpt.path)), mctp=mctp,
+        loss=LossWeighting(**plain_kwargs(node["loss"])) if node.get("loss") else None,
+        lora=BackboneLoRA(**plain_kwargs(node["lora"])) if node.get("lora") else None,
+        audio_encoder=parts.encoder, audio_adapter=parts.adapter, **settings)
+    module.hparams["config"] = config
+    initialize_from_checkpoint(module, ckpt, allow_missing_mctp=False)
+    return module

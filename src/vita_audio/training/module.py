@@ -18,6 +18,9 @@ from typing import Any, Literal
 import lightning as L
 import torch
 
+from vita_audio.checkpoint.codec import codec_record
+from vita_audio.checkpoint.record import KEY as RECORD_KEY
+from vita_audio.checkpoint.record import tokenizer_files, training_record
 from vita_audio.model.backbone import Backbone
 from vita_audio.model.freeze import FreezeReport, apply_freeze
 from vita_audio.model.lm import VitaAudioLM
@@ -124,6 +127,8 @@ class SpeechLMModule(L.LightningModule):
             total = sum(p.numel() for p in self.lm.parameters())
             self.freeze_report = FreezeReport(trainable_parameter_count(self.lm), total, ())
             log.info("%s; %s", self.lora_report, self.freeze_report)
+        self.publish_id: str | None = None  # set by PublishStage while it writes final.ckpt / final.safetensors
+        self._tokenizer_files: dict | None = None
 
     # -- set-up ---------------------------------------------------------------------------------------------
     @property
@@ -171,6 +176,30 @@ class SpeechLMModule(L.LightningModule):
         if mode and not self.backbone_trainable:
             self.lm.backbone.eval()
         return self
+
+    # -- what checkpoints store beside the weights ----------------------------------------------------------
+    def audio_codec(self) -> dict[str, Any] | None:
+        """The codec of the training codes (`checkpoint.codec`): the config's `audio` group, and the identity of
+        the tokenizer that filled the data's token cache when the data module knows it."""
+        audio = (self.hparams.get("config") or {}).get("audio")
+        if not audio:
+            return None
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        return codec_record(audio.get("name"), self.backbone.audio_vocab.codebook_size, audio.get("frame_rate"),
+                            getattr(datamodule, "audio_identity", None))
+
+    def checkpoint_record(self) -> dict[str, Any]:
+        """What rebuilds this model from a checkpoint alone (`checkpoint.record`): the backbone's HF config, the
+        extended tokenizer (packed once), the Plus encoder's config, the codec, the publish id."""
+        if self._tokenizer_files is None:
+            self._tokenizer_files = tokenizer_files(self.backbone.tokenizer)
+        record = training_record(self.lm, self.audio_codec(), self._tokenizer_files)
+        if self.publish_id is not None:
+            record["publish_id"] = self.publish_id
+        return record
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[RECORD_KEY] = self.checkpoint_record()
 
     # -- losses ---------------------------------------------------------------------------------------------
     def _hidden_states(self, batch: dict[str, torch.Tensor], backbone_grad: bool):
