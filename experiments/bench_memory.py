@@ -32,8 +32,9 @@ of `conf/model/backbone/qwen2_5_0_5b.yaml` at `--shape 0.5b`, the reference voca
 modules) is written as train.py writes it, a Lightning `.ckpt` (weights + AdamW moments + the training config), and
 as its exported HF directory (`export_pretrained`). Each load runs in a fresh child process: after the imports it
 resets its peak RSS, calls the public loader (`VitaAudioLM.from_pretrained`, `vita_audio.checkpoint.load_model` or
-`vita_audio.inference.load_model`, the first that exists) and reports the peak RSS increase during the call, the RSS
-increase after it (the model), the seconds, and whether Lightning or Hydra got imported.
+`vita_audio.inference.load_model`, the first that exists) and reports the peak RSS increase during the call (VmHWM:
+private memory + resident pages of memory-mapped files), the peak private (RssAnon) increase (read every 2 ms by a
+thread), both increases after the call (the model), the seconds, and whether Lightning or Hydra got imported.
 
 Model: hidden 256, 4 backbone layers (Qwen2 kind), N = 10 MCTP modules, vocabulary 168,072 (the reference size),
 batch 1, float32, everything trainable (the heaviest stage). One step = forward of the backbone and all modules,
@@ -507,6 +508,33 @@ def prepare_load(shape: str, n_mctp: int, workdir: str, vocab: int = VOCAB) -> d
                 hf_bytes=sum(f.stat().st_size for f in Path(hf).iterdir()), check=_weights_check(lm))
 
 
+class PrivatePeak:
+    """The largest private (anonymous) RSS seen while the block runs, read every `every` seconds by a thread.
+
+    VmHWM also counts the resident pages of memory-mapped files (a `.ckpt` read with mmap, safetensors), which are
+    shared with the page cache and dropped under pressure; RssAnon is the memory the process owns."""
+
+    def __init__(self, every: float = 0.002) -> None:
+        import threading
+
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, _status_bytes("RssAnon"))
+
+    def __enter__(self) -> PrivatePeak:
+        self.peak = _status_bytes("RssAnon")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _status_bytes("RssAnon"))
+
+
 def load_child(mode: str, workdir: str) -> None:
     """One load (`mode`: ckpt | hf) by the public loader; prints its memory figures as JSON."""
     import gc
@@ -521,15 +549,17 @@ def load_child(mode: str, workdir: str) -> None:
     path = os.path.join(workdir, "model.ckpt" if mode == "ckpt" else "hf")
     name, load = public_loader()
     gc.collect()
-    rss0 = _status_bytes("VmRSS")
+    rss0, anon0 = _status_bytes("VmRSS"), _status_bytes("RssAnon")
     reset = _reset_peak()
     t0 = time.perf_counter()
-    lm = load(path)
+    with PrivatePeak() as private:
+        lm = load(path)
     seconds = time.perf_counter() - t0
     peak = _status_bytes("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     gc.collect()
     print(json.dumps(dict(mode=mode, loader=name, rss0=rss0, peak=peak - rss0, peak_reset=reset,
-                          after=_status_bytes("VmRSS") - rss0, seconds=seconds, check=_weights_check(lm),
+                          private_peak=private.peak - anon0, after=_status_bytes("VmRSS") - rss0,
+                          private_after=_status_bytes("RssAnon") - anon0, seconds=seconds, check=_weights_check(lm),
                           params=sum(p.numel() for p in lm.parameters()),
                           heavy=[m for m in HEAVY_MODULES if m in sys.modules])))
 
@@ -549,16 +579,18 @@ def load_section(shape: str, n_mctp: int, workdir: str | None, vocab: int = VOCA
     print(f"loading a stage-4 checkpoint for inference, shape {shape} ({prep['params'] / 1e6:.0f} M parameters: "
           f"backbone + {n_mctp} MCTP modules, vocab {vocab:,}), float32, loader {', '.join(loaders)}, "
           f"{os.environ.get('BENCH_THREADS', '1')} thread(s), load average {os.getloadavg()[0]:.1f}")
-    print("\n| checkpoint | file GiB | peak RSS increase GiB | RSS increase after GiB | time s | imports |")
-    print("|---|---|---|---|---|---|")
+    print("\n| checkpoint | file GiB | peak RSS increase GiB | peak private increase GiB | RSS increase after GiB | "
+          "private after GiB | time s | imports |")
+    print("|---|---|---|---|---|---|---|---|")
     labels = {"ckpt": "`.ckpt` (weights + AdamW moments)", "hf": "exported HF directory (safetensors)"}
     sizes = {"ckpt": prep["ckpt_bytes"], "hf": prep["hf_bytes"]}
     for mode, r in rows:
         if "error" in r:
-            print(f"| {labels[mode]} | {sizes[mode] / gib:.2f} | failed (exit {r['error']}) | | | |")
+            print(f"| {labels[mode]} | {sizes[mode] / gib:.2f} | failed (exit {r['error']}) | | | | | |")
             continue
         peak = f"{r['peak'] / gib:.2f}" + ("" if r["peak_reset"] else " (process peak)")
-        print(f"| {labels[mode]} | {sizes[mode] / gib:.2f} | {peak} | {r['after'] / gib:.2f} | {r['seconds']:.1f} | "
+        print(f"| {labels[mode]} | {sizes[mode] / gib:.2f} | {peak} | {r['private_peak'] / gib:.2f} | "
+              f"{r['after'] / gib:.2f} | {r['private_after'] / gib:.2f} | {r['seconds']:.1f} | "
               f"{', '.join(r['heavy']) or 'neither Lightning nor Hydra'} |")
     same = all("error" not in r and abs(r["check"] - prep["check"]) < 1e-6 * max(1.0, abs(prep["check"]))
                for _, r in rows)
