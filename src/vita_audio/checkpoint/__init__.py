@@ -15,7 +15,8 @@
     codec        the audio codec a model was trained with, and the check of the one it is given
     load         the one loader: meta skeleton, tensors streamed straight to the device
     export       save_pretrained: huggingface_hub's sharded safetensors + config + generation config + tokenizer
-    weights      the weights-only training file (final.safetensors) and reading a checkpoint's training state
+    weights      the weights-only training file (final.safetensors)
+    convert      a training checkpoint -> a weights file and / or an exported directory
 
 `load_pretrained` is `load_model` (one loader for every format).
 """

@@ -64,8 +64,8 @@ class Checkpoint(ABC):
 
     @abstractmethod
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """(`VitaAudioLM` name, tensor) one at a time on the CPU; a tensor may view a memory-mapped file: copy it
-        (`.to(..., copy=True)`, `.copy_`) to keep it."""
+        """(`VitaAudioLM` name, tensor) one at a time on the CPU. A tensor may view a memory-mapped file (a `.ckpt`,
+        and safetensors' own zero-copy reads): copy it (`.to(..., copy=True)`, `.copy_`) to keep it."""
 
     def display_name(self, internal: str) -> str:
         """How the file names a tensor (for error messages)."""
@@ -146,14 +146,13 @@ class Directory(Checkpoint):
         return shapes
 
     def tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        alias = self._head_alias(set(self._headers()))
-        for file in self.files:  # one shard open at a time
-            with safe_open(str(file), framework="pt") as f:
-                for name in f.keys():
-                    tensor = f.get_tensor(name)
-                    yield self._internal(name), tensor
-                    if alias and name == EMBEDDING:
-                        yield self._internal(TIED_HEAD), tensor
+        headers = self._headers()
+        alias = self._head_alias(set(headers))
+        for name, (file, _) in headers.items():
+            tensor = _read_tensor(file, name)
+            yield self._internal(name), tensor
+            if alias and name == EMBEDDING:
+                yield self._internal(TIED_HEAD), tensor
 
     def generation_config(self, lm: VitaAudioLM) -> VitaGenerationConfig:
         return read_generation_config(self.path, lm)
@@ -179,6 +178,14 @@ def _weight_files(path: Path) -> list[Path]:
         return [path / WEIGHTS_NAME]
     raise FileNotFoundError(f"no weights in {path}: expected {WEIGHTS_NAME} or {INDEX_NAME} with its shards (only "
                             "safetensors are read); export a trained checkpoint with python -m vita_audio.cli.export")
+
+
+def _read_tensor(file: Path, name: str) -> torch.Tensor:
+    """One tensor of a safetensors file (a view of the file's memory map). The file is mapped for this one tensor
+    only: pages a mapping has touched stay resident (and counted) while it lives, so a file kept open while all its
+    tensors are read and copied would hold a second copy of the weights."""
+    with safe_open(str(file), framework="pt") as f:
+        return f.get_tensor(name)
 
 
 def _dtype_of(name: Any, default: torch.dtype) -> torch.dtype:
@@ -294,9 +301,8 @@ class WeightsFile(TrainingCheckpoint):
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
     def module_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        with safe_open(str(self.path), framework="pt") as f:
-            for name in f.keys():
-                yield name, f.get_tensor(name)
+        for name in self.module_shapes():
+            yield name, _read_tensor(self.path, name)
 
 
 class DeepSpeedDirectory(TrainingCheckpoint):
