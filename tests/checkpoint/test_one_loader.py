@@ -81,3 +81,22 @@ def test_save_pretrained_keeps_the_generation_config(tmp_path):
     assert again.generation_config.to_diff_dict() == first.generation_config.to_diff_dict()
     assert default_schedule(again) == [1, 2, 2, 4] and again.generation_config.temperature == 0.6
     torch.testing.assert_close(_logits(again), _logits(lm), rtol=0, atol=0)
+
+
+def test_a_loaded_model_owns_its_weights(tmp_path):
+    """The parameters are copies, not views of the files' memory maps: rewriting a checkpoint in place (a training
+    run saving over last.ckpt, a re-export) leaves a loaded model as it was."""
+    from vita_audio.checkpoint import load_model
+
+    lm = tiny(2)
+    hf = export_pretrained(lm, tmp_path / "hf")
+    ckpt = write_ckpt(tmp_path / "last.ckpt", lm, training_config(2, [1, 2]), record_of(lm))
+    loaded = {p: load_model(p) for p in (hf, ckpt)}
+    ref = _logits(lm)
+    with open(hf / "model.safetensors", "r+b") as f:  # the same inode, every weight byte overwritten
+        header = 8 + int.from_bytes(f.read(8), "little")
+        f.seek(header)
+        f.write(b"\x00" * ((hf / "model.safetensors").stat().st_size - header))
+    write_ckpt(ckpt, tiny(2, seed=5), training_config(2, [1, 2]), record_of(lm))
+    for path, got in loaded.items():
+        torch.testing.assert_close(_logits(got), ref, rtol=0, atol=0, msg=str(path))
