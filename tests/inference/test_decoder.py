@@ -1,4 +1,8 @@
-"""The fast decoder against the slow oracle: tokens, logits, batching, restricted heads, verified mode."""
+"""The fast decoder against the slow oracle: tokens, logits, batching, restricted heads, verified mode.
+
+The reference's decoding (MCTP steps emit any token: `drafting="all"`) is asked for explicitly wherever a test compares
+with the oracle or needs MCTP steps outside audio spans (these random models never open one); audio-only drafting
+has its own tests (test_drafting.py)."""
 
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ SCHEDULES = ["vanilla", [1, N_MODULES], [1, 2, 3, N_MODULES], [1, 3, 2, 1], [2, 
 def test_fast_equals_slow_oracle_tokens_and_logits(lm, prompts, schedule, restrict):
     for p in prompts:
         slow, slow_logits = slow_generate(lm, p, schedule=schedule, max_new_tokens=24, stop_ids=[],
-                                          restrict_mctp=restrict)
+                                          restrict_mctp=restrict, drafting="all")
         fast = generate(lm, [p], schedule=schedule, max_new_tokens=24, stop_ids=[], restrict_mctp=restrict,
-                        record_logits=True)
+                        record_logits=True, drafting="all")
         assert fast.rows()[0] == slow
         assert len(fast.logits) == len(slow_logits) == 24
         for a, b in zip(fast.logits, slow_logits):  # -inf where restricted: compare the finite entries
@@ -31,17 +35,18 @@ def test_fast_equals_slow_oracle_tokens_and_logits(lm, prompts, schedule, restri
 
 @pytest.mark.parametrize("schedule", ["vanilla", [1, 3, 2, 4]], ids=str)
 def test_batch_of_three_equals_each_row_alone(lm, prompts, schedule):
-    batch = generate(lm, prompts, schedule=schedule, max_new_tokens=20, stop_ids=[])
-    singles = [generate(lm, [p], schedule=schedule, max_new_tokens=20, stop_ids=[]).rows()[0] for p in prompts]
+    kw = dict(schedule=schedule, max_new_tokens=20, stop_ids=[], drafting="all")
+    batch = generate(lm, prompts, **kw)
+    singles = [generate(lm, [p], **kw).rows()[0] for p in prompts]
     assert batch.rows() == singles
-    slow = [slow_generate(lm, p, schedule=schedule, max_new_tokens=20, stop_ids=[])[0] for p in prompts]
+    slow = [slow_generate(lm, p, **kw)[0] for p in prompts]
     assert batch.rows() == slow
 
 
 def test_batch_rows_stop_on_their_own_in_mixed_span_states(spans, span_prompts):
     """The real stop ids (<|im_end|>): rows stop at different steps while the others are in and out of audio
     spans; every row equals decoding it alone (restricted heads), and stops right after its stop token."""
-    dec = Decoder(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30)  # default stops
+    dec = Decoder(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30, drafting="all")  # default stops
     calls = spy_mctp(dec)
     out = run_decoder(dec)
     assert mixed_with_a_stopped_row(calls) > 0  # the premise: the mixed branch ran with a stopped row
@@ -51,10 +56,11 @@ def test_batch_rows_stop_on_their_own_in_mixed_span_states(spans, span_prompts):
     ended = [r[-1] == stop for r in rows]
     assert any(ended) and not all(ended) and len(set(out.lengths)) > 1
     assert all(stop not in r[:-1] for r in rows)
-    alone = [generate(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30).rows()[0] for p in span_prompts]
+    alone = [generate(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30, drafting="all").rows()[0]
+             for p in span_prompts]
     assert rows == alone
     # the greedy tokens under stop_ids=[] continue the stopped rows: the stop cut them at their stop token
-    free = generate(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[]).rows()
+    free = generate(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=30, stop_ids=[], drafting="all").rows()
     assert [f[: len(r)] for f, r in zip(free, rows)] == rows
 
 
@@ -113,7 +119,7 @@ def test_restricted_head_equals_full_head_on_audio_spans(spans, span_prompts):
     heads = Heads(spans, [stop], restrict_mctp=True)
     picked_span = in_span_steps = full_text_in_span = 0
     for p in span_prompts:
-        dec = Decoder(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30, restrict_mctp=False)
+        dec = Decoder(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30, restrict_mctp=False, drafting="all")
         hidden, level = [], dec._level
         dec._level = lambda k, hidden=hidden, level=level: hidden.append(level(k)) or hidden[-1]
         full_run = [(s.kind, int(s.tokens[0])) for s in dec.steps()]
@@ -129,7 +135,7 @@ def test_restricted_head_equals_full_head_on_audio_spans(spans, span_prompts):
                 assert int(restricted.argmax()) == int(full.argmax())
         full_text_in_span += sum(1 for kind, tok, inside in _with_span_state(full_run, av)
                                  if kind == "m" and inside and tok not in span)
-        dec = Decoder(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30)
+        dec = Decoder(spans, [p], schedule=[1, N_MODULES], max_new_tokens=30, drafting="all")
         for kind, tok, inside in _with_span_state([(s.kind, int(s.tokens[0])) for s in dec.steps()], av):
             if kind == "m" and inside:
                 in_span_steps += 1
@@ -153,9 +159,10 @@ def test_mctp_steps_outside_a_span_use_the_full_head():
         w = lm.backbone.lm_head.weight
         w[av.begin_of_audio] *= 0
         w[42] = w[42] * 0 + w.abs().max() * 3 * torch.sign(w[42] + 1e-3)
-    full = generate(lm, [[1, 2, 3]], schedule=[1, N_MODULES], max_new_tokens=15, stop_ids=[], restrict_mctp=False)
-    fast = generate(lm, [[1, 2, 3]], schedule=[1, N_MODULES], max_new_tokens=15, stop_ids=[])
-    assert fast.rows() == full.rows()  # no audio span opened: restricted never applies
+    kw = dict(schedule=[1, N_MODULES], max_new_tokens=15, stop_ids=[], drafting="all")
+    full = generate(lm, [[1, 2, 3]], restrict_mctp=False, **kw)
+    fast = generate(lm, [[1, 2, 3]], **kw)
+    assert fast.rows() == full.rows() and fast.mctp_steps > 0  # no audio span opened: restricted never applies
 
 
 def test_restricted_and_full_heads_agree_on_an_audio_trained_model():
@@ -185,14 +192,15 @@ def test_padded_vocabulary_rows_are_never_sampled():
 
 def test_sampling_is_reproducible_and_seed_dependent(lm, prompts):
     def run(seed):
-        return generate(lm, prompts, schedule=[1, 3], max_new_tokens=20, stop_ids=[],
+        return generate(lm, prompts, schedule=[1, 3], max_new_tokens=20, stop_ids=[], drafting="all",
                         sampling=Sampling(temperature=1.5, top_k=0, top_p=1.0, seed=seed)).rows()
 
     assert run(0) == run(0)
     assert run(0) != run(1)
     # the reference defaults (T 0.7, top-k 20, top-p 0.8, repetition penalty 1.05): every token is among the
     # backbone's / module's top 20 and the draws are reproducible
-    kw = dict(schedule=[1, 3], max_new_tokens=12, stop_ids=[], sampling=Sampling(seed=0), record_logits=True)
+    kw = dict(schedule=[1, 3], max_new_tokens=12, stop_ids=[], sampling=Sampling(seed=0), record_logits=True,
+              drafting="all")
     a, b = generate(lm, prompts[:1], **kw), generate(lm, prompts[:1], **kw)
     assert a.rows() == b.rows()
     for tok, logits in zip(a.rows()[0], a.logits):
@@ -200,7 +208,8 @@ def test_sampling_is_reproducible_and_seed_dependent(lm, prompts):
 
 
 def test_two_interleaved_generations_equal_two_separate_ones(lm, prompts):
-    kw = dict(schedule=[1, 2, 2, 4], max_new_tokens=18, stop_ids=[], sampling=Sampling(temperature=1.2, seed=5))
+    kw = dict(schedule=[1, 2, 2, 4], max_new_tokens=18, stop_ids=[], sampling=Sampling(temperature=1.2, seed=5),
+              drafting="all")
     alone = [generate(lm, [p], **kw).rows()[0] for p in prompts[:2]]
     a, b = (Decoder(lm, [p], **kw) for p in prompts[:2])
     got: list[list[int]] = [[], []]
@@ -212,7 +221,7 @@ def test_two_interleaved_generations_equal_two_separate_ones(lm, prompts):
 
 def test_backbone_forwards_per_schedule(lm):
     """After an MCTP run the backbone consumes the whole run in one forward: forwards = number of "M" steps."""
-    out = generate(lm, [[5, 6, 7]], schedule=[1, 4], max_new_tokens=20, stop_ids=[])
+    out = generate(lm, [[5, 6, 7]], schedule=[1, 4], max_new_tokens=20, stop_ids=[], drafting="all")
     assert (out.backbone_forwards, out.mctp_steps) == (4, 16)
     out = generate(lm, [[5, 6, 7]], schedule="vanilla", max_new_tokens=20, stop_ids=[])
     assert (out.backbone_forwards, out.mctp_steps) == (20, 0)
@@ -221,8 +230,8 @@ def test_backbone_forwards_per_schedule(lm):
 def test_eager_attention_decodes_like_sdpa(prompts):
     sdpa, eager = tiny_lm(attn="sdpa"), tiny_lm(attn="eager")
     for p in prompts[:2]:
-        a = generate(sdpa, [p], schedule=[1, 2, 2, 4], max_new_tokens=20, stop_ids=[]).rows()
-        b = generate(eager, [p], schedule=[1, 2, 2, 4], max_new_tokens=20, stop_ids=[]).rows()
+        a = generate(sdpa, [p], schedule=[1, 2, 2, 4], max_new_tokens=20, stop_ids=[], drafting="all").rows()
+        b = generate(eager, [p], schedule=[1, 2, 2, 4], max_new_tokens=20, stop_ids=[], drafting="all").rows()
         assert a == b
 
 
@@ -305,7 +314,7 @@ def test_verified_sampling_is_seeded(lm, prompts):
 def test_default_schedule_comes_from_the_checkpoint(lm):
     lm.generation_config = {"mtp_inference_mode": [1, 2]}
     try:
-        out = generate(lm, [[3, 4]], max_new_tokens=9, stop_ids=[])
+        out = generate(lm, [[3, 4]], max_new_tokens=9, stop_ids=[], drafting="all")
         assert out.schedule == [1, 2] and out.backbone_forwards == 3
     finally:
         del lm.generation_config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import islice
+
 import pytest
 
 from vita_audio.inference.schedule import MODES, expand, max_run, resolve_schedule
@@ -58,3 +60,59 @@ def test_resolve_decode_precedence():
         resolve_decode("fast", None, "boost", 10)
     with pytest.raises(ValueError, match="MCTP module"):
         resolve_decode("boost", None, "vanilla", 2)
+
+
+def _plan(schedule, drafting, answer: str) -> str:
+    """The steps a decode takes writing `answer` (t = text, B / E = the audio markers, c = a code), one character
+    per token: M for a backbone step, the module index for an MCTP step."""
+    from vita_audio.inference.schedule import StepPlanner
+
+    planner, inside, out = StepPlanner(resolve_schedule(schedule), drafting), False, []
+    for tok in answer:
+        kind, k = planner.next(lambda: inside)
+        out.append("M" if kind == "M" else str(k))
+        inside = (inside or tok == "B") and tok != "E"
+    return "".join(out)
+
+
+def test_audio_drafting_runs_mctp_steps_inside_audio_spans_only():
+    """The schedule module's example: Turbo writing text, a 12-code span, text."""
+    answer = "ttB" + "c" * 12 + "Et"
+    assert _plan("turbo", "all", answer) == "M0123456789M01234"
+    assert _plan("turbo", "audio", answer) == "MMM01234567M0123M"
+    assert _plan("boost", "audio", answer) == "MMM01234567MMMM0M"  # after 4 backbone steps: module 0 again
+    assert _plan("boost", "audio", "t" * 20) == "M" * 20  # no span: every step is the backbone's (Vanilla)
+    assert _plan([1, 3], "AUDIO", "Bcccccccc") == "M012M012M"
+
+
+def test_all_drafting_is_the_schedule_and_audio_runs_never_exceed_it():
+    """"all" takes the schedule's own steps whatever the spans; under "audio", with spans opening and closing at
+    random, each backbone step is followed by modules 0, 1, 2, ... and no run is longer than the schedule's."""
+    import random
+
+    from vita_audio.inference.schedule import StepPlanner, schedule_steps
+
+    rng = random.Random(0)
+    for schedule in ([1, 4], [1, 10, 4, 10], [2, 3, 1, 5], [1, 4, 3, 8, 4, 10]):
+        spans = [rng.random() < 0.7 for _ in range(300)]
+        want = list(islice(schedule_steps(schedule), 300))
+        planner = StepPlanner(schedule, "all")
+        assert [planner.next(lambda s=s: s) for s in spans] == want
+        planner, run = StepPlanner(schedule, "audio"), 0
+        for s, (kind, k) in zip(spans, want):
+            got = planner.next(lambda s=s: s)
+            assert got == (("m", run) if kind == "m" and s else ("M", 0))
+            run = run + 1 if got[0] == "m" else 0
+            assert run <= max_run(schedule) and (got[0] == "M" or got[1] <= k)
+
+
+def test_drafting_names_are_checked():
+    from vita_audio.inference.schedule import Decode, StepPlanner, check_drafting, resolve_decode
+
+    assert check_drafting(" Audio ") == "audio" and check_drafting("all") == "all"
+    with pytest.raises(ValueError, match="unknown drafting 'text'.*'audio'.*'all'"):
+        StepPlanner([1, 4], "text")
+    with pytest.raises(ValueError, match="unknown drafting"):
+        resolve_decode("boost", None, "vanilla", 10, drafting="some")
+    assert resolve_decode("turbo", None, "vanilla", 10, drafting="audio") == Decode([1, 10], False, "audio")
+    assert resolve_decode("verified", None, "boost", 10, drafting="all") == Decode([1, 10, 4, 10], True, "all")

@@ -14,6 +14,9 @@ whole backlog in one call, appends its outputs to level k+1's backlog and emits 
 With x[0..n-1] so far, level k's newest window is t = n-k-2: it combines E(x[n-1]) with h^k[n-k-2] and predicts
 x[n], so the result equals a full recompute (`oracle.py`).
 
+`StepPlanner` (`schedule.py`) turns the schedule into the steps taken: with `drafting="audio"` an MCTP step runs
+only while every live row is inside an audio span, and a backbone step takes its place elsewhere.
+
 Verified mode treats an MCTP run as drafts: the next backbone forward checks them (speculative decoding), the
 accepted prefix is kept, and every cache is cropped back to the accepted tokens; each level crops its own
 length, since the levels hold different numbers of windows.
@@ -27,9 +30,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from vita_audio.inference.heads import Heads
+from vita_audio.inference.heads import Heads, check_span_drafting
 from vita_audio.inference.sampling import Sampler, Sampling
-from vita_audio.inference.schedule import max_run, resolve_schedule, schedule_steps
+from vita_audio.inference.schedule import DEFAULT_DRAFTING, StepPlanner, max_run, resolve_schedule
 from vita_audio.model.lm import VitaAudioLM
 
 
@@ -117,7 +120,9 @@ class Decoder:
         restrict_mctp: MCTP heads over the audio span tokens only, inside audio spans (True), at every MCTP step
             ("always") or never (False); see `heads.py`.
         verify: MCTP tokens are drafts checked by the backbone (output = Vanilla's under greedy decoding);
-            each cycle drafts with all N modules, whatever the schedule.
+            each cycle drafts with all N modules, whatever the schedule (and whatever `drafting`).
+        drafting: "audio" = MCTP steps only inside audio spans, the backbone writes the text; "all" = MCTP steps
+            emit any token (the reference's behaviour); see `schedule.py`.
         record_logits: keep each step's logits (tests compare them with full re-forwards).
         audio_features: Plus models: (N, D) encoder frames of every `<|context_of_audio|>` of the prompts, in
             row-major order; the prefill then reads the adapter's embeddings there (`VitaAudioLM.input_embeddings`),
@@ -139,6 +144,7 @@ class Decoder:
         record_logits: bool = False,
         audio_features: torch.Tensor | None = None,
         seeds: Sequence[int | None] | None = None,
+        drafting: str = DEFAULT_DRAFTING,
     ) -> None:
         self.lm = lm
         bb = lm.backbone
@@ -147,6 +153,8 @@ class Decoder:
         self.schedule = resolve_schedule(schedule, None if verify else lm.num_mctp_modules)
         if verify and lm.num_mctp_modules == 0:
             raise ValueError("verified decoding needs MCTP modules to draft with; this model has none")
+        self.planner = StepPlanner(self.schedule, drafting)
+        check_span_drafting(lm, self.planner.drafting, self.schedule, verify)
         self.tokens, self.mask = left_pad(input_ids, attention_mask, device)
         B = self.tokens.shape[0]
         self.budgets = _budgets(max_new_tokens, B, device)  # (B,) new tokens per row at most
@@ -267,9 +275,8 @@ class Decoder:
         if self.verify:
             yield from self._verified_steps()
             return
-        for kind, k in schedule_steps(self.schedule):
-            if self.done:
-                return
+        while not self.done:
+            kind, k = self.planner.next(lambda: bool(self.in_span[self.active].all()))
             if kind == "M":
                 logits = self.heads.full(self._backbone()[:, -1])  # (B, V)
             else:

@@ -17,6 +17,7 @@ import torch
 
 from vita_audio.inference.decoder import Decoder, left_pad
 from vita_audio.inference.sampling import Sampling
+from vita_audio.inference.schedule import DEFAULT_DRAFTING
 from vita_audio.model.lm import VitaAudioLM
 
 
@@ -95,6 +96,7 @@ def generate(
     record_logits: bool = False,
     audio_features: torch.Tensor | None = None,
     seeds: Sequence[int | None] | None = None,
+    drafting: str = DEFAULT_DRAFTING,
 ) -> GenerationOutput:
     """Decode new tokens for each prompt row.
 
@@ -113,10 +115,12 @@ def generate(
             row-major order (`lm.encode_audio`).
         seeds: one seed per row (None entries: `sampling.seed`, else fresh); a row samples the same tokens alone
             and inside any batch. The seeds used are in `out.seeds`.
+        drafting: "audio" = MCTP steps inside audio spans only (the backbone writes the text: a greedy answer
+            without audio is Vanilla's); "all" = MCTP steps emit any token (the reference). See `schedule.py`.
     """
     schedule = default_schedule(lm) if schedule is None else schedule
     kwargs = dict(schedule=schedule, sampling=sampling, stop_ids=stop_ids, restrict_mctp=restrict_mctp, verify=verify,
-                  record_logits=record_logits)
+                  record_logits=record_logits, drafting=drafting)
     if not verify:
         return run_decoder(Decoder(lm, input_ids, attention_mask=attention_mask, audio_features=audio_features,
                                    max_new_tokens=max_new_tokens, seeds=seeds, **kwargs))

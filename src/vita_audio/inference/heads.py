@@ -9,6 +9,7 @@ equals the full head whenever the full head picks one of those tokens. Outside a
 head (a schedule may ask the modules for text, e.g. Turbo on a Boost-trained checkpoint).
 
 Rows past the tokenizer (the embedding is padded to a multiple of 8) are never produced by either head.
+`span_markers` says whether a model can tell audio spans at all (audio-only drafting needs it, `schedule.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,24 @@ from collections.abc import Sequence
 import torch
 
 from vita_audio.model.lm import VitaAudioLM
+
+
+def span_markers(lm: VitaAudioLM) -> tuple[int, int] | None:
+    """(<|begin_of_audio|>, <|end_of_audio|>) ids of the model's tokenizer, or None when it has no such markers
+    with a row in the model's head (then no decoder can tell where an audio span is)."""
+    av = getattr(lm.backbone, "audio_vocab", None)
+    ids = (getattr(av, "begin_of_audio", None), getattr(av, "end_of_audio", None))
+    valid = min(len(lm.backbone.tokenizer), lm.backbone.vocab_size)
+    return ids if all(isinstance(i, int) and 0 <= i < valid for i in ids) else None
+
+
+def check_span_drafting(lm: VitaAudioLM, drafting: str, schedule: Sequence[int], verify: bool = False) -> None:
+    """ValueError when `drafting="audio"` cannot be honoured: a schedule with MCTP steps (unverified) on a model
+    whose tokenizer has no audio markers."""
+    if drafting == "audio" and not verify and max(schedule[1::2]) > 0 and span_markers(lm) is None:
+        raise ValueError("drafting='audio' runs MCTP steps inside audio spans only, but this model's tokenizer has "
+                         "no <|begin_of_audio|> / <|end_of_audio|> with a row in its head: decode with "
+                         "drafting='all' (MCTP steps emit any token) or schedule='vanilla'")
 
 
 class Heads:

@@ -7,11 +7,27 @@ consecutive MCTP step using module k. The last pair repeats forever; the first "
     balance  [1, 4, 3, 8, 4, 10]    Mmmmm MMMmmmmmmmm MMMMmmmmmmmmmm MMMMmmmmmmmmmm ...
     boost    [1, 10, 4, 10]         Mmmmmmmmmmm MMMMmmmmmmmmmm MMMMmmmmmmmmmm ...
     turbo    [1, 10]                Mmmmmmmmmmm Mmmmmmmmmmm ...
+
+Drafting (which tokens an MCTP step may emit; `StepPlanner` turns the schedule into the steps a decode takes):
+
+    "all"    the reference's behaviour: every "m" of the schedule is an MCTP step, whatever it emits (text too,
+             unverified)
+    "audio"  an "m" runs only when every live row is inside an audio span (after <|begin_of_audio|>, up to and
+             including the step that emits <|end_of_audio|>); otherwise the decoder takes a backbone step there
+             (which consumes every unseen token, as any backbone step does), and the run's later "m" steps count
+             their module from 0 again. The backbone writes all text, so a greedy answer without audio is exactly
+             Vanilla's, while audio spans keep the schedule's MCTP steps.
+
+Turbo [1, 10] writing `t1 t2 <boa> c1 .. c12 <eoa> t3` (M = a backbone step, a digit = the module of an MCTP step):
+
+    tokens    t1 t2 <boa> c1 c2 c3 c4 c5 c6 c7 c8 c9 c10 c11 c12 <eoa> t3
+    all       M  0  1     2  3  4  5  6  7  8  9  M  0   1   2   3     4
+    audio     M  M  M     0  1  2  3  4  5  6  7  M  0   1   2   3     M
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -21,6 +37,8 @@ MODES: dict[str, list[int]] = {
     "boost": [1, 10, 4, 10],
     "turbo": [1, 10],
 }
+DRAFTING = ("audio", "all")  # see the module docstring
+DEFAULT_DRAFTING = "all"
 
 
 def resolve_schedule(schedule: str | Sequence[int], num_modules: int | None = None) -> list[int]:
@@ -53,36 +71,50 @@ def resolve_schedule(schedule: str | Sequence[int], num_modules: int | None = No
     return values
 
 
+def check_drafting(drafting: str) -> str:
+    """A drafting name ("audio" | "all", any case) -> its lower-case form; ValueError for anything else."""
+    key = str(drafting).strip().lower()
+    if key not in DRAFTING:
+        raise ValueError(f"unknown drafting {drafting!r}; choose 'audio' (MCTP steps inside audio spans only, the "
+                         "backbone writes the text) or 'all' (MCTP steps emit any token, the reference's behaviour)")
+    return key
+
+
 @dataclass(frozen=True)
 class Decode:
-    """A resolved decode request: the schedule to run, and whether MCTP tokens are drafts the backbone checks."""
+    """A resolved decode request: the schedule to run, whether MCTP tokens are drafts the backbone checks, and
+    which tokens unverified MCTP steps may emit (`drafting`; verified mode checks every draft and ignores it)."""
 
     schedule: list[int]
     verify: bool = False
+    drafting: str = DEFAULT_DRAFTING
 
 
 def resolve_decode(mode: str | None, schedule: str | Sequence[int] | None, default: str | Sequence[int],
-                   num_modules: int) -> Decode:
+                   num_modules: int, drafting: str | None = None) -> Decode:
     """The one rule every entry point (infer.py, eval.py, the server) uses to turn (mode, schedule) into a decode.
 
     Precedence: an explicit `schedule` > a named `mode` > the checkpoint's `default` (its stored schedule).
     `mode="verified"` drafts with every module and checks the drafts, so it takes no schedule: both together are
     refused (ValueError) rather than one silently ignored. Raises ValueError for an unknown mode, a malformed
-    schedule, a schedule longer than the model's `num_modules`, or verified mode on a model without modules.
+    schedule, a schedule longer than the model's `num_modules`, verified mode on a model without modules, or an
+    unknown `drafting` (None = `DEFAULT_DRAFTING`).
     """
+    drafting = check_drafting(DEFAULT_DRAFTING if drafting is None else drafting)
     if mode is not None:
         mode = str(mode).strip().lower()
         if mode != "verified" and mode not in MODES:
             raise ValueError(f"unknown decode mode {mode!r}; choose one of {', '.join([*MODES, 'verified'])}")
     if mode == "verified":
         if schedule is not None:
+            shown = schedule if isinstance(schedule, str) else list(schedule)
             raise ValueError("mode 'verified' drafts with every MCTP module and takes no schedule: give one of "
-                             f"mode='verified' or schedule={list(schedule) if not isinstance(schedule, str) else schedule!r}")
+                             f"mode='verified' or schedule={shown!r}")
         if num_modules == 0:
             raise ValueError("mode 'verified' needs MCTP modules to draft with; this model has none")
-        return Decode(resolve_schedule(default if default is not None else "vanilla"), verify=True)
+        return Decode(resolve_schedule(default if default is not None else "vanilla"), True, drafting)
     chosen = schedule if schedule is not None else (mode if mode is not None else default)
-    return Decode(resolve_schedule(chosen, num_modules), verify=False)
+    return Decode(resolve_schedule(chosen, num_modules), False, drafting)
 
 
 def max_run(schedule: Sequence[int]) -> int:
@@ -101,6 +133,29 @@ def schedule_steps(schedule: Sequence[int]) -> Iterator[tuple[str, int]]:
         for k in range(b):
             yield "m", k
         i += 1
+
+
+class StepPlanner:
+    """The steps one decode takes: the schedule's, with the drafting rule applied (module docstring).
+
+    `next(in_span)` -> ("M", 0) or ("m", k), k = the number of MCTP steps since the last backbone step (under "all"
+    that is the schedule's own k; under "audio" it restarts after each backbone step taken in place of an "m", so
+    a run never has more MCTP steps than the schedule's). `in_span` is asked only for an "m" under "audio": it says
+    whether every live row is inside an audio span.
+    """
+
+    def __init__(self, schedule: Sequence[int], drafting: str = DEFAULT_DRAFTING) -> None:
+        self.drafting = check_drafting(drafting)
+        self._steps = schedule_steps(schedule)
+        self._run = 0  # MCTP steps since the last backbone step
+
+    def next(self, in_span: Callable[[], bool]) -> tuple[str, int]:
+        kind, _ = next(self._steps)
+        if kind == "m" and (self.drafting == "all" or in_span()):
+            self._run += 1
+            return "m", self._run - 1
+        self._run = 0
+        return "M", 0
 
 
 def expand(schedule: str | Sequence[int], length: int) -> str:

@@ -24,6 +24,7 @@ from vita_audio.inference.decoder import Decoder
 from vita_audio.inference.generate import default_schedule
 from vita_audio.inference.routing import TextStream, TokenRouter  # noqa: F401 (serve/engine.py imports TextStream here)
 from vita_audio.inference.sampling import Sampling
+from vita_audio.inference.schedule import DEFAULT_DRAFTING
 from vita_audio.model.lm import VitaAudioLM
 
 
@@ -64,13 +65,15 @@ def stream(
     stop_ids: Sequence[int] | None = None,
     verify: bool = False,
     audio_features: torch.Tensor | None = None,
+    drafting: str = DEFAULT_DRAFTING,
 ) -> Iterator[TextDelta | AudioChunk | Finished]:
     """Decode one prompt, yielding `TextDelta`s and (with a detokenizer) `AudioChunk`s, then one `Finished`.
-    `audio_features`: a Plus model's encoder frames (N, D), one per `<|context_of_audio|>` of the prompt."""
+    `audio_features`: a Plus model's encoder frames (N, D), one per `<|context_of_audio|>` of the prompt.
+    `drafting`: "audio" (MCTP steps inside audio spans only) or "all" (the reference's); see `schedule.py`."""
     bb = lm.backbone
     dec = Decoder(lm, [list(input_ids)], schedule=default_schedule(lm) if schedule is None else schedule,
                   max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify,
-                  audio_features=audio_features)
+                  audio_features=audio_features, drafting=drafting)
     router = TokenRouter(bb.tokenizer, bb.audio_vocab, dec.stop_ids)
     session = detokenizer.stream() if detokenizer is not None else None
     sr = detokenizer.sample_rate if detokenizer is not None else None

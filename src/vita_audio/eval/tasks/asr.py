@@ -22,9 +22,9 @@ from vita_audio.inference.sampling import Sampling
 
 def run_asr(speech, samples: Sequence[EvalSample], modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 128, sampling: Sampling | None = None,
-            **_) -> TaskResult:
+            drafting: str | None = None, **_) -> TaskResult:
     norm = get_normalizer(normalizer)
-    decodes = resolve_modes(modes, speech.lm)
+    decodes = resolve_modes(modes, speech.lm, drafting)
     decode_sample = SampleDecoder(speech, "asr", max_new_tokens, sampling)
     refs, languages = [s.text for s in samples], [s.language for s in samples]
     rows = Counter(language_metric(lang) for lang in languages)

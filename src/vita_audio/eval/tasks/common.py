@@ -1,6 +1,6 @@
 """What every evaluation task shares: decode modes, results, and the files a run writes.
 
-    metrics.json        {"task", "normalizer", "decodes": {mode: {"schedule", "verify"}}, ...,
+    metrics.json        {"task", "normalizer", "decodes": {mode: {"schedule", "verify"[, "drafting"]}}, ...,
                          "modes": {mode: {metric: value}}}
     metrics.md          the same as a markdown table, one row per mode, then what each column means
                         (`eval/columns.py`: one meaning per column name, the same in every task)
@@ -21,6 +21,7 @@ from pathlib import Path
 from vita_audio.eval.columns import legend
 from vita_audio.eval.filenames import safe_name
 from vita_audio.inference.generate import default_schedule
+from vita_audio.inference.heads import check_span_drafting
 from vita_audio.inference.schedule import MODES, Decode, resolve_decode
 
 DECODE_MODES = (*MODES, "verified")
@@ -38,16 +39,23 @@ def check_modes(modes: Sequence[str], num_modules: int) -> list[str]:
     return out
 
 
-def resolve_modes(modes: Sequence[str], lm) -> dict[str, Decode]:
+def resolve_modes(modes: Sequence[str], lm, drafting: str | None = None) -> dict[str, Decode]:
     """mode name -> the decode it runs, by `resolve_decode` with the checkpoint's stored schedule as the default
-    (what `verified` drafts with): eval decodes a mode exactly as infer.py and the server do."""
+    (what `verified` drafts with): eval decodes a mode exactly as infer.py and the server do. `drafting` (None =
+    the decoder's default) applies to every mode; one the checkpoint cannot honour fails here, before any work."""
     default = default_schedule(lm)
-    return {m: resolve_decode(m, None, default, lm.num_mctp_modules) for m in check_modes(modes, lm.num_mctp_modules)}
+    decodes = {m: resolve_decode(m, None, default, lm.num_mctp_modules, drafting)
+               for m in check_modes(modes, lm.num_mctp_modules)}
+    for d in decodes.values():
+        check_span_drafting(lm, d.drafting, d.schedule, d.verify)
+    return decodes
 
 
 def describe_modes(decodes: dict[str, Decode]) -> dict[str, dict]:
-    """What each mode ran, for metrics.json: {"schedule": [...], "verify": bool}."""
-    return {m: {"schedule": list(d.schedule), "verify": d.verify} for m, d in decodes.items()}
+    """What each mode ran, for metrics.json: {"schedule": [...], "verify": bool, "drafting": "audio" | "all"}
+    (no drafting for verified modes, which check every draft whatever it is)."""
+    return {m: {"schedule": list(d.schedule), "verify": d.verify, **({} if d.verify else {"drafting": d.drafting})}
+            for m, d in decodes.items()}
 
 
 @dataclass

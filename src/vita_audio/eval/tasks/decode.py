@@ -70,7 +70,8 @@ class SampleDecoder:
         try:  # `SpeechLM.stream` builds the prompt (and encodes the input audio) before it returns
             events = self.speech.stream(self.task, inp, max_new_tokens=self.max_new_tokens,
                                         sampling=sample_sampling(self.sampling, sample_id),
-                                        schedule=decode.schedule, verify=decode.verify)
+                                        schedule=decode.schedule, verify=decode.verify,
+                                        drafting=decode.drafting)
         except ValueError as err:  # AudioError, an input too short for one audio code, an empty text
             return Decoded(None, f"{type(err).__name__}: {err}")
         prompt_s = time.perf_counter() - t0

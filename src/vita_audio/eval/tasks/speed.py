@@ -9,12 +9,15 @@ Per mode (medians over rounds, so the machine's load hits every mode alike):
     tokens_per_s                 rows x new tokens / wall time from building the `Decoder` to its last step
     speedup_vs_vanilla           tokens/s over Vanilla's, measured in the same round
     backbone_forwards_per_token  backbone forwards per generated token of a row
+    audio_token_share            the share of generated tokens that are audio (codes and the two audio markers)
+    backbone_forwards_per_audio_token  backbone steps that emitted an audio token / audio tokens (Vanilla: 1; the
+                                 speed-up of the audio spans alone, whatever the text costs)
     first_chunk_s                time to the first decodable audio chunk: the 11th new token (1 text token +
                                  <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
     accepted                     verified mode: mean tokens kept per backbone forward
 
 Every decode runs `new_tokens` tokens with `stop_ids=[]`, greedy, so all modes do the same amount of work whatever
-the model emits.
+the model emits. `drafting` ("audio" | "all", `inference/schedule.py`) applies to every mode but verified.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from dataclasses import dataclass, field
 import torch
 
 from vita_audio.data.prompt import TTS_PROMPT, PromptBuilder
-from vita_audio.eval.tasks.common import TaskResult, check_modes
+from vita_audio.eval.tasks.common import TaskResult, check_modes, resolve_modes
 from vita_audio.inference.decoder import Decoder
+from vita_audio.inference.schedule import DEFAULT_DRAFTING, check_drafting
 from vita_audio.model.lm import VitaAudioLM
 
 HF = "hf_generate"
@@ -79,24 +83,29 @@ class Run:
     mctp_steps: int
     accepted: list[int] = field(default_factory=list)
     times: dict[str, list[float]] = field(default_factory=dict)  # per-step seconds by kind (prefill apart)
+    audio_tokens: int = 0  # generated tokens that are audio codes or markers, summed over rows
+    audio_forwards: int = 0  # of those, the ones a backbone step emitted
 
 
 def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
-             restrict_mctp: bool | str = True) -> Run:
+             restrict_mctp: bool | str = True, drafting: str = DEFAULT_DRAFTING) -> Run:
     """One timed decode of `ids` (B, T) in `mode`; verified mode decodes the rows one at a time."""
     verify = mode == "verified"
+    av = lm.backbone.audio_vocab
+    markers = torch.tensor([av.begin_of_audio, av.end_of_audio])
     rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify else [ids]
     times: dict[str, list[float]] = {"prefill": [], "M": [], "m": [], "cycle": []}
     first = first_dec = float("nan")
-    forwards = mctp = 0
+    forwards = mctp = audio = audio_forwards = 0
     accepted: list[int] = []
     t0 = time.perf_counter()
     for r, row in enumerate(rows):
         dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
-                      verify=verify, restrict_mctp=restrict_mctp)
-        last, n = time.perf_counter(), 0
+                      verify=verify, restrict_mctp=restrict_mctp, drafting=drafting)
+        last, n, steps = time.perf_counter(), 0, []
         for step in dec.steps():
             now = time.perf_counter()
+            steps.append(step)
             n += 1
             if n == 1:
                 times["prefill"].append(now - last)
@@ -112,11 +121,16 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
             last = now
         forwards += dec.backbone_forwards
         mctp += dec.mctp_steps
+        for step in steps:  # after the clock: which emitted tokens are audio, and which came from the backbone
+            is_audio = av.is_audio(step.tokens) | torch.isin(step.tokens, markers.to(step.tokens.device))  # (B,)
+            audio += int(is_audio.sum())
+            audio_forwards += int(is_audio.sum()) if step.kind == "M" else 0
         accepted += dec.accepted
         if n != new_tokens:
             raise RuntimeError(f"{mode}: decoded {n} tokens, expected {new_tokens}")
     total = time.perf_counter() - t0
-    return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times)
+    return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times, audio,
+               audio_forwards)
 
 
 def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
@@ -137,14 +151,14 @@ def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
 # -- a batch block ---------------------------------------------------------------------------------------------
 def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
           log: Callable[[str], None] = print, restrict_mctp: bool | str = True,
-          compare_hf: bool = True) -> dict[str, list[Run]]:
+          compare_hf: bool = True, drafting: str = DEFAULT_DRAFTING) -> dict[str, list[Run]]:
     """Warm-up, then `rounds` rounds of every mode (and `transformers` generate), the order rotated each round."""
     ids = make_prompts(lm, batch, prefill)
     order = [*modes, HF] if compare_hf else list(modes)
     warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
 
     def once(mode: str, n: int) -> Run:
-        return run_hf(lm, ids, n) if mode == HF else run_mode(lm, ids, mode, n, restrict_mctp)
+        return run_hf(lm, ids, n) if mode == HF else run_mode(lm, ids, mode, n, restrict_mctp, drafting)
 
     for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
         once(mode, warm)
@@ -206,7 +220,8 @@ def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> 
                          split=split(rs),
                          r=r, M_rel=M_rel, ideal=ideal, achieved=ratio[m], frac_ideal=ratio[m] / ideal,
                          accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
-                         step_M_ms=c_M * 1e3, per_row=per_row))
+                         step_M_ms=c_M * 1e3, per_row=per_row, audio_share=r0.audio_tokens / r0.tokens,
+                         forwards_per_audio=r0.audio_forwards / r0.audio_tokens if r0.audio_tokens else float("nan")))
     if HF in runs:
         rows.append(dict(size=size, model=label, batch=batch, mode="transformers generate", tok_s=tps[HF],
                          forwards_per_token=1.0, achieved=ratio[HF], rounds=len(runs[HF]),
@@ -236,18 +251,20 @@ def load_average() -> str:
 
 # -- the eval task ---------------------------------------------------------------------------------------------
 KEYS = {"tok_s": "tokens_per_s", "achieved": "speedup_vs_vanilla", "forwards_per_token": "backbone_forwards_per_token",
-        "mctp_per_token": "mctp_steps_per_token", "first_chunk_s": "first_chunk_s",
+        "mctp_per_token": "mctp_steps_per_token", "audio_share": "audio_token_share",
+        "forwards_per_audio": "backbone_forwards_per_audio_token", "first_chunk_s": "first_chunk_s",
         "first_chunk_rel": "first_chunk_vs_vanilla", "ideal": "ideal_speedup", "accepted": "accepted"}
 
 
 def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turbo", "verified"), batch: int = 1,
               rounds: int = 3, new_tokens: int = 165, prefill: int = 32, mctp_head: str = "span",
               compare_hf: bool = False, threads: int | None = None, log: Callable[[str], None] | None = None,
-              label: str = "checkpoint", **_) -> TaskResult:
+              label: str = "checkpoint", drafting: str | None = None, **_) -> TaskResult:
     """The decoding benchmark's figures for one model, as an evaluation task (metrics per mode).
 
     mctp_head: "span" (restricted MCTP heads inside audio spans: the decoder's default, right for a trained
-    checkpoint), "always" (restricted at every MCTP step) or "full"."""
+    checkpoint), "always" (restricted at every MCTP step) or "full". drafting: "audio" | "all" (None = the
+    decoder's default); a random-weight model never opens an audio span, so it shows MCTP speed only with "all"."""
     heads = {"span": True, "always": "always", "full": False}
     if mctp_head not in heads:
         raise ValueError(f"mctp_head must be one of {', '.join(heads)}, got {mctp_head!r}")
@@ -255,15 +272,17 @@ def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turb
         raise ValueError(f"rounds, new_tokens and batch must be >= 1 (got {rounds}, {new_tokens}, {batch})")
     asked = check_modes(modes, lm.num_mctp_modules)
     timed = bench_modes(asked)
+    drafting = check_drafting(DEFAULT_DRAFTING if drafting is None else drafting)
+    resolve_modes(timed, lm, drafting)  # a drafting the model cannot honour fails before any timing
     if threads:
         torch.set_num_threads(int(threads))
     load_start = load_average()
     t0 = time.perf_counter()
     runs = bench(lm, batch, timed, rounds, new_tokens, prefill, log=log or (lambda *a: None),
-                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf)
+                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf, drafting=drafting)
     rows = summarize("ckpt", label, batch, runs)
     result = TaskResult("speed", info={"batch": batch, "rounds": rounds, "new_tokens": new_tokens,
-                                       "prefill_tokens": prefill, "mctp_head": mctp_head,
+                                       "prefill_tokens": prefill, "mctp_head": mctp_head, "drafting": drafting,
                                        "torch_threads": torch.get_num_threads(), "load_average_start": load_start,
                                        "load_average_end": load_average(),
                                        "wall_s": round(time.perf_counter() - t0, 2)})

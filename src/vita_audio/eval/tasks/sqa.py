@@ -19,10 +19,10 @@ from vita_audio.inference.sampling import Sampling
 
 def run_sqa(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 512, sampling: Sampling | None = None,
-            save_audio: int = 0, audio_dir: str | None = None, **_) -> TaskResult:
+            drafting: str | None = None, save_audio: int = 0, audio_dir: str | None = None, **_) -> TaskResult:
     """`save_audio`: the spoken answers to the first so many questions per mode are written under `audio_dir`."""
     get_normalizer(normalizer)  # an unknown name fails before any decoding
-    decodes = resolve_modes(modes, speech.lm)
+    decodes = resolve_modes(modes, speech.lm, drafting)
     decode_sample = SampleDecoder(speech, "s2s", max_new_tokens, sampling)
     result = TaskResult("sqa", info={"rule": "containment (spec section 7)", "normalizer": normalizer,
                                      "samples": len(samples), "decodes": describe_modes(decodes)})

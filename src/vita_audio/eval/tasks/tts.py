@@ -49,10 +49,10 @@ def judge_originals(judge, samples: Sequence[EvalSample]) -> tuple[list[int], li
 
 def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 512, sampling: Sampling | None = None,
-            save_audio: int = 0, audio_dir: str | None = None, **_) -> TaskResult:
+            drafting: str | None = None, save_audio: int = 0, audio_dir: str | None = None, **_) -> TaskResult:
     """`save_audio`: the generated speech of the first so many samples per mode is written under `audio_dir`."""
     get_normalizer(normalizer)  # an unknown name fails before any decoding
-    decodes = resolve_modes(modes, speech.lm)
+    decodes = resolve_modes(modes, speech.lm, drafting)
     decode_sample = SampleDecoder(speech, "tts", max_new_tokens, sampling)
     texts, languages = [s.text for s in samples], [s.language for s in samples]
     result = TaskResult("tts", info={"normalizer": normalizer, "samples": len(samples),
