@@ -7,12 +7,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from tests.conftest import compose_cfg
-from vita_audio.cli.train_codec import CONF_DIR
+from vita_audio.cli.common import CONFIG_DIR
 from vita_audio.audio.builtin import BuiltinDetokenizer, BuiltinTokenizer, CodecConfig, TrainArgs
 from vita_audio.cli.train_codec import run
 
 def compose_codec(tmp_path, overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="train_codec", overrides=[f"paths.root_dir={tmp_path}", *overrides])
 
 

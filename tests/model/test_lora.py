@@ -6,7 +6,7 @@ from hydra.errors import InstantiationException
 
 from tests.training.helpers import fit, logits
 from vita_audio.cli.common import build_model
-from vita_audio.model.checkpoint import export_pretrained, load_pretrained
+from vita_audio.checkpoint import export_pretrained, load_pretrained
 from vita_audio.model.lora import BackboneLoRA, adapter_layers, audio_rows, has_adapters, merged_adapters
 
 STAGE4_LORA = ["model=stage4", "model/lora=backbone", "model.lora.rank=4", "model.lora.dropout=0.0",

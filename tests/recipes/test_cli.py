@@ -84,9 +84,9 @@ def test_eval_uses_the_training_data_settings(tmp_path):
     assert (tmp_path / "out" / "metrics.json").is_file()
     # the same number from the module itself on the first validation batch of those settings
     from vita_audio.cli.common import build_datamodule
-    from vita_audio.cli.eval import load_module
+    from vita_audio.training.init import restore_module
 
-    model = load_module(str(final)).eval()
+    model = restore_module(str(final)).eval()
     batch = next(iter(build_datamodule(ev, model).val_dataloader()))
     with torch.no_grad():
         out = model.compute_losses(batch, with_main=True)

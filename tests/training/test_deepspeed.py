@@ -82,7 +82,7 @@ def test_deepspeed_zero_trains_and_next_stage_loads(tmp_path, stage):
     assert not list(final.parent.glob("*.fp32.pt"))
 
     # the HF export holds the whole trained weights (ZeRO-3 partitions them: they are gathered for it)
-    from vita_audio.model.checkpoint import load_pretrained
+    from vita_audio.checkpoint import load_pretrained
 
     exported = load_pretrained(final.parent / "hf").state_dict()
     consolidated = load_state_dict_file(final)

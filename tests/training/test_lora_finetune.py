@@ -7,7 +7,7 @@ import torch
 from tests.conftest import TEST_SIZE, compose_cfg, corpus_overrides
 from tests.training.helpers import fit
 from vita_audio.cli.common import build_model
-from vita_audio.model.checkpoint import export_pretrained, load_pretrained
+from vita_audio.checkpoint import export_pretrained, load_pretrained
 
 SIZE = [*TEST_SIZE, "model.mctp.num_modules=2", "data.max_len=256"]
 

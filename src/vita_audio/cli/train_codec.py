@@ -16,7 +16,6 @@ from vita_audio.audio.builtin import load_codec, train_codec
 from vita_audio.cli.config_dir import CONFIG_DIR
 
 log = logging.getLogger(__name__)
-CONF_DIR = CONFIG_DIR  # the name tests/audio/test_config.py imports
 
 
 def run(cfg: DictConfig) -> Path:
