@@ -48,3 +48,12 @@ def test_load_model_and_the_server_import_no_lightning_or_hydra(tmp_path):
     line = next((ln for ln in res.stdout.splitlines() if ln.startswith("SEEN ")), None)
     assert line is not None, res.stdout + res.stderr
     assert json.loads(line[5:]) == {"load_model": [], "serve": []}
+
+
+def test_the_infer_and_serve_entry_points_import_no_lightning():
+    """`python infer.py` / `python serve.py` are Hydra mains (Hydra is theirs), but Lightning stays out."""
+    script = ("import sys, vita_audio.cli.infer, vita_audio.cli.serve; "
+              "print('LIGHTNING', sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('lightning', 'pytorch_lightning', 'lightning_fabric')))")
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "LIGHTNING []" in res.stdout, res.stdout + res.stderr

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from vita_audio.cli.config_dir import CONFIG_DIR
+
+if TYPE_CHECKING:  # infer.py and serve.py share these helpers and never import Lightning
+    import lightning as L
 
 __all__ = ["CONFIG_DIR", "build_datamodule", "build_model", "build_trainer", "finish_loggers", "instantiate_list",
            "log", "set_runtime_env"]
