@@ -160,20 +160,21 @@ class Engine:
 
     # -- the engine thread ------------------------------------------------------------------------------------
     def _run(self) -> None:
+        """The loop, then every request still waiting or decoding fails with `EngineDown` (shutdown, or a bug in
+        the scheduler itself, which `alive()` and /health then report)."""
+        why = "the server is shutting down"
         try:
             self._loop()
-        except BaseException as err:  # noqa: BLE001 - a bug in the scheduler itself: say so, fail every request
+        except BaseException as err:  # noqa: BLE001 - say so, and fail every request instead of leaving it hanging
             log.exception("the engine thread stopped")
-            with self._cv:
-                self.failure = err
-                waiting, self._waiting = list(self._waiting), deque()
-            for job in waiting:
-                self._fail(job, EngineDown("the generation engine has stopped (see the server log)"))
-            for g in list(self._groups):
-                self._abandon(g, EngineDown("the generation engine has stopped (see the server log)"))
-        finally:
-            for g in list(self._groups):
-                self._abandon(g, EngineDown("the server is shutting down"))
+            self.failure = err
+            why = "the generation engine has stopped (see the server log)"
+        with self._cv:
+            waiting, self._waiting = list(self._waiting), deque()
+        for job in waiting:
+            self._fail(job, EngineDown(why))
+        for g in list(self._groups):
+            self._abandon(g, EngineDown(why))
 
     def _loop(self) -> None:
         rr = itertools.count()

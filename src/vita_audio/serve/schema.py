@@ -4,8 +4,8 @@ A field outside the model is refused (400 `unknown_parameter`): nothing a client
 fields the server cannot honour are known but accepted only at their no-op values (`UNSUPPORTED`; else 400
 `unsupported_parameter`). Accepted whatever their value, because they never change an answer: `audio.voice` (the
 model has one voice), `user`, `metadata`, `service_tier`, `parallel_tool_calls` (no tools), and a message's `name`
-and `refusal` (protocol.py). `parse_body` turns pydantic's errors into OpenAI's error shape with a `param` path ("audio.format",
-"messages[0].content").
+and `refusal` (protocol.py). `parse_body` turns pydantic's errors into OpenAI's error shape with a `param` path
+("audio.format", "messages[0].content").
 """
 
 from __future__ import annotations
