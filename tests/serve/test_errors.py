@@ -158,3 +158,12 @@ def test_error_mid_stream_is_an_opaque_sse_error_event_with_the_request_id(serve
 def test_the_page_is_served(served, path):
     r = httpx.get(f"{served.url}{path}", timeout=10)
     assert r.status_code == 200 and len(r.content) > 100
+
+
+def test_an_audio_only_earlier_answer_may_have_empty_text(served):
+    turns = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": ""},
+             {"role": "user", "content": "And?"}]
+    r = _chat(served, {"model": "vita-audio", "messages": turns, "max_tokens": 4})
+    assert r.status_code == 200, r.text
+    _error(_chat(served, {"model": "vita-audio", "messages": [{"role": "user", "content": " "}]}), 400, None,
+           "messages[0].content")

@@ -142,7 +142,7 @@ def _messages(messages: list, transcripts: Transcripts | None) -> tuple[list[tup
         if text.count(AUDIO_PLACEHOLDER) != sum(t == AUDIO_PLACEHOLDER for t in texts):
             raise bad_request(f"{where}: the text may not contain {AUDIO_PLACEHOLDER!r}; send audio as an "
                               "input_audio part", f"{where}.content")
-        if not text.strip():
+        if not text.strip() and role != "assistant":  # an earlier answer may have been audio only
             raise bad_request(f"{where} is empty", f"{where}.content")
         turns.append((role, text))
     if turns[-1][0] != "user":
