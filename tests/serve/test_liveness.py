@@ -100,3 +100,11 @@ def test_without_the_serve_extra_the_error_names_the_command():
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("ModuleNotFoundError") and "'serve' extra" in last and 'pip install -e ".[serve]"' in last
+
+
+def test_serve_py_without_the_serve_extra_says_so_in_one_line():
+    """`python serve.py` (after `make demo`, which skips the extra) ends with the message alone, no traceback."""
+    code = "import sys; sys.modules['fastapi'] = None; import vita_audio.cli.serve"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and 'pip install -e ".[serve]"' in r.stderr.strip().splitlines()[-1]

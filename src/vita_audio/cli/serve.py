@@ -17,7 +17,11 @@ from vita_audio.checkpoint.codec import CodecParts
 from vita_audio.checkpoint.generation import sampling_defaults
 from vita_audio.cli.common import CONFIG_DIR, log, set_runtime_env
 from vita_audio.inference import SpeechLM
-from vita_audio.serve import ServeSettings, create_app
+
+try:  # the server's packages are an extra: say which, in one line, instead of a traceback
+    from vita_audio.serve import ServeSettings, create_app
+except ModuleNotFoundError as err:
+    sys.exit(f"serve.py: {err}")
 
 
 def build_app(cfg: DictConfig):
