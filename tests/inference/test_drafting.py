@@ -13,9 +13,11 @@ from tests.inference.conftest import N_MODULES, tiny_lm
 from vita_audio.inference import Decoder, Sampling, generate, stream
 from vita_audio.inference.heads import Heads
 from vita_audio.inference.oracle import slow_generate
+from vita_audio.inference.schedule import schedule_steps
 from vita_audio.inference.stream import collect
 
 SCHEDULES = [[1, N_MODULES], [1, 2, 2, 4], [2, 4, 1, 1]]
+RESTART_PROMPTS = [[48, 237, 167, 110], [214, 194, 170]]  # `span_lm` opens a span in the middle of an MCTP run
 
 
 @pytest.fixture(scope="module")
@@ -91,35 +93,41 @@ def test_span_model_text_is_the_backbones_and_spans_are_mctps(spans, span_prompt
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=str)
 def test_fast_equals_slow_oracle_with_audio_drafting(spans, span_prompts, schedule):
     """The cached decoder against the oracle's own statement of the rule: tokens and every step's logits, on
-    answers that enter and leave audio spans (the backbone steps in place of MCTP steps consume the run's tokens;
-    the levels' backlogs carry on)."""
-    n_mctp = 0
-    for p in span_prompts:
+    answers that enter and leave audio spans, some opening one in the middle of a scheduled MCTP run (a backbone
+    step there consumes the run's tokens, and the run's next MCTP steps use modules 0, 1, ... on the levels'
+    carried-over backlogs)."""
+    restarts = n_mctp = 0
+    for p in [*span_prompts, *RESTART_PROMPTS]:
         slow, slow_logits = slow_generate(spans, p, schedule=schedule, max_new_tokens=30, drafting="audio")
-        fast = generate(spans, [p], schedule=schedule, max_new_tokens=30, drafting="audio", record_logits=True)
-        assert fast.rows()[0] == slow
-        for a, b in zip(fast.logits, slow_logits):
+        dec = Decoder(spans, [p], schedule=schedule, max_new_tokens=30, drafting="audio", record_logits=True)
+        planned = schedule_steps(dec.schedule)
+        steps = [(s, next(planned)) for s in dec.steps()]
+        assert [int(s.tokens[0]) for s, _ in steps] == slow
+        for a, b in zip(dec.logits, slow_logits):
             assert torch.equal(a.isinf(), b.isinf())
             torch.testing.assert_close(a[a.isfinite()], b[b.isfinite()], rtol=1e-4, atol=1e-5)
-        n_mctp += fast.mctp_steps
-    assert n_mctp > 0  # the premise: MCTP steps ran
+        n_mctp += dec.mctp_steps
+        restarts += sum(1 for s, (kind, k) in steps if s.kind == "m" and s.level != k)
+    assert n_mctp > 0 and restarts > 0  # the premises
 
 
 def test_batch_rows_take_mctp_steps_only_when_every_live_row_is_in_a_span(spans, span_prompts):
-    """In a batch an MCTP step runs only when every live row is inside a span (the stopped rows do not count):
-    rows without audio still equal Vanilla's, and no row gets an MCTP token outside a span."""
+    """In a batch an MCTP step runs only when every live row is inside a span; a stopped row does not count (here one
+    stops outside a span before the others enter theirs). Rows without audio still equal Vanilla's."""
     av = spans.backbone.audio_vocab
-    rows = [span_prompts[0], span_prompts[2]]  # two answers with audio, opening it at different steps
+    rows = [span_prompts[0], span_prompts[2], span_prompts[3]]
     vanilla = generate(spans, rows, schedule="vanilla", max_new_tokens=40).rows()
     dec = Decoder(spans, rows, schedule=[1, N_MODULES], max_new_tokens=40, drafting="audio")
-    inside = torch.zeros(2, dtype=torch.bool)
+    inside = torch.zeros(3, dtype=torch.bool)
     mctp = 0
     for s in dec.steps():
         if s.kind == "m":
-            assert bool(inside[s.active].all())
+            assert bool(inside[s.active].all()) and not bool(s.active.all())
             mctp += 1
         inside = (inside | (s.tokens == av.begin_of_audio)) & (s.tokens != av.end_of_audio)
-    assert all(av.begin_of_audio in r for r in vanilla) and mctp > 0  # the premises
+    # the premises: two answers with audio, entering it at different steps, one stopping early without any
+    assert [av.begin_of_audio in r for r in vanilla] == [True, True, False] and len(vanilla[2]) < 10
+    assert mctp > 0
     mixed = generate(spans, span_prompts, schedule=[1, N_MODULES], max_new_tokens=40, drafting="audio").rows()
     for got, want in zip(mixed, generate(spans, span_prompts, schedule="vanilla", max_new_tokens=40).rows()):
         if av.begin_of_audio not in want:
