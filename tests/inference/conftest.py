@@ -83,10 +83,12 @@ def mixed_with_a_stopped_row(calls) -> int:
 def forced_logits(lm: VitaAudioLM, prompts: list[list[int]], tokens: list[list[int]], schedule):
     """Teacher forcing through the fast decoder: (logits (B, V) of every step, the decoder) when row i emits
     `tokens[i]` (whatever the model would pick), so two decoders can be compared at every step, the cached
-    multi-token backbone forwards after each MCTP run included, even where rounding makes their picks differ."""
+    multi-token backbone forwards after each MCTP run included, even where rounding makes their picks differ. The
+    reference's drafting ("all"): the schedule's MCTP runs whatever the tokens are."""
     from vita_audio.inference import Decoder
 
-    dec = Decoder(lm, prompts, schedule=schedule, max_new_tokens=len(tokens[0]), stop_ids=[], record_logits=True)
+    dec = Decoder(lm, prompts, schedule=schedule, max_new_tokens=len(tokens[0]), stop_ids=[], record_logits=True,
+                  drafting="all")
     forced = iter(zip(*tokens))
     dec.sampler.pick = lambda context, logits: torch.tensor(next(forced), device=logits.device)
     for _ in dec.steps():

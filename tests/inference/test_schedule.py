@@ -69,8 +69,8 @@ def _plan(schedule, drafting, answer: str) -> str:
 
     planner, inside, out = StepPlanner(resolve_schedule(schedule), drafting), False, []
     for tok in answer:
-        kind, k = planner.next(lambda: inside)
-        out.append("M" if kind == "M" else str(k))
+        (k,) = planner.next([inside])
+        out.append("M" if k < 0 else str(k))
         inside = (inside or tok == "B") and tok != "E"
     return "".join(out)
 
@@ -85,25 +85,30 @@ def test_audio_drafting_runs_mctp_steps_inside_audio_spans_only():
     assert _plan([1, 3], "AUDIO", "Bcccccccc") == "M012M012M"
 
 
-def test_all_drafting_is_the_schedule_and_audio_runs_never_exceed_it():
-    """"all" takes the schedule's own steps whatever the spans; under "audio", with spans opening and closing at
-    random, each backbone step is followed by modules 0, 1, 2, ... and no run is longer than the schedule's."""
+def test_rows_are_planned_on_their_own():
+    """"all" takes the schedule's own steps whatever the spans, the same for every row; under "audio", with spans
+    opening and closing at random, each row's plan is the one it gets alone: after each of its backbone steps,
+    modules 0, 1, 2, ..., no run longer than the schedule's."""
     import random
 
     from vita_audio.inference.schedule import StepPlanner, schedule_steps
 
     rng = random.Random(0)
     for schedule in ([1, 4], [1, 10, 4, 10], [2, 3, 1, 5], [1, 4, 3, 8, 4, 10]):
-        spans = [rng.random() < 0.7 for _ in range(300)]
+        spans = [[rng.random() < 0.7 for _ in range(3)] for _ in range(300)]  # (steps, rows)
         want = list(islice(schedule_steps(schedule), 300))
-        planner = StepPlanner(schedule, "all")
-        assert [planner.next(lambda s=s: s) for s in spans] == want
-        planner, run = StepPlanner(schedule, "audio"), 0
+        every = StepPlanner(schedule, "all", rows=3)
+        assert [every.next(s) for s in spans] == [[k if kind == "m" else -1] * 3 for kind, k in want]
+        batch = StepPlanner(schedule, "audio", rows=3)
+        alone = [StepPlanner(schedule, "audio") for _ in range(3)]
+        runs = [0, 0, 0]
         for s, (kind, k) in zip(spans, want):
-            got = planner.next(lambda s=s: s)
-            assert got == (("m", run) if kind == "m" and s else ("M", 0))
-            run = run + 1 if got[0] == "m" else 0
-            assert run <= max_run(schedule) and (got[0] == "M" or got[1] <= k)
+            got = batch.next(s)
+            assert got == [a.next([x])[0] for a, x in zip(alone, s)]
+            for r, (x, m) in enumerate(zip(s, got)):
+                assert m == (runs[r] if kind == "m" and x else -1) and m <= k
+                runs[r] = runs[r] + 1 if m >= 0 else 0
+                assert runs[r] <= max_run(schedule)
 
 
 def test_drafting_names_are_checked():

@@ -6,7 +6,7 @@ interleave in one process):
     tokens, mask, positions   (B, n)  the rows so far, left-padded; positions restart at 0 after the padding
     backbone cache            a transformers DynamicCache over the tokens the backbone has consumed
     level k (k = 0..K-1)      its own DynamicCache over the windows it has processed, and a buffer of the
-                              hidden states h^k of the windows it has not processed yet (its backlog)
+                              hidden states h^k of the windows it has not processed yet (its backlog; `levels.py`)
 
 A backbone step consumes every token it has not seen in one forward (after an MCTP run: the run's tokens and the
 token before them) and appends their h^0 to level 0's backlog. The k-th MCTP step of a run processes level k's
@@ -14,8 +14,11 @@ whole backlog in one call, appends its outputs to level k+1's backlog and emits 
 With x[0..n-1] so far, level k's newest window is t = n-k-2: it combines E(x[n-1]) with h^k[n-k-2] and predicts
 x[n], so the result equals a full recompute (`oracle.py`).
 
-`StepPlanner` (`schedule.py`) turns the schedule into the steps taken: with `drafting="audio"` an MCTP step runs
-only while every live row is inside an audio span, and a backbone step takes its place elsewhere.
+`StepPlanner` (`schedule.py`) turns the schedule into each row's steps: with `drafting="audio"` a row takes MCTP
+steps only inside audio spans and backbone steps elsewhere. A step whose rows want different levels (or the
+backbone and a level) runs each of them once for the whole batch, the levels deepest first (level k must not yet
+see the window level k-1 adds at this step) and the backbone last, and gives each row its own: every result equals
+a full recompute, so a row decodes the same alone and in any batch.
 
 Verified mode treats an MCTP run as drafts: the next backbone forward checks them (speculative decoding), the
 accepted prefix is kept, and every cache is cropped back to the accepted tokens; each level crops its own
@@ -25,63 +28,30 @@ length, since the levels hold different numbers of windows.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
 
 from vita_audio.inference.heads import Heads, check_span_drafting
+from vita_audio.inference.levels import Level
 from vita_audio.inference.sampling import Sampler, Sampling
-from vita_audio.inference.schedule import DEFAULT_DRAFTING, StepPlanner, max_run, resolve_schedule
+from vita_audio.inference.schedule import (DEFAULT_DRAFTING, StepPlanner, check_drafting, max_run,
+                                          resolve_schedule)
 from vita_audio.model.lm import VitaAudioLM
 
 
 @dataclass
 class Step:
-    """What one decoder step emitted: one token per row (`tokens` (B,)), by the backbone ("M") or level k ("m")."""
+    """What one decoder step emitted: one token per row (`tokens` (B,)), each by the backbone or an MCTP module
+    (`modules` (B,): -1 or k). `kind` is "M" when a live row's token came from the backbone, else "m"; `level` is
+    the deepest module a live row used (0 if none). Rows differ only under audio-only drafting in a batch."""
 
     kind: str
     level: int
     tokens: torch.Tensor  # (B,)
     active: torch.Tensor  # (B,) bool: rows still generating when the token was emitted (False = ignore it)
-
-
-@dataclass
-class _Level:
-    """One MCTP level's state: its KV cache, the windows it has processed and the backlog of h^k inputs."""
-
-    cache: DynamicCache = field(default_factory=DynamicCache)
-    seen: int = 0  # windows 0..seen-1 are in `cache`
-    start: int = 0  # window index of buffer[:, 0]
-    buffer: torch.Tensor | None = None  # (B, m, H) h^k of windows start..start+m-1
-
-    @property
-    def end(self) -> int:
-        return self.start + (0 if self.buffer is None else self.buffer.shape[1])
-
-    def append(self, h: torch.Tensor, start: int) -> None:
-        if self.buffer is None or self.buffer.shape[1] == 0:
-            self.buffer, self.start = h, start
-            return
-        if start != self.end:
-            raise RuntimeError(f"MCTP backlog out of order: windows from {start} appended after {self.end}")
-        self.buffer = torch.cat([self.buffer, h], dim=1)
-
-    def truncate(self, processed: int, inputs: int) -> None:
-        """Keep windows < `processed` in the cache and inputs h^k[t] for t < `inputs` (the rest used rejected
-        tokens). The caches of different levels drop different numbers of windows."""
-        if self.seen > processed:
-            self.cache.crop(processed - self.seen)  # crop takes minus the number of windows to drop
-            self.seen = processed
-        if self.buffer is not None and self.end > inputs:
-            self.buffer = self.buffer[:, : max(0, inputs - self.start)]
-
-    def trim(self, keep: int) -> None:
-        """Forget processed windows older than the last `keep` (verified mode may need to redo those)."""
-        drop = self.seen - keep - self.start
-        if self.buffer is not None and drop > 0:
-            self.buffer = self.buffer[:, drop:]
-            self.start += drop
+    modules: torch.Tensor  # (B,) long: -1 = the backbone's token, k = MCTP module k's
 
 
 def left_pad(rows: Sequence[Sequence[int]] | torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -121,8 +91,9 @@ class Decoder:
             ("always") or never (False); see `heads.py`.
         verify: MCTP tokens are drafts checked by the backbone (output = Vanilla's under greedy decoding);
             each cycle drafts with all N modules, whatever the schedule (and whatever `drafting`).
-        drafting: "audio" = MCTP steps only inside audio spans, the backbone writes the text; "all" = MCTP steps
-            emit any token (the reference's behaviour); see `schedule.py`.
+        drafting: "audio" (the default) = each row takes MCTP steps only inside audio spans, the backbone writes
+            its text; "all" = MCTP steps emit any token (the reference's behaviour; random-weight models, which
+            never open a span, need it to run MCTP steps at all); see `schedule.py`.
         record_logits: keep each step's logits (tests compare them with full re-forwards).
         audio_features: Plus models: (N, D) encoder frames of every `<|context_of_audio|>` of the prompts, in
             row-major order; the prefill then reads the adapter's embeddings there (`VitaAudioLM.input_embeddings`),
@@ -153,10 +124,10 @@ class Decoder:
         self.schedule = resolve_schedule(schedule, None if verify else lm.num_mctp_modules)
         if verify and lm.num_mctp_modules == 0:
             raise ValueError("verified decoding needs MCTP modules to draft with; this model has none")
-        self.planner = StepPlanner(self.schedule, drafting)
-        check_span_drafting(lm, self.planner.drafting, self.schedule, verify)
+        check_span_drafting(lm, check_drafting(drafting), self.schedule, verify)
         self.tokens, self.mask = left_pad(input_ids, attention_mask, device)
         B = self.tokens.shape[0]
+        self.planner = StepPlanner(self.schedule, drafting, rows=B)
         self.budgets = _budgets(max_new_tokens, B, device)  # (B,) new tokens per row at most
         n_pos = getattr(bb.config, "max_position_embeddings", None)
         lengths = self.mask.sum(1)  # (B,) each row's own prompt length
@@ -187,7 +158,7 @@ class Decoder:
         self.draft_len = lm.num_mctp_modules if verify else max_run(self.schedule)
         self.cache = DynamicCache()
         self.seen = 0  # tokens the backbone has consumed
-        self.levels = [_Level() for _ in range(self.draft_len)]
+        self.levels = [Level() for _ in range(self.draft_len)]
         self._keep = self.draft_len + 1 if verify else 0
         self.active = torch.ones(B, dtype=torch.bool, device=device)
         self.in_span = torch.zeros(B, dtype=torch.bool, device=device)  # inside an audio span (restricted heads)
@@ -257,8 +228,9 @@ class Decoder:
         self.mask = torch.cat([self.mask, torch.ones_like(tok)[:, None]], dim=1)
         self.positions = torch.cat([self.positions, self.positions[:, -1:] + 1], dim=1)
 
-    def _emit(self, kind: str, level: int, tok: torch.Tensor) -> Step:
-        step = Step(kind, level, tok, self.active.clone())
+    def _emit(self, tok: torch.Tensor, modules: torch.Tensor) -> Step:
+        live = modules[self.active]
+        step = Step("M" if bool((live < 0).any()) else "m", max(int(live.max()), 0), tok, self.active.clone(), modules)
         self.in_span = self.heads.span_update(self.in_span, tok)
         self.generated += 1
         self.active &= ~torch.isin(tok, self._stop) & (self.generated < self.budgets)
@@ -276,15 +248,25 @@ class Decoder:
             yield from self._verified_steps()
             return
         while not self.done:
-            kind, k = self.planner.next(lambda: bool(self.in_span[self.active].all()))
-            if kind == "M":
-                logits = self.heads.full(self._backbone()[:, -1])  # (B, V)
-            else:
-                logits = self.heads.mctp(self._level(k), self.in_span, self.active)  # (B, V)
+            modules = torch.tensor(self.planner.next(self.in_span.tolist()), device=self.tokens.device)  # (B,)
+            logits = self._planned_logits(modules)  # (B, V)
             self._record(logits)
             tok = self.sampler.pick(self.tokens, logits)
             self._append(tok)
-            yield self._emit(kind, k, tok)
+            yield self._emit(tok, modules)
+
+    def _planned_logits(self, modules: torch.Tensor) -> torch.Tensor:
+        """Each row's logits (B, V) from its planned step (`modules` (B,): -1 = backbone, k = MCTP module k)."""
+        live = modules[self.active].tolist()
+        logits = None
+        for k in sorted({m for m in live if m >= 0}, reverse=True):  # deepest level first, the backbone last
+            rows = modules == k
+            lk = self.heads.mctp(self._level(k), self.in_span, self.active & rows)
+            logits = lk if logits is None else torch.where(rows[:, None], lk, logits)
+        if logits is None or min(live) < 0:
+            lb = self.heads.full(self._backbone()[:, -1])
+            logits = lb if logits is None else torch.where((modules < 0)[:, None], lb, logits)
+        return logits
 
     def _verified_steps(self) -> Iterator[Step]:
         """Draft with the MCTP levels, check with the backbone, keep the accepted prefix plus one token.
@@ -300,7 +282,7 @@ class Decoder:
         self._record(logits)
         tok = self.sampler.pick(self.tokens, logits)
         self._append(tok)
-        yield self._emit("M", 0, tok)
+        yield self._emit(tok, torch.full_like(tok, -1))
         while not self.done:
             n0 = self.tokens.shape[1] - 1  # x[n0] is the newest token, not yet seen by the backbone
             budget = self.max_new_tokens - self.generated  # tokens left, the bonus / correction token included
@@ -315,7 +297,7 @@ class Decoder:
             h = self._backbone()  # (1, D+1, H): x[n0] and the D drafts
             D = len(drafts)
             mains = self.heads.full(h[0])  # (D+1, V): one pass over the head for every position
-            kept: list[tuple[str, int, torch.Tensor]] = []
+            kept: list[tuple[int, torch.Tensor]] = []
             nxt = None
             for i in range(D + 1):
                 main = mains[i : i + 1]  # (1, V)
@@ -327,7 +309,7 @@ class Decoder:
                 self._record(main)
                 fix = speculative_check(p, q[i], drafts[i], self.sampler)
                 if fix is None:
-                    kept.append(("m", i, drafts[i]))
+                    kept.append((i, drafts[i]))
                     continue
                 nxt = fix
                 break
@@ -335,11 +317,11 @@ class Decoder:
             self._rollback(n0 + a + 1)  # keep x[0..n0+a]
             self._append(nxt)
             self.accepted.append(a + 1)
-            for kind, k, d in kept:
-                yield self._emit(kind, k, d)
+            for k, d in kept:
+                yield self._emit(d, torch.full_like(d, k))
                 if self.done:
                     return
-            yield self._emit("M", 0, nxt)
+            yield self._emit(nxt, torch.full_like(nxt, -1))
 
     def _span_after(self, in_span: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
         for t in tokens:

@@ -115,8 +115,9 @@ def generate(
             row-major order (`lm.encode_audio`).
         seeds: one seed per row (None entries: `sampling.seed`, else fresh); a row samples the same tokens alone
             and inside any batch. The seeds used are in `out.seeds`.
-        drafting: "audio" = MCTP steps inside audio spans only (the backbone writes the text: a greedy answer
-            without audio is Vanilla's); "all" = MCTP steps emit any token (the reference). See `schedule.py`.
+        drafting: "audio" (the default) = MCTP steps inside audio spans only (the backbone writes the text: a
+            greedy answer without audio is Vanilla's); "all" = MCTP steps emit any token (the reference's; needed
+            for MCTP steps on random weights, which never open a span). See `schedule.py`.
     """
     schedule = default_schedule(lm) if schedule is None else schedule
     kwargs = dict(schedule=schedule, sampling=sampling, stop_ids=stop_ids, restrict_mctp=restrict_mctp, verify=verify,

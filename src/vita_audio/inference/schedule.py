@@ -12,11 +12,12 @@ Drafting (which tokens an MCTP step may emit; `StepPlanner` turns the schedule i
 
     "all"    the reference's behaviour: every "m" of the schedule is an MCTP step, whatever it emits (text too,
              unverified)
-    "audio"  an "m" runs only when every live row is inside an audio span (after <|begin_of_audio|>, up to and
-             including the step that emits <|end_of_audio|>); otherwise the decoder takes a backbone step there
+    "audio"  an "m" is an MCTP step only for a row inside an audio span (after <|begin_of_audio|>, up to and
+             including the step that emits <|end_of_audio|>); elsewhere the row's token comes from a backbone step
              (which consumes every unseen token, as any backbone step does), and the run's later "m" steps count
              their module from 0 again. The backbone writes all text, so a greedy answer without audio is exactly
-             Vanilla's, while audio spans keep the schedule's MCTP steps.
+             Vanilla's, while audio spans keep the schedule's MCTP steps. The rule is applied row by row: in a batch
+             one step may give some rows a backbone token and others an MCTP token (the decoder then runs both).
 
 Turbo [1, 10] writing `t1 t2 <boa> c1 .. c12 <eoa> t3` (M = a backbone step, a digit = the module of an MCTP step):
 
@@ -27,7 +28,7 @@ Turbo [1, 10] writing `t1 t2 <boa> c1 .. c12 <eoa> t3` (M = a backbone step, a d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 
@@ -38,7 +39,7 @@ MODES: dict[str, list[int]] = {
     "turbo": [1, 10],
 }
 DRAFTING = ("audio", "all")  # see the module docstring
-DEFAULT_DRAFTING = "all"
+DEFAULT_DRAFTING = "audio"  # measured on the demo checkpoint: experiments/RESULTS.md, "Audio-only MCTP drafting"
 
 
 def resolve_schedule(schedule: str | Sequence[int], num_modules: int | None = None) -> list[int]:
@@ -136,26 +137,26 @@ def schedule_steps(schedule: Sequence[int]) -> Iterator[tuple[str, int]]:
 
 
 class StepPlanner:
-    """The steps one decode takes: the schedule's, with the drafting rule applied (module docstring).
+    """The steps one decode takes, row by row: the schedule's, with the drafting rule applied (module docstring).
 
-    `next(in_span)` -> ("M", 0) or ("m", k), k = the number of MCTP steps since the last backbone step (under "all"
-    that is the schedule's own k; under "audio" it restarts after each backbone step taken in place of an "m", so
-    a run never has more MCTP steps than the schedule's). `in_span` is asked only for an "m" under "audio": it says
-    whether every live row is inside an audio span.
+    `next(in_span)` -> one entry per row: -1 for a backbone step, k for MCTP module k, k = the row's MCTP steps
+    since its last backbone step (under "all" that is the schedule's own k, the same for every row; under "audio"
+    it restarts after each backbone step a row took in place of an "m", so no run is longer than the schedule's).
+    `in_span` (one bool per row) is read only for an "m" under "audio". Each row's plan depends on its own span
+    states only, so a row decodes the same alone and in any batch.
     """
 
-    def __init__(self, schedule: Sequence[int], drafting: str = DEFAULT_DRAFTING) -> None:
+    def __init__(self, schedule: Sequence[int], drafting: str = DEFAULT_DRAFTING, rows: int = 1) -> None:
         self.drafting = check_drafting(drafting)
         self._steps = schedule_steps(schedule)
-        self._run = 0  # MCTP steps since the last backbone step
+        self._runs = [0] * rows  # per row: MCTP steps since its last backbone step
 
-    def next(self, in_span: Callable[[], bool]) -> tuple[str, int]:
+    def next(self, in_span: Sequence[bool]) -> list[int]:
         kind, _ = next(self._steps)
-        if kind == "m" and (self.drafting == "all" or in_span()):
-            self._run += 1
-            return "m", self._run - 1
-        self._run = 0
-        return "M", 0
+        mctp = [kind == "m" and (self.drafting == "all" or bool(s)) for s in in_span]
+        modules = [run if m else -1 for run, m in zip(self._runs, mctp)]
+        self._runs = [run + 1 if m else 0 for run, m in zip(self._runs, mctp)]
+        return modules
 
 
 def expand(schedule: str | Sequence[int], length: int) -> str:

@@ -124,7 +124,7 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
         for step in steps:  # after the clock: which emitted tokens are audio, and which came from the backbone
             is_audio = av.is_audio(step.tokens) | torch.isin(step.tokens, markers.to(step.tokens.device))  # (B,)
             audio += int(is_audio.sum())
-            audio_forwards += int(is_audio.sum()) if step.kind == "M" else 0
+            audio_forwards += int((is_audio & (step.modules < 0)).sum())
         accepted += dec.accepted
         if n != new_tokens:
             raise RuntimeError(f"{mode}: decoded {n} tokens, expected {new_tokens}")
