@@ -172,12 +172,13 @@ def goals(rows: list[dict]) -> list[str]:
 
 
 def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int) -> Run:
-    return _run_mode(lm, ids, mode, new_tokens, restrict_mctp=MCTP_HEAD[0])
+    # random weights never open an audio span: the MCTP steps write whatever comes next, as in the reference
+    return _run_mode(lm, ids, mode, new_tokens, restrict_mctp=MCTP_HEAD[0], drafting="all")
 
 
 def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
           log=print) -> dict[str, list[Run]]:
-    return _bench(lm, batch, modes, rounds, new_tokens, prefill, log=log, restrict_mctp=MCTP_HEAD[0])
+    return _bench(lm, batch, modes, rounds, new_tokens, prefill, log=log, restrict_mctp=MCTP_HEAD[0], drafting="all")
 
 
 def plot(rows: list[dict], path: Path) -> Path | None:
@@ -299,8 +300,8 @@ def main(argv=None, log=print) -> dict:
     path = plot(rows, Path(args.out)) if args.out else None
     if path:
         log(f"plot: {path}")
-    result = dict(rows=rows, table=tab, split_table=split_table(rows), goals=goals(rows), uptime_start=start, uptime_end=end, plot=path,
-                  models={d["size"]: d["model"] for d in rows}, profiles=profiles)
+    result = dict(rows=rows, table=tab, split_table=split_table(rows), goals=goals(rows), uptime_start=start,
+                  uptime_end=end, plot=path, models={d["size"]: d["model"] for d in rows}, profiles=profiles)
     if args.json:
         Path(args.json).write_text(json.dumps({k: v for k, v in result.items() if k != "plot"}, indent=1,
                                               default=str))

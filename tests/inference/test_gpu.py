@@ -22,8 +22,9 @@ def _on_gpu(attn: str, dtype: torch.dtype, spans: bool = False):
 @pytest.mark.parametrize("schedule", ["vanilla", [1, N_MODULES], [1, 2, 3, N_MODULES]], ids=str)
 def test_cuda_fp32_sdpa_equals_oracle_and_batch(prompts, schedule):
     lm = _on_gpu("sdpa", torch.float32)
-    batch = generate(lm, prompts, schedule=schedule, max_new_tokens=24, stop_ids=[]).rows()
-    slow = [slow_generate(lm, p, schedule=schedule, max_new_tokens=24, stop_ids=[])[0] for p in prompts]
+    batch = generate(lm, prompts, schedule=schedule, max_new_tokens=24, stop_ids=[], drafting="all").rows()
+    slow = [slow_generate(lm, p, schedule=schedule, max_new_tokens=24, stop_ids=[], drafting="all")[0]
+            for p in prompts]
     assert batch == slow
 
 

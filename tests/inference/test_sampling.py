@@ -21,7 +21,7 @@ HOT = Sampling(temperature=0.05, top_k=0, top_p=1.0)
 def test_a_seeded_row_samples_the_same_alone_and_in_a_batch(spans, span_prompts):
     """Default stops (rows end at different steps), mixed audio spans, sampling on: each row of a batch equals the
     same prompt decoded alone with the same seed, whatever the other rows and their seeds are."""
-    kw = dict(schedule=[1, N_MODULES], max_new_tokens=24, sampling=HOT)
+    kw = dict(schedule=[1, N_MODULES], max_new_tokens=24, sampling=HOT, drafting="all")
     seeds = [7, 7, 3, 11]  # equal and different seeds
     dec = Decoder(spans, span_prompts, seeds=seeds, **kw)
     calls = spy_mctp(dec)

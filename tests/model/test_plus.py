@@ -153,7 +153,7 @@ def test_decoding_a_plus_prompt_equals_full_recompute(lm, schedule):
     assert frames.shape == (lm.audio_encoder.num_frames(SR // 2), 32)
     prompt = builder.generation_prompt([("user", f"{ASR_PROMPT}\n<|audio|>")], [frames])
     dec = Decoder(lm, [prompt], schedule=schedule, max_new_tokens=8, stop_ids=[], record_logits=True,
-                  audio_features=frames)
+                  audio_features=frames, drafting="all")
     out = run_decoder(dec)
     want, want_logits = _slow(lm, prompt, frames, schedule, 8)
     assert out.rows()[0] == want

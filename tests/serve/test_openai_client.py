@@ -108,7 +108,7 @@ def test_multi_turn_with_the_previous_answer_by_audio_id(client, question):
 def test_mode_is_a_request_field(client, mode):
     r = client.chat.completions.create(model="vita-audio", messages=[{"role": "user", "content": "Hi."}],
                                        modalities=["text", "audio"], audio={"voice": "alloy", "format": "wav"},
-                                       max_tokens=22, extra_body={"mode": mode}, temperature=0)
+                                       max_tokens=22, extra_body={"mode": mode, "drafting": "all"}, temperature=0)
     stats = r.model_extra["vita"]
     assert stats["mode"] == mode and r.usage.completion_tokens == 22
     # 22 tokens: Vanilla M x 22; Boost M m*10 MMMM m*7; Turbo M m*10 M m*10
@@ -126,3 +126,18 @@ def test_a_wrong_or_missing_key_is_refused(served):
                 c.models.list()
             assert err.value.status_code == 401 and err.value.body["code"] == "invalid_api_key"
     wait_idle(served)
+
+
+def test_drafting_is_a_request_field(client):
+    """`drafting` reaches the decoder: on the random tiny model (which never opens an audio span) "audio" leaves every
+    token to the backbone, "all" lets the MCTP steps write them; anything else is a 400 naming the field."""
+    def forwards(drafting):
+        r = client.chat.completions.create(model="vita-audio", messages=[{"role": "user", "content": "Hi."}],
+                                           max_tokens=22, extra_body={"mode": "turbo", "drafting": drafting},
+                                           temperature=0)
+        return r.model_extra["vita"]["backbone_forwards"]
+
+    assert forwards("all") == 2 and forwards("audio") == 22
+    with pytest.raises(openai.BadRequestError) as err:
+        forwards("most")
+    assert err.value.body["param"] == "drafting"

@@ -176,12 +176,12 @@ def test_text_stop_sequences_end_the_answer(parts):
     engine = Engine(lm, detok, slots=1).start()
     try:
         q = queue.Queue()
-        engine.submit(_job([1, 5, 9, 2], q.put, 60, audio_out=False))
+        engine.submit(_job([1, 5, 9, 2], q.put, 60, audio_out=False, drafting="all"))
         full = _drain(q)[-1]
         stop = full.text[10:13]
         cut = full.text.index(stop)
         q = queue.Queue()
-        engine.submit(_job([1, 5, 9, 2], q.put, 60, audio_out=False, stop_text=("never there", stop)))
+        engine.submit(_job([1, 5, 9, 2], q.put, 60, audio_out=False, stop_text=("never there", stop), drafting="all"))
         events = _drain(q)
         done = events[-1]
         assert done.finish_reason == "stop" and done.text == full.text[:cut]

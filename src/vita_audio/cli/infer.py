@@ -31,12 +31,12 @@ def decode_options(cfg: DictConfig, speech: SpeechLM) -> dict:
     """schedule / verify / sampling keyword arguments of `stream`: the config over the checkpoint's defaults."""
     lm = speech.lm
     schedule = None if cfg.get("schedule") is None else list(cfg.schedule)
-    decode = resolve_decode(cfg.get("mode"), schedule, default_schedule(lm), lm.num_mctp_modules)
+    decode = resolve_decode(cfg.get("mode"), schedule, default_schedule(lm), lm.num_mctp_modules, cfg.get("drafting"))
     asked = {k: v for k, v in OmegaConf.to_container(cfg.sampling, resolve=True).items() if v is not None}
     sampling = Sampling(**{**sampling_defaults(getattr(lm, "generation_config", None)), **asked})
     stop_ids = None if cfg.get("stop_ids") is None else [int(i) for i in cfg.stop_ids]
-    return dict(schedule=decode.schedule, verify=decode.verify, max_new_tokens=int(cfg.max_new_tokens),
-                stop_ids=stop_ids, sampling=sampling)
+    return dict(schedule=decode.schedule, verify=decode.verify, drafting=decode.drafting,
+                max_new_tokens=int(cfg.max_new_tokens), stop_ids=stop_ids, sampling=sampling)
 
 
 def infer(cfg: DictConfig) -> Finished:
@@ -61,7 +61,8 @@ def infer(cfg: DictConfig) -> Finished:
     (out_dir / "answer.txt").write_text(result.text + "\n")
     info = {"task": task, "input": str(cfg.input), "ckpt_path": str(cfg.ckpt_path), "text": result.text,
             "input_audio": ("encoder frames" if speech.is_plus else "audio tokens") if task != "tts" else None,
-            "schedule": opts["schedule"], "verify": opts["verify"], "new_tokens": len(result.tokens),
+            "schedule": opts["schedule"], "verify": opts["verify"], "drafting": opts["drafting"],
+            "new_tokens": len(result.tokens),
             "audio_codes": int(result.codes.numel()), "backbone_forwards": result.backbone_forwards,
             "mctp_steps": result.mctp_steps, "first_audio_s": result.first_audio_s, "elapsed_s": result.elapsed}
     if result.wav is not None:

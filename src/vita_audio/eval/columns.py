@@ -23,6 +23,8 @@ COLUMNS: dict[str, str] = {
     "e2e_tokens_per_s": "new tokens / seconds of the whole request: prompt building with input audio encoding, "
                         "decoding, output audio synthesis (the judge excluded)",
     "backbone_forwards_per_token": "backbone forwards / new tokens",
+    "audio_token_share": "speed task: audio tokens (codes and the two audio markers) / new tokens",
+    "backbone_forwards_per_audio_token": "speed task: audio tokens a backbone step emitted / audio tokens (Vanilla: 1)",
     "first_audio_s": "median seconds from the start of decoding to the first audio chunk (prompt building excluded)",
     # the speed task (eval/tasks/speed.py): fixed-length decodes of TTS prompts, no stop, no codec
     "tokens_per_s": "speed task: rows x new tokens / seconds of LM decoding from building the Decoder to its last "

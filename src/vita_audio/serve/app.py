@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vita_audio.inference import AudioChunk, SpeechLM, TextDelta, default_schedule
+from vita_audio.inference.heads import check_span_drafting
 from vita_audio.inference.schedule import Decode, resolve_decode
 from vita_audio.serve.audio import AudioLimits, b64, pcm16_bytes, read_input_audio, wav_bytes
 from vita_audio.serve.engine import DeadlineExceeded, Done, Engine, EngineDown, Job, Overloaded
@@ -124,9 +125,13 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
         """schedule > mode > server.mode > the checkpoint's schedule (`resolve_decode`); verified takes none."""
         asked = req.mode is not None or req.schedule is not None
         try:
-            return resolve_decode(req.mode if asked else settings.mode, req.schedule, default_schedule(lm),
-                                  lm.num_mctp_modules)
+            decode = resolve_decode(req.mode if asked else settings.mode, req.schedule, default_schedule(lm),
+                                    lm.num_mctp_modules, req.drafting)
+            check_span_drafting(lm, decode.drafting, decode.schedule, decode.verify)  # no audio markers: a 400
+            return decode
         except ValueError as err:
+            if req.drafting is not None and "drafting" in str(err):
+                raise bad_request(str(err), "drafting", "invalid_drafting") from None
             if req.schedule is not None:
                 raise bad_request(str(err), "schedule", "invalid_schedule") from None
             raise bad_request(str(err), "mode", "invalid_mode") from None
@@ -180,7 +185,7 @@ def create_app(speech: SpeechLM, settings: ServeSettings | None = None, engine: 
         loop, events = asyncio.get_running_loop(), asyncio.Queue()
         job = Job(prompt, lambda ev: loop.call_soon_threadsafe(events.put_nowait, ev), decode.schedule, decode.verify,
                   req.sampling, settings.stop_ids, req.max_tokens, req.audio_out, features, req.stop,
-                  arrived + settings.request_timeout_s)
+                  arrived + settings.request_timeout_s, drafting=decode.drafting)
         try:
             engine.submit(job, reserved=True)
         except EngineDown as err:

@@ -21,6 +21,7 @@ import torch
 
 from vita_audio.inference import AudioChunk, Decoder, Sampling
 from vita_audio.inference.routing import TokenRouter
+from vita_audio.inference.schedule import DEFAULT_DRAFTING
 from vita_audio.serve.lanes import CodecLane
 from vita_audio.serve.stops import StopText
 
@@ -64,6 +65,7 @@ class Job:
     audio_features: torch.Tensor | None = None  # Plus models: (N, D) encoder frames of the prompt's placeholders
     stop_text: tuple[str, ...] = ()  # text stop sequences: the answer ends where one begins
     deadline: float | None = None  # time.perf_counter() after which the job fails with DeadlineExceeded
+    drafting: str = DEFAULT_DRAFTING  # what MCTP steps may write: "audio" (spans only) or "all" (the reference's)
     cancelled: bool = False
     submitted: float = field(default_factory=time.perf_counter)
 
@@ -72,7 +74,7 @@ class Job:
         is not part of it (each row has its own)."""
         stops = None if self.stop_ids is None else tuple(self.stop_ids)
         sampling = None if self.sampling is None else replace(self.sampling, seed=None)
-        return tuple(self.schedule), self.verify, sampling, stops, self.audio_out
+        return tuple(self.schedule), self.verify, self.drafting, sampling, stops, self.audio_out
 
     def emit(self, event: object) -> None:
         """Hand `event` to the sink; a sink that fails (its client's event loop gone) cancels the job, and never
@@ -134,7 +136,8 @@ class Group:
         seeds = [None if x.sampling is None else x.sampling.seed for x in jobs]
         self.dec = Decoder(lm, [x.prompt for x in jobs], schedule=j.schedule, verify=j.verify,
                            max_new_tokens=[x.max_new_tokens for x in jobs], sampling=j.sampling, seeds=seeds,
-                           stop_ids=j.stop_ids, audio_features=torch.cat(frames) if frames else None)
+                           stop_ids=j.stop_ids, audio_features=torch.cat(frames) if frames else None,
+                           drafting=j.drafting)
         now = time.perf_counter()
         bb = lm.backbone
         self.rows = [Row(x, TokenRouter(bb.tokenizer, bb.audio_vocab, self.dec.stop_ids), now) for x in jobs]

@@ -51,6 +51,7 @@ class ChatRequest:
     sampling: Sampling
     stop: tuple[str, ...] = ()  # text stop sequences
     include_usage: bool = False
+    drafting: str | None = None  # what MCTP steps may write (None = the library's default: audio spans only)
 
 
 class Transcripts:
@@ -94,7 +95,7 @@ def parse_request(raw: bytes, settings: ServeSettings, transcripts: Transcripts 
     stops = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     include_usage = body.stream and body.stream_options is not None and body.stream_options.include_usage
     return ChatRequest(turns, audio, body.stream, audio_out, fmt, mode, body.schedule, _max_tokens(body, settings),
-                       _sampling(body, settings), stops, include_usage)
+                       _sampling(body, settings), stops, include_usage, body.drafting)
 
 
 def _messages(messages: list, transcripts: Transcripts | None) -> tuple[list[tuple[str, str]], list[AudioPart]]:

@@ -50,6 +50,7 @@ class ChatBody(BaseModel):
     stop: str | list[str] | None = None
     mode: str | None = None  # vita: vanilla | balance | boost | turbo | verified
     schedule: list[int] | None = None  # vita: [a1, b1, ...]
+    drafting: str | None = None  # vita: audio (MCTP steps inside audio spans only) | all (the reference's)
     # OpenAI fields accepted only at their no-op values (see UNSUPPORTED)
     n: int | None = None
     logprobs: bool | None = None
