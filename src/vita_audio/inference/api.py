@@ -63,16 +63,19 @@ class SpeechLM:
     @classmethod
     def from_pretrained(cls, path: str | Path, audio: str | CodecParts | None = None,
                         codec_dir: str | Path | None = None, task: str | None = None,
-                        dtype: torch.dtype | str | None = None, device: torch.device | str | None = "cpu",
-                        attn_implementation: str = "sdpa") -> SpeechLM:
+                        dtype: torch.dtype | str | None = None, device: torch.device | str | None = None,
+                        attn_implementation: str = "sdpa", device_map: str | dict | None = None,
+                        max_memory: dict | None = None, offload_dir: str | Path | None = None) -> SpeechLM:
         """A checkpoint with its codec, in one call.
 
         `audio`: the codec kind ("builtin", "glm4voice"; None = the kind stored with the checkpoint) opened from
         `codec_dir` (`CodecParts.from_dir`), or `CodecParts` (how the entry points open the codec of their config).
         Only the halves the work needs are opened: `task` "asr" needs no detokenizer, "tts" no tokenizer, and a
         Plus model reads input audio with its own encoder (no tokenizer); None = everything the model can use.
+        `device` / `device_map` / `max_memory` / `offload_dir`: where the weights go, as in `load_model`.
         """
-        lm = load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation)
+        lm = load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation,
+                        device_map=device_map, max_memory=max_memory, offload_dir=offload_dir)
         if task is not None and task not in TASKS:
             raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
         needs_in = task in (None, "s2s", "asr") and not lm.is_plus

@@ -62,12 +62,17 @@ class VitaAudioLM(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: torch.dtype | str | None = None,
-                        device: torch.device | str | None = "cpu", attn_implementation: str = "sdpa") -> VitaAudioLM:
+                        device: torch.device | str | None = None, attn_implementation: str = "sdpa",
+                        device_map: str | dict | None = None, max_memory: dict | None = None,
+                        offload_dir: str | Path | None = None) -> VitaAudioLM:
         """Load any checkpoint (exported / published directory, .ckpt, weights .safetensors, DeepSpeed directory),
-        weights straight onto `device`, with its `generation_config`: `vita_audio.checkpoint.load_model`."""
+        weights straight onto `device` (None = the CPU) or spread by `device_map` ("auto" within `max_memory`, or a
+        dict module prefix -> device / "disk" with `offload_dir`), with its `generation_config`:
+        `vita_audio.checkpoint.load_model`."""
         from vita_audio.checkpoint import load_model
 
-        return load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation)
+        return load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation,
+                          device_map=device_map, max_memory=max_memory, offload_dir=offload_dir)
 
     def save_pretrained(self, path: str | Path, max_shard_size: int | str = "5GB") -> Path:
         """Write an HF-style directory in the reference layout (sharded above `max_shard_size`) with this model's
