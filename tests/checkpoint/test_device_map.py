@@ -65,3 +65,10 @@ def test_auto_that_would_put_the_head_on_disk_is_refused(hf, tmp_path):
 def test_bad_maps_are_clear_errors(hf, kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_model(hf, **kwargs)
+
+
+def test_speechlm_passes_the_map_through(hf):
+    from vita_audio.inference import SpeechLM
+
+    with pytest.raises(ValueError, match="places no device"):
+        SpeechLM.from_pretrained(hf, device_map={"mctp": "cpu"})
