@@ -214,3 +214,14 @@ def test_encoder_presets_instantiate(make_cfg, tmp_path):
     assert hydra.utils.instantiate(cfg.model.audio_encoder).dim == 64
     tiny = hydra.utils.instantiate(make_cfg(["+model/audio_encoder=tiny"]).model.audio_encoder)
     assert tiny.identity == tiny_sensevoice(output_size=128).identity
+
+
+def test_an_encoder_that_leaves_out_a_member_cannot_be_built():
+    from vita_audio.audio.encoders import ContinuousAudioEncoder
+
+    class Half(ContinuousAudioEncoder):
+        def encode(self, wav, sample_rate):
+            return wav[:, None]
+
+    with pytest.raises(TypeError, match="abstract"):
+        Half()

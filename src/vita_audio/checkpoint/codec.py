@@ -95,6 +95,7 @@ class CodecParts:
         raise ValueError(f"unknown audio codec {kind!r}: choose builtin or glm4voice")
 
     @classmethod
-    def from_config(cls, audio: Any, instantiate: Callable[[Any], Any]) -> CodecParts:
-        """The codec of an `audio` config group (`conf/audio/*.yaml`), built by the caller's `instantiate`."""
-        return cls(audio.get("name"), lambda: instantiate(audio.tokenizer), lambda: instantiate(audio.detokenizer))
+    def from_config(cls, audio: Any, build: Callable[[Any], Any]) -> CodecParts:
+        """The codec of the user's `audio` config group (`conf/audio/*.yaml`: the command line's, never a config stored
+        in a checkpoint), built by the caller's `build` (the entry points pass Hydra's instantiate)."""
+        return cls(audio.get("name"), lambda: build(audio.tokenizer), lambda: build(audio.detokenizer))

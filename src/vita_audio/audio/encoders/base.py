@@ -9,38 +9,47 @@ The LM never sees waveforms: each input audio becomes `<|begin_of_audio|>` + N p
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class ContinuousAudioEncoder:
-    """Interface (a mixin: implementations are `nn.Module`s as well)."""
+class ContinuousAudioEncoder(ABC):
+    """Interface (a mixin: implementations are `nn.Module`s as well); a class that leaves out a member cannot be
+    instantiated."""
 
     #: extra frames the encoder prepends (SenseVoice: 4 query frames)
     num_queries: int = 0
 
     @property
+    @abstractmethod
     def dim(self) -> int:  # width of each output frame
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def sample_rate(self) -> int:  # rate `encode` works at (inputs are resampled)
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def frame_rate(self) -> float:  # output frames per second of audio (the query frames aside)
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def identity(self) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def num_frames(self, num_samples: int) -> int:
         """Output frames of a waveform of `num_samples` samples at `sample_rate`."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def encode(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """wav (S,) mono -> frames (num_frames(S), dim) float32 on the CPU."""
-        raise NotImplementedError
+        ...
 
     def encode_batch(self, wavs: list[torch.Tensor], sample_rate: int) -> list[torch.Tensor]:
         return [self.encode(w, sample_rate) for w in wavs]
