@@ -28,6 +28,7 @@ from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.io import write_audio
 from vita_audio.checkpoint import export_pretrained
 from vita_audio.inference import Decoder
+from vita_audio.serve.engine import Done
 from vita_audio.cli.common import CONFIG_DIR
 from vita_audio.model.backbone import Backbone
 from vita_audio.model.lm import VitaAudioLM
@@ -67,6 +68,16 @@ def with_head_bias(lm: VitaAudioLM, bias: dict[int, float], scale: float = 1.0) 
         head.bias[list(bias)] = torch.tensor(list(bias.values()))
     lm.backbone.model.set_output_embeddings(head)
     return lm.eval()
+
+
+def drain(events, timeout: float = 60.0) -> list:
+    """An engine job's events until its `Done` (or the exception that ended it), from the queue its sink fills."""
+    out = []
+    while True:
+        ev = events.get(timeout=timeout)
+        out.append(ev)
+        if isinstance(ev, (Done, Exception)):
+            return out
 
 
 def free_port() -> int:

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from tests.serve.conftest import TINY_CODEC, serve_lm
+from tests.serve.conftest import TINY_CODEC, drain, serve_lm
 from vita_audio.audio.builtin import BuiltinDetokenizer
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.inference import AudioChunk, Sampling, TextDelta, resolve_schedule, stream
@@ -29,14 +29,6 @@ def _job(prompt, events, schedule=(1, 4), n=30, **kw):
                **kw)
 
 
-def _drain(events: queue.Queue, timeout: float = 30.0) -> list:
-    out = []
-    while True:
-        ev = events.get(timeout=timeout)
-        out.append(ev)
-        if isinstance(ev, (Done, Exception)):
-            return out
-
 
 @pytest.mark.parametrize("codec_threads", [0, 2])
 def test_batched_rows_equal_decoding_alone(parts, codec_threads):
@@ -50,7 +42,7 @@ def test_batched_rows_equal_decoding_alone(parts, codec_threads):
     engine.start()
     try:
         for p, q in zip(PROMPTS, sinks):
-            events = _drain(q)
+            events = drain(q)
             done = events[-1]
             assert isinstance(done, Done) and done.batch == len(PROMPTS)
             ref = list(stream(lm, p, detok, schedule=[1, 4], max_new_tokens=30 + len(p),
@@ -70,7 +62,7 @@ def test_text_only_rows_skip_the_codec(parts):
     try:
         q = queue.Queue()
         engine.submit(_job(PROMPTS[0], q, audio_out=False))
-        events = _drain(q)
+        events = drain(q)
         assert not any(isinstance(e, AudioChunk) for e in events) and events[-1].wav is None
     finally:
         engine.stop()
@@ -107,7 +99,7 @@ def test_cancel_mid_generation_closes_the_decoder(parts):
         assert not engine._groups  # the decoder (and its caches) is gone
         q2 = queue.Queue()
         engine.submit(_job(PROMPTS[1], q2, n=5))  # the slot serves the next request
-        assert isinstance(_drain(q2)[-1], Done)
+        assert isinstance(drain(q2)[-1], Done)
     finally:
         engine.stop()
 
@@ -118,10 +110,10 @@ def test_a_failing_job_does_not_stop_the_engine(parts):
     try:
         q = queue.Queue()
         engine.submit(_job(PROMPTS[0], q, n=5000))  # over the model's 2048 positions: the Decoder refuses
-        err = _drain(q)[-1]
+        err = drain(q)[-1]
         assert isinstance(err, ValueError) and "positions" in str(err)
         engine.submit(_job(PROMPTS[0], q, n=5))
-        assert isinstance(_drain(q)[-1], Done) and engine.stats()["active"] == 0
+        assert isinstance(drain(q)[-1], Done) and engine.stats()["active"] == 0
     finally:
         engine.stop()
 
@@ -136,7 +128,7 @@ def test_a_new_request_is_answered_while_a_long_one_runs(parts):
         engine.submit(long_job)
         long_q.get(timeout=30)
         engine.submit(_job(PROMPTS[1], short_q, n=40))
-        events = _drain(short_q)
+        events = drain(short_q)
         assert isinstance(events[-1], Done) and events[-1].first_audio_s is not None
         assert not any(isinstance(e, Done) for e in list(long_q.queue))  # the long one is still going
         engine.cancel(long_job)
@@ -157,7 +149,7 @@ def test_requests_on_their_way_join_the_batch(parts):
         time.sleep(0.05)  # the first is held back: the second is still "encoding its audio"
         assert engine.stats()["active"] == 0
         engine.submit(_job(PROMPTS[1], qb, n=6), reserved=True)
-        assert _drain(qa)[-1].batch == 2 and _drain(qb)[-1].batch == 2
+        assert drain(qa)[-1].batch == 2 and drain(qb)[-1].batch == 2
         engine.expect()
         engine.forget()  # a request that failed before submitting releases its place
         assert engine.stats()["queued"] == 0

@@ -12,7 +12,7 @@ import queue
 import pytest
 import torch
 
-from tests.serve.conftest import TINY_CODEC, biased_lm
+from tests.serve.conftest import TINY_CODEC, biased_lm, drain
 from vita_audio.audio.builtin import BuiltinDetokenizer
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.inference import AudioChunk, Sampling, TextDelta, stream
@@ -30,14 +30,6 @@ def parts():
     return lm, BuiltinDetokenizer(CodecModel(TINY_CODEC).eval())
 
 
-def _drain(events: queue.Queue, timeout: float = 60.0) -> list:
-    out = []
-    while True:
-        ev = events.get(timeout=timeout)
-        out.append(ev)
-        if isinstance(ev, (Done, Exception)):
-            return out
-
 
 def _run_batch(lm, detok, samplings: list[Sampling], codec_threads: int) -> list[list]:
     """Every prompt as one job with the default stop ids, submitted before the engine starts: one batch."""
@@ -47,7 +39,7 @@ def _run_batch(lm, detok, samplings: list[Sampling], codec_threads: int) -> list
         engine.submit(Job(list(p), q.put, SCHEDULE, sampling=sampling, stop_ids=None, max_new_tokens=N))
     engine.start()
     try:
-        return [_drain(q) for q in sinks]
+        return [drain(q) for q in sinks]
     finally:
         engine.stop()
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from tests.serve.conftest import TINY_CODEC, serve_lm, with_head_bias
+from tests.serve.conftest import TINY_CODEC, drain, serve_lm, with_head_bias
 from vita_audio.audio.builtin import BuiltinDetokenizer
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.inference import Sampling, TextDelta
@@ -34,14 +34,6 @@ def _job(prompt, sink, n, schedule=(1, 4), **kw):
     return Job(list(prompt), sink, list(schedule), sampling=Sampling.greedy(), stop_ids=[], max_new_tokens=n, **kw)
 
 
-def _drain(events: queue.Queue, timeout: float = 60.0) -> list:
-    out = []
-    while True:
-        ev = events.get(timeout=timeout)
-        out.append(ev)
-        if isinstance(ev, (Done, Exception)):
-            return out
-
 
 def test_requests_that_fit_alone_never_fail_together(parts):
     """2000 prompt tokens + 8 and 2 prompt tokens + 60 each fit the model's 2048 positions; one decoder over both
@@ -53,7 +45,7 @@ def test_requests_that_fit_alone_never_fail_together(parts):
     engine.submit(_job([7, 3], qb.put, 60))
     engine.start()
     try:
-        a, b = _drain(qa)[-1], _drain(qb)[-1]
+        a, b = drain(qa)[-1], drain(qb)[-1]
         assert isinstance(a, Done) and isinstance(b, Done), (a, b)
         assert (len(a.tokens), len(b.tokens), a.batch, b.batch) == (8, 60, 1, 1)
     finally:
@@ -70,7 +62,7 @@ def test_an_answer_that_never_speaks_does_not_starve_a_newer_one(mute_lm, parts)
         engine.submit(a)
         assert isinstance(qa.get(timeout=30), TextDelta)  # A runs (text only: its first output never comes)
         engine.submit(_job([4, 5], qb.put, 4, schedule=(1, 0)))
-        assert isinstance(_drain(qb)[-1], Done)
+        assert isinstance(drain(qb)[-1], Done)
         assert not any(isinstance(e, Done) for e in list(qa.queue)), "B waited for the whole of A"
         engine.cancel(a)
     finally:
@@ -134,15 +126,15 @@ def test_jobs_past_their_deadline_fail_and_free_their_slot(parts):
     try:
         q = queue.Queue()
         engine.submit(_job([1, 2, 3], q.put, 2000, schedule=(1, 0), deadline=time.perf_counter() + 0.3))
-        err = _drain(q)[-1]
+        err = drain(q)[-1]
         assert type(err).__name__ == "DeadlineExceeded" and "request_timeout_s" in str(err)
         q2 = queue.Queue()
         engine.submit(_job([1, 2], q2.put, 3, deadline=time.perf_counter() - 1))  # expired while queued
-        assert type(_drain(q2)[-1]).__name__ == "DeadlineExceeded"
+        assert type(drain(q2)[-1]).__name__ == "DeadlineExceeded"
         assert engine.stats()["active"] == 0 and engine.stats()["slots_used"] == 0
         q3 = queue.Queue()
         engine.submit(_job([1, 2], q3.put, 3))
-        assert isinstance(_drain(q3)[-1], Done)
+        assert isinstance(drain(q3)[-1], Done)
     finally:
         engine.stop()
 
@@ -159,7 +151,7 @@ def test_a_dead_engine_thread_is_reported_and_fails_its_requests(parts, monkeypa
     engine.submit(_job([1, 2], q.put, 3))
     engine.start()
     try:
-        err = _drain(q)[-1]
+        err = drain(q)[-1]
         assert type(err).__name__ == "EngineDown"
         deadline = time.monotonic() + 10
         while engine.alive() and time.monotonic() < deadline:
@@ -177,12 +169,12 @@ def test_text_stop_sequences_end_the_answer(parts):
     try:
         q = queue.Queue()
         engine.submit(_job([1, 5, 9, 2], q.put, 60, audio_out=False, drafting="all"))
-        full = _drain(q)[-1]
+        full = drain(q)[-1]
         stop = full.text[10:13]
         cut = full.text.index(stop)
         q = queue.Queue()
         engine.submit(_job([1, 5, 9, 2], q.put, 60, audio_out=False, stop_text=("never there", stop), drafting="all"))
-        events = _drain(q)
+        events = drain(q)
         done = events[-1]
         assert done.finish_reason == "stop" and done.text == full.text[:cut]
         assert "".join(e.text for e in events if isinstance(e, TextDelta)) == done.text
