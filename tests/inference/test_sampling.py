@@ -105,3 +105,25 @@ def test_infer_config_greedy_is_unpenalised():
     assert not greedy.cfg.do_sample and len(greedy.processors) == 0
     penalties = [p.penalty for p in sampler().processors if isinstance(p, RepetitionPenaltyLogitsProcessor)]
     assert penalties == [1.05]  # sampling keeps the reference's penalty
+
+
+def test_infer_greedy_drops_the_checkpoint_penalty_unless_asked():
+    """A checkpoint that stores `repetition_penalty` (a sampling default) does not penalise `do_sample=false`;
+    a penalty given on the command line still applies."""
+    from types import SimpleNamespace
+
+    from vita_audio.checkpoint.generation import VitaGenerationConfig
+    from vita_audio.cli.infer import decode_options
+
+    lm = SimpleNamespace(num_mctp_modules=0,
+                         generation_config=VitaGenerationConfig(do_sample=True, repetition_penalty=1.3))
+    speech = SimpleNamespace(lm=lm)
+
+    def sampling(*overrides: str) -> Sampling:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="infer", overrides=["ckpt_path=x", "input=y", *overrides])
+        return decode_options(cfg, speech)["sampling"]
+
+    assert sampling("sampling.do_sample=false").penalty == 1.0
+    assert sampling("sampling.do_sample=false", "sampling.repetition_penalty=1.2").penalty == 1.2
+    assert sampling().penalty == 1.3  # sampling keeps the checkpoint's

@@ -33,7 +33,10 @@ def decode_options(cfg: DictConfig, speech: SpeechLM) -> dict:
     schedule = None if cfg.get("schedule") is None else list(cfg.schedule)
     decode = resolve_decode(cfg.get("mode"), schedule, default_schedule(lm), lm.num_mctp_modules, cfg.get("drafting"))
     asked = {k: v for k, v in OmegaConf.to_container(cfg.sampling, resolve=True).items() if v is not None}
-    sampling = Sampling(**{**sampling_defaults(getattr(lm, "generation_config", None)), **asked})
+    stored = sampling_defaults(getattr(lm, "generation_config", None))
+    if asked.get("do_sample") is False and "repetition_penalty" not in asked:
+        stored.pop("repetition_penalty", None)  # greedy is unpenalised unless the command asks for a penalty
+    sampling = Sampling(**{**stored, **asked})
     stop_ids = None if cfg.get("stop_ids") is None else [int(i) for i in cfg.stop_ids]
     return dict(schedule=decode.schedule, verify=decode.verify, drafting=decode.drafting,
                 max_new_tokens=int(cfg.max_new_tokens), stop_ids=stop_ids, sampling=sampling)
