@@ -312,14 +312,16 @@ def test_verified_sampling_is_seeded(lm, prompts):
 
 
 def test_default_schedule_comes_from_the_checkpoint(lm):
-    lm.generation_config = {"mtp_inference_mode": [1, 2]}
+    from transformers import GenerationConfig
+
+    lm.generation_config = GenerationConfig(mtp_inference_mode=[1, 2])
     try:
         out = generate(lm, [[3, 4]], max_new_tokens=9, stop_ids=[], drafting="all")
         assert out.schedule == [1, 2] and out.backbone_forwards == 3
     finally:
         del lm.generation_config
     plain = tiny_lm(num_modules=0)
-    plain.generation_config = {"mtp_inference_mode": [1, 10, 4, 10]}  # a stage-1 export stores its data's ratio
+    plain.generation_config = GenerationConfig(mtp_inference_mode=[1, 10, 4, 10])  # a stage-1 export stores its data's ratio
     assert generate(plain, [[3, 4]], max_new_tokens=3, stop_ids=[]).schedule == [1, 0]
 
 

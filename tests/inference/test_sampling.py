@@ -112,11 +112,11 @@ def test_infer_greedy_drops_the_checkpoint_penalty_unless_asked():
     a penalty given on the command line still applies."""
     from types import SimpleNamespace
 
-    from vita_audio.checkpoint.generation import VitaGenerationConfig
+    from transformers import GenerationConfig
     from vita_audio.cli.infer import decode_options
 
     lm = SimpleNamespace(num_mctp_modules=0,
-                         generation_config=VitaGenerationConfig(do_sample=True, repetition_penalty=1.3))
+                         generation_config=GenerationConfig(do_sample=True, repetition_penalty=1.3))
     speech = SimpleNamespace(lm=lm)
 
     def sampling(*overrides: str) -> Sampling:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from transformers import GenerationConfig
 
 from vita_audio.checkpoint import deepspeed
 from vita_audio.checkpoint.build import (
@@ -35,7 +36,7 @@ from vita_audio.checkpoint.build import (
     training_parts,
     training_skeleton,
 )
-from vita_audio.checkpoint.generation import VitaGenerationConfig, generation_config_for, read_generation_config
+from vita_audio.checkpoint.generation import generation_config_for, read_generation_config
 from vita_audio.checkpoint.names import EMBEDDING, TIED_HEAD, internal_name, merge_lora, reference_name
 from vita_audio.checkpoint.record import KEY as RECORD_KEY
 from vita_audio.checkpoint.record import read_record
@@ -72,7 +73,7 @@ class Checkpoint(ABC):
         return internal
 
     @abstractmethod
-    def generation_config(self, lm: VitaAudioLM) -> VitaGenerationConfig:
+    def generation_config(self, lm: VitaAudioLM) -> GenerationConfig:
         """The checkpoint's generation settings (`generation`)."""
 
     @property
@@ -154,7 +155,7 @@ class Directory(Checkpoint):
             if alias and name == EMBEDDING:
                 yield self._internal(TIED_HEAD), tensor
 
-    def generation_config(self, lm: VitaAudioLM) -> VitaGenerationConfig:
+    def generation_config(self, lm: VitaAudioLM) -> GenerationConfig:
         return read_generation_config(self.path, lm)
 
     @property
@@ -242,7 +243,7 @@ class TrainingCheckpoint(Checkpoint):
         own = ((n[len(MODULE_PREFIX):], t) for n, t in self.module_tensors() if n.startswith(MODULE_PREFIX))
         yield from merge_lora(own, stored_lora_scaling((self.config or {}).get("model")))
 
-    def generation_config(self, lm: VitaAudioLM) -> VitaGenerationConfig:
+    def generation_config(self, lm: VitaAudioLM) -> GenerationConfig:
         ratio = (self.require_config().get("interleave") or {}).get("ratio")
         codec = (self.record or {}).get("audio_codec")
         return generation_config_for(lm, ratio, codec)

@@ -27,18 +27,9 @@ GENERATION_CONFIG_NAME = "generation_config.json"
 SAMPLING_KEYS = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
-class VitaGenerationConfig(GenerationConfig):
-    """A `GenerationConfig` that also answers `get(key, default)`, the dict-style read of callers written when
-    `lm.generation_config` was a dict (`inference.generate.default_schedule`)."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        value = getattr(self, key, None)
-        return default if value is None else value
-
-
 def generation_config_for(lm: VitaAudioLM, interleave_ratio: Sequence[int] | None = None,
                           audio_codec: dict[str, Any] | None = None,
-                          extra: dict[str, Any] | None = None) -> VitaGenerationConfig:
+                          extra: dict[str, Any] | None = None) -> GenerationConfig:
     """The generation config of a model: its training interleave ratio as the default schedule, its codec, its stop
     and pad ids, then `extra` (any GenerationConfig field, e.g. sampling defaults) on top."""
     values: dict[str, Any] = {"audio_codebook_size": lm.backbone.audio_vocab.codebook_size}
@@ -53,10 +44,10 @@ def generation_config_for(lm: VitaAudioLM, interleave_ratio: Sequence[int] | Non
     if tok.pad_token_id is not None:
         values["pad_token_id"] = int(tok.pad_token_id)
     values.update(extra or {})
-    return VitaGenerationConfig(**values)
+    return GenerationConfig(**values)
 
 
-def read_generation_config(path: Path, lm: VitaAudioLM) -> VitaGenerationConfig:
+def read_generation_config(path: Path, lm: VitaAudioLM) -> GenerationConfig:
     """The generation config of an exported / published directory: `generation_config_for(lm)` updated with every
     key of its generation_config.json (plain JSON: nothing in it is run)."""
     file = path / GENERATION_CONFIG_NAME

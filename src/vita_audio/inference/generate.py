@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vita_audio.checkpoint.generation import stored_schedule
 from vita_audio.inference.decoder import Decoder, left_pad
 from vita_audio.inference.sampling import Sampling
 from vita_audio.inference.schedule import DEFAULT_DRAFTING
@@ -49,8 +50,7 @@ def default_schedule(lm: VitaAudioLM) -> list[int] | str:
     (`mtp_inference_mode`), else Boost."""
     if lm.num_mctp_modules == 0:
         return "vanilla"  # a stage-1 or Vanilla checkpoint stores its data's interleave ratio, not a schedule
-    stored = getattr(lm, "generation_config", {}).get("mtp_inference_mode")
-    return list(stored) if stored else "boost"
+    return stored_schedule(getattr(lm, "generation_config", None)) or "boost"
 
 
 def pad_token_id(tokenizer) -> int:
