@@ -8,10 +8,10 @@
     lm = load_model("artifacts/stages/boost_stage4/hf")      # or a .ckpt, or a published directory
 """
 
+from vita_audio.checkpoint import load_model  # the one loader, re-exported for `from vita_audio.inference import ...`
 from vita_audio.inference.api import SpeechLM
 from vita_audio.inference.decoder import Decoder, Step
 from vita_audio.inference.generate import GenerationOutput, default_schedule, generate
-from vita_audio.inference.load import load_model
 from vita_audio.inference.routing import Routed, TextStream, TokenRouter
 from vita_audio.inference.sampling import Sampling
 from vita_audio.inference.schedule import MODES, expand, resolve_schedule

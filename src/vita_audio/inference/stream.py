@@ -22,7 +22,7 @@ import torch
 from vita_audio.audio.interface import AudioDetokenizer
 from vita_audio.inference.decoder import Decoder
 from vita_audio.inference.generate import default_schedule
-from vita_audio.inference.routing import TextStream, TokenRouter  # noqa: F401 (serve/engine.py imports TextStream here)
+from vita_audio.inference.routing import TokenRouter
 from vita_audio.inference.sampling import Sampling
 from vita_audio.inference.schedule import DEFAULT_DRAFTING
 from vita_audio.model.lm import VitaAudioLM
