@@ -99,7 +99,8 @@ def test_infer_config_greedy_is_unpenalised():
     def sampler(*overrides: str) -> Sampler:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose(config_name="infer", overrides=["ckpt_path=x", "input=y", *overrides])
-        return Sampler(Sampling(**OmegaConf.to_container(cfg.sampling, resolve=True)))
+        asked = {k: v for k, v in OmegaConf.to_container(cfg.sampling, resolve=True).items() if v is not None}
+        return Sampler(Sampling(**asked))
 
     greedy = sampler("sampling.do_sample=false")
     assert not greedy.cfg.do_sample and len(greedy.processors) == 0
@@ -116,7 +117,8 @@ def test_infer_greedy_drops_the_checkpoint_penalty_unless_asked():
     from vita_audio.cli.infer import decode_options
 
     lm = SimpleNamespace(num_mctp_modules=0,
-                         generation_config=GenerationConfig(do_sample=True, repetition_penalty=1.3))
+                         generation_config=GenerationConfig(do_sample=True, temperature=0.6,
+                                                            repetition_penalty=1.3))
     speech = SimpleNamespace(lm=lm)
 
     def sampling(*overrides: str) -> Sampling:
@@ -126,4 +128,5 @@ def test_infer_greedy_drops_the_checkpoint_penalty_unless_asked():
 
     assert sampling("sampling.do_sample=false").penalty == 1.0
     assert sampling("sampling.do_sample=false", "sampling.repetition_penalty=1.2").penalty == 1.2
-    assert sampling().penalty == 1.3  # sampling keeps the checkpoint's
+    assert sampling().penalty == 1.3 and sampling().temperature == 0.6  # sampling keeps the checkpoint's keys
+    assert sampling("sampling.temperature=0.9").temperature == 0.9  # the command line wins
