@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from vita_audio.checkpoint.torchfile import load_mapping
+
 MODEL_STATES = ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt")  # ZeRO-2, ZeRO-3
 
 
@@ -53,14 +55,7 @@ def tag_dir(path: Path) -> Path:
 
 def client_state(path: Path) -> dict[str, Any]:
     """Lightning's client state of a DeepSpeed checkpoint (memory-mapped: its tensors are not read)."""
-    states = _model_states(tag_dir(path))
-    try:
-        state = torch.load(states, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which and why
-        raise ValueError(f"{states} is not a readable DeepSpeed client state ({type(err).__name__}: {err})") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{states} holds a {type(state).__name__}, not DeepSpeed's client-state mapping")
-    return state
+    return load_mapping(_model_states(tag_dir(path)), "DeepSpeed client state")
 
 
 def consolidated_state(path: Path) -> dict[str, torch.Tensor]:

@@ -41,6 +41,7 @@ from vita_audio.checkpoint.names import EMBEDDING, TIED_HEAD, internal_name, mer
 from vita_audio.checkpoint.record import KEY as RECORD_KEY
 from vita_audio.checkpoint.record import read_record
 from vita_audio.checkpoint.registry import check_model_config
+from vita_audio.checkpoint.torchfile import load_mapping
 from vita_audio.model.lm import VitaAudioLM
 
 WEIGHTS_NAME, INDEX_NAME = "model.safetensors", "model.safetensors.index.json"
@@ -262,12 +263,7 @@ class LightningFile(TrainingCheckpoint):
     kind = "Lightning checkpoint"
 
     def __init__(self, path: Path) -> None:
-        try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as err:  # noqa: BLE001 - a truncated or foreign file: say which and why
-            raise ValueError(f"{path} is not a readable checkpoint ({type(err).__name__}: {err})") from err
-        if not isinstance(ckpt, dict):
-            raise ValueError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint mapping")
+        ckpt = load_mapping(path, "checkpoint")
         self.state = ckpt["state_dict"] if "state_dict" in ckpt else ckpt  # a bare state dict: init_from only
         if not all(isinstance(v, torch.Tensor) for v in self.state.values()):
             raise ValueError(f"{path}: its `state_dict` holds non-tensor values: not a training checkpoint")
