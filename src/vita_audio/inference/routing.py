@@ -47,11 +47,6 @@ class TextStream:
         """All text emitted so far."""
         return "".join(self.pieces)
 
-    @property
-    def sent(self) -> str:
-        """The same as `text` (the name `serve/engine.py` reads)."""
-        return self.text
-
     def _decode(self, ids: list[int]) -> str:
         return self.tok.decode(ids, skip_special_tokens=True) if ids else ""
 
