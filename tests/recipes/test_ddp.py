@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_SIZE, corpus_overrides
+from tests.distributed import DIST_VARS
 
 ROOT = Path(__file__).resolve().parents[2]
-DIST_VARS = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
-             "GROUP_RANK", "CROSS_RANK", "CROSS_SIZE"}
 
 
 @pytest.mark.slow

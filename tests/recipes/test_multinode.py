@@ -8,19 +8,15 @@ per-rank means), one process takes the token-weighted mean of the whole batch, a
 has as many targets as the other. The data here is built so: TTS samples of one fixed text and audio of one fixed
 length (different codes), so every packed row has the same number of samples and targets in every head.
 
-Hang discipline (as tests/recipes/test_ddp.py): subprocesses in their own session (a timeout kills the whole
+Hang discipline (tests/distributed.py): subprocesses in their own session (a timeout kills the whole
 group), a free port, GLOO_SOCKET_IFNAME=lo, rendezvous / SLURM variables cleared from the environment.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,43 +25,12 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import compose_cfg
+from tests.distributed import clean_env, free_port, run_all
 
 ROOT = Path(__file__).resolve().parents[2]
 SBATCH = ROOT / "scripts" / "slurm" / "train.sbatch"
-DIST_VARS = {"MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "NODE_RANK",
-             "GROUP_RANK", "CROSS_RANK", "CROSS_SIZE", "TORCHELASTIC_RUN_ID"}
 STEPS, HALF = 3, 2  # training steps; rows per rank (the single process takes 2 * HALF)
 TIMEOUT = 420
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS and not k.startswith(("SLURM_", "PMI_"))}
-    return {**env, "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1", **extra}
-
-
-def _run_all(cmds: list[tuple[list[str], dict[str, str]]], timeout: int = TIMEOUT) -> None:
-    """Start every command in its own process group; all must exit 0 within `timeout` (else all groups die)."""
-    procs = [subprocess.Popen(c, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True) for c, e in cmds]
-    outs = []
-    try:
-        for p in procs:
-            outs.append(p.communicate(timeout=timeout)[0])
-    except subprocess.TimeoutExpired:
-        outs.append("<timed out>")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-    bad = [(i, p.returncode) for i, p in enumerate(procs) if p.returncode != 0]
-    assert not bad, f"exit codes {bad}:\n" + "\n----\n".join(o[-4000:] for o in outs)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +84,8 @@ def _records(out: Path, world: int) -> list[list[dict]]:
 def single(uniform_data, tmp_path_factory):
     """One process, 2 * HALF rows per step."""
     out = tmp_path_factory.mktemp("single")
-    _run_all([([sys.executable, "train.py", *_overrides(uniform_data, out, 2 * HALF), "trainer=cpu"], _clean_env())])
+    cmd = [sys.executable, "train.py", *_overrides(uniform_data, out, 2 * HALF), "trainer=cpu"]
+    run_all([(cmd, clean_env())], TIMEOUT)
     return _records(out, 1)[0]
 
 
@@ -141,9 +107,9 @@ def test_torchrun_two_processes_match_one_process_on_the_doubled_batch(uniform_d
     launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
     # the README's multi-node command, on one node: --nnodes / --node_rank / --master_addr as on a cluster
     cmd = [*launcher, "--nnodes", "1", "--node_rank", "0", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "train.py", *_overrides(uniform_data, tmp_path, HALF),
+           "--master_port", str(free_port()), "train.py", *_overrides(uniform_data, tmp_path, HALF),
            "trainer=ddp", "trainer.devices=2", "trainer.num_nodes=1"]
-    _run_all([(cmd, _clean_env())])
+    run_all([(cmd, clean_env())], TIMEOUT)
     _check_halves(single, _records(tmp_path, 2))
 
 
@@ -151,13 +117,13 @@ def test_torchrun_two_processes_match_one_process_on_the_doubled_batch(uniform_d
 def test_slurm_srun_two_tasks_match_one_process_on_the_doubled_batch(uniform_data, single, tmp_path):
     """What `srun` starts for `--ntasks-per-node=2` on one node: one train.py per task with SLURM's variables;
     Lightning's SLURMEnvironment makes the process group from them (no torchrun, no spawning)."""
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "train.py", *_overrides(uniform_data, tmp_path, HALF), "trainer=ddp", "trainer.devices=2",
            "trainer.num_nodes=1"]
     slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_NODEID": "0",
              "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "vita-train", "SLURM_NODELIST": "127.0.0.1",
              "MASTER_PORT": str(port)}
-    _run_all([(cmd, _clean_env(**slurm, SLURM_PROCID=str(r), SLURM_LOCALID=str(r))) for r in (0, 1)])
+    run_all([(cmd, clean_env(**slurm, SLURM_PROCID=str(r), SLURM_LOCALID=str(r))) for r in (0, 1)], TIMEOUT)
     _check_halves(single, _records(tmp_path, 2))
 
 

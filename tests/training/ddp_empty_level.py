@@ -1,12 +1,14 @@
 """A rank of the DDP empty-level test (tests/training/test_losses.py runs this file as a script).
 
-Run as `python -m tests.training.ddp_empty_level OUT_DIR PORT`: spawns two gloo ranks on 127.0.0.1 that train three
-steps each and save what the test checks under OUT_DIR. A rank that fails makes the script exit non-zero; a peer
-that waits on it gives up after the process group's timeout instead of blocking the test run.
+Run as `python -m tests.training.ddp_empty_level OUT_DIR RANK`, once per rank (the test starts both): two gloo
+ranks meet through a file under OUT_DIR (no port to race for), train three steps each and save what the test checks
+under OUT_DIR. A rank that fails exits non-zero; a peer that waits on it gives up after the process group's
+timeout; a rank stuck anywhere else prints every thread's stack and exits after HANG_S.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 from datetime import timedelta
 
@@ -14,6 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+
+HANG_S = 240  # far above the ~10 s a healthy run takes on 2 cores
 
 
 class _Loss(nn.Module):
@@ -27,12 +31,12 @@ class _Loss(nn.Module):
         return self.module.compute_losses(batch)["loss"]
 
 
-def run_rank(rank: int, world: int, port: int, out_dir: str) -> None:
+def run_rank(rank: int, world: int, out_dir: str) -> None:
     from tests.training.test_losses import FROZEN, make_module, text_batch
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=120))
+    dist.init_process_group("gloo", init_method=f"file://{out_dir}/rendezvous", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=90))
     try:
         m = make_module(2, FROZEN)
         ddp = DistributedDataParallel(_Loss(m), find_unused_parameters=False)
@@ -55,7 +59,5 @@ def run_rank(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    import torch.multiprocessing as mp
-
-    out, port = sys.argv[1], int(sys.argv[2])
-    mp.spawn(run_rank, args=(2, port, out), nprocs=2, join=True)
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
+    run_rank(int(sys.argv[2]), 2, sys.argv[1])

@@ -4,19 +4,15 @@ stage, the stage-4 MCTP-gradient switch, stage 3's need for a trained module 0, 
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
 import sys
 from functools import partial
-from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 
 from tests.conftest import TINY_CONFIG
-from tests.recipes.test_ddp import DIST_VARS
+from tests.distributed import clean_env, run_all
 from vita_audio.model.backbone import Backbone
 from vita_audio.model.loss import IGNORE_INDEX, chunked_cross_entropy, shifted_targets
 from vita_audio.model.mctp import MCTPStack
@@ -24,7 +20,6 @@ from vita_audio.model.mctp_loss import mctp_losses, mctp_targets
 from vita_audio.model.weighting import LossWeighting
 from vita_audio.training.module import SpeechLMModule
 
-ROOT = Path(__file__).resolve().parents[2]
 FROZEN = {"frozen": [r"^backbone\."]}
 
 
@@ -79,15 +74,8 @@ def test_empty_level_is_left_out_of_the_mean():
 def test_ddp_with_an_empty_level_and_no_unused_parameter_search(tmp_path):
     """Two CPU processes (gloo), DistributedDataParallel without find_unused_parameters, MCTP module 1 without a
     target in every step: the reducer gets a gradient for every parameter, steps stay in sync."""
-    with socket.socket() as s:  # a free port on loopback for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # a fresh launch on loopback: no rendezvous variables left by earlier distributed tests (DeepSpeed runs in-process)
-    env = {k: v for k, v in os.environ.items() if k not in DIST_VARS}
-    env.update(PYTHONPATH=str(ROOT), GLOO_SOCKET_IFNAME="lo")
-    proc = subprocess.run([sys.executable, "-m", "tests.training.ddp_empty_level", str(tmp_path), str(port)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    cmd = [sys.executable, "-m", "tests.training.ddp_empty_level", str(tmp_path)]
+    run_all([([*cmd, str(rank)], clean_env()) for rank in (0, 1)], timeout=300)
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r in results:
         assert r["steps"] == 3 and r["module1_grad_zero"] and r["module0_grad_nonzero"]
