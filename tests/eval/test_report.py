@@ -10,7 +10,7 @@ import torch
 
 from tests.audio.conftest import speechlike
 from vita_audio.audio.io import write_audio
-from vita_audio.cli.demo import Relay, steps
+from vita_audio.cli.demo import Relay, recipe_for, steps
 from vita_audio.eval.adapters import SpokenQA
 from vita_audio.eval.progress import progress
 from vita_audio.eval.report import build_report, goals
@@ -59,7 +59,7 @@ def test_report_tables_plots_wavs_and_goals(tmp_path):
     write_run(out, stages)
     path = build_report(out, stages)
     md = path.read_text()
-    assert "| 3 | 2.300 | 1.500 | 2.300 | 2.400 |" in md  # stage 3: val/loss, main, module 0, module 1
+    assert "| boost_stage3 | 2.300 | 1.500 | 2.300 | 2.400 |" in md  # val/loss, main, module 0, module 1
     assert "| turbo | 30.0% | 1 |" in md and "**10.0%**" in md
     assert "| verified | 90.0 |" in md and "| **total** | **25.0** |" in md
     for name in ("val_loss", "speed", "quality"):
@@ -106,15 +106,41 @@ def test_relay_turns_progress_frames_into_lines():
 
 
 def test_demo_steps_resume_markers(tmp_path):
+    """The demo recipe: align -> (Vanilla ASR / TTS) -> backbone-only SFT -> (Vanilla ASR / TTS) -> MCTP stages on
+    the frozen SFT backbone -> every mode of the final checkpoint."""
     st = steps("boost", tmp_path / "a", tmp_path / "o", stage_steps=[5, 4, 3, 2])
     names = [s.name for s in st]
-    assert names == ["corpus", "codec", "cache", "cache_sft", *(f"boost_stage{k}" for k in (1, 2, 3, 4)),
-                     "eval_asr", "eval_tts", "eval_sqa", "eval_speed", "report"]
+    assert names == ["corpus", "codec", "cache", "cache_sft", "demo_align", "eval_asr_demo_align",
+                     "eval_tts_demo_align", "demo_sft", "eval_asr_demo_sft", "eval_tts_demo_sft", "demo_mctp_one",
+                     "demo_mctp_all", "eval_asr", "eval_tts", "eval_sqa", "eval_speed", "report"]
     by = {s.name: s for s in st}
     assert by["eval_tts"].done == tmp_path / "o" / "eval" / "tts" / "metrics.json"
-    assert "trainer.max_steps=3" in by["boost_stage3"].cmd and "task.modes=[vanilla,boost,turbo]" in by["eval_asr"].cmd
+    assert by["demo_sft"].done == tmp_path / "a" / "stages" / "demo" / "sft" / "final.ckpt"
+    assert "+experiment=demo/mctp_one" in by["demo_mctp_one"].cmd and "trainer.max_steps=3" in by["demo_mctp_one"].cmd
+    assert "task.modes=[vanilla,boost,turbo]" in by["eval_asr"].cmd
+    assert f"ckpt_path={tmp_path / 'a' / 'stages' / 'demo' / 'mctp_all' / 'hf'}" in by["eval_asr"].cmd
+    stage_asr = by["eval_asr_demo_sft"]
+    assert "task.modes=[vanilla]" in stage_asr.cmd and "dataset.limit=30" not in stage_asr.cmd
+    assert f"ckpt_path={tmp_path / 'a' / 'stages' / 'demo' / 'sft' / 'hf'}" in stage_asr.cmd
+    assert stage_asr.done == tmp_path / "o" / "eval" / "stages" / "demo_sft" / "asr" / "metrics.json"
     assert "task.modes=[vanilla,boost,turbo,verified]" in by["eval_speed"].cmd
-    assert f"paths.artifacts_dir={tmp_path / 'a'}" in by["boost_stage1"].cmd
+    assert f"paths.artifacts_dir={tmp_path / 'a'}" in by["demo_align"].cmd
+    assert by["report"].cmd[by["report"].cmd.index("--stage-names") + 1:][:4] == [
+        "demo/align", "demo/sft", "demo/mctp_one", "demo/mctp_all"]
+
+
+def test_demo_reference_recipe_and_limits(tmp_path):
+    """--recipe reference keeps the method's order (boost_stage1..4; stage 1 checked in Vanilla mode); the limits
+    apply to the per-stage evaluations too (same subsets); demo is Boost's recipe only."""
+    st = steps("boost", tmp_path / "a", tmp_path / "o", recipe=recipe_for("boost", "reference"),
+               limits={"asr": 30, "tts": 20}, stage_evals=("asr",))
+    names = [s.name for s in st]
+    assert names[4:10] == ["boost_stage1", "eval_asr_boost_stage1", "boost_stage2", "boost_stage3", "boost_stage4",
+                           "eval_asr"]
+    assert "dataset.limit=30" in st[5].cmd and "dataset.limit=20" in st[names.index("eval_tts")].cmd
+    assert [s.name for s in steps("plus", tmp_path / "a", tmp_path / "o")][4] == "plus_stage1"
+    with pytest.raises(ValueError, match="boost variant only"):
+        recipe_for("balance", "demo")
 
 
 def test_spoken_qa_parquet(tmp_path):

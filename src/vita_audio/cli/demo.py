@@ -1,11 +1,23 @@
 """The main job of `make demo`: the embedded default recipe, end to end, offline, on CPU, speech in to speech out.
 
-    corpus (hibari-tts + espeak-ng) -> built-in codec -> audio-token cache -> <variant>_stage1 .. stage4
-        -> eval.py on the corpus test split (never seen in training), Vanilla / Boost / Turbo of one checkpoint:
-           asr (WER), tts (judge WER vs the originals), sqa (S->T, S->S), speed (tokens/s, first chunk)
+    corpus (hibari-tts + espeak-ng) -> built-in codec -> audio-token cache -> the recipe's four stages
+        -> eval.py on the corpus test split (never seen in training), Vanilla / Boost / Turbo of the final checkpoint:
+           asr (WER, by voice), tts (judge WER vs the originals), sqa (S->T, S->S), speed (tokens/s, first chunk);
+           ASR and TTS in Vanilla mode after the intermediate stages that train the backbone (per-stage quality)
         -> outputs/demo/report.md: tables, PNG plots, a spoken question and its spoken answers linked
 
-    python -m vita_audio.cli.demo                  # the Boost variant; finished steps are skipped
+The recipes (`--recipe`; the experiments under conf/experiment/):
+
+    demo       (Boost, the default) demo/align -> demo/sft -> demo/mctp_one -> demo/mctp_all: stage 1 (alignment,
+               longer than boost_stage1), an SFT of the backbone only on spoken QA with ASR / TTS / text at 0.5, then
+               the MCTP modules on the frozen final backbone (module 0 from its last layer, then ten clones). The
+               figures favour it (issue 22: ASR kept at about 51 % instead of 66 %, about 4 minutes saved, spent on
+               stage-1 steps). The demo checkpoint: artifacts/stages/demo/mctp_all/hf.
+    reference  <variant>_stage1..4: the method's order (MCTP stages 2-3, then a joint SFT of everything at 0.05).
+               Balance and Plus run this one.
+
+    python -m vita_audio.cli.demo                  # the Boost variant, the demo recipe; finished steps are skipped
+    python -m vita_audio.cli.demo --recipe reference   # boost_stage1..4 -> outputs/demo_reference
     python -m vita_audio.cli.demo --variant balance
     python -m vita_audio.cli.demo --variant plus   # continuous input audio (tiny encoder) -> outputs/demo_plus; each
                                                    # report puts the other variants' ASR WER beside its own
@@ -36,7 +48,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vita_audio.eval.report_tables import stage_eval_dir, stage_key
+
 EVAL_TASKS = ("asr", "tts", "sqa", "speed")
+STAGE_EVAL_TASKS = ("asr", "tts")  # after the intermediate stages, in Vanilla mode (the per-stage quality table)
 
 # the demo's codec trains shorter than conf/train_codec.yaml's 3,000 steps: the codec was the cheapest place to
 # find time for the evaluations inside the 30-minute budget (see RESULTS.md, "The main job")
@@ -48,8 +63,38 @@ SMOKE_MODEL = ["model/backbone=tiny", "model.backbone.config.hidden_size=64",
                "model.backbone.config.num_attention_heads=4", "model.backbone.config.num_key_value_heads=2",
                "data.max_len=512", "data.batch_size=2",
                "trainer.limit_val_batches=1"]
-SMOKE_STEPS = {1: 4, 2: 2, 3: 2, 4: 2}  # validated once, at the last step
+SMOKE_STEPS = (4, 2, 2, 2)  # the recipe's four stages, in order; validated once, at the last step
 SMOKE_CODEC_STEPS = 20
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A chain of four experiments, in training order, and the intermediate ones evaluated in Vanilla mode (those
+    after which the backbone has changed: an MCTP-only stage decodes in Vanilla exactly as its predecessor)."""
+
+    stages: tuple[str, ...]
+    checked: tuple[str, ...]
+
+    @property
+    def final(self) -> str:
+        return self.stages[-1]
+
+
+DEMO_RECIPE = Recipe(("demo/align", "demo/sft", "demo/mctp_one", "demo/mctp_all"), ("demo/align", "demo/sft"))
+RECIPES = ("demo", "reference")
+
+
+def recipe_for(variant: str, recipe: str | None = None) -> Recipe:
+    """The demo recipe (Boost only) or the reference's stage order of `variant`; None: the variant's default."""
+    recipe = recipe or ("demo" if variant == "boost" else "reference")
+    if recipe == "demo":
+        if variant != "boost":
+            raise ValueError(f"--recipe demo exists for the boost variant only (conf/experiment/demo/); "
+                             f"--variant {variant} runs --recipe reference")
+        return DEMO_RECIPE
+    if recipe != "reference":
+        raise ValueError(f"unknown recipe {recipe!r}: expected one of {', '.join(RECIPES)}")
+    return Recipe(tuple(f"{variant}_stage{k}" for k in (1, 2, 3, 4)), (f"{variant}_stage1",))
 
 
 @dataclass
@@ -63,19 +108,40 @@ class Step:
 VARIANTS = ("boost", "balance", "plus")  # plus: input audio through the (tiny) continuous encoder, not codes
 
 
-def out_dir(outputs: Path, variant: str) -> Path:
-    """Where a variant's evaluations and report go by default: outputs/demo (boost), outputs/demo_<variant>."""
-    return outputs / ("demo" if variant == "boost" else f"demo_{variant}")
+def out_dir(outputs: Path, variant: str, recipe: str | None = None) -> Path:
+    """Where a run's evaluations and report go by default: outputs/demo (boost, its default recipe),
+    outputs/demo_<variant> for the other variants, outputs/demo_reference for Boost in the reference's order."""
+    if variant == "boost":
+        return outputs / ("demo_reference" if recipe == "reference" else "demo")
+    return outputs / f"demo_{variant}"
+
+
+def eval_cmd(task: str, ckpt: Path, run_dir: Path, common: list[str], modes: tuple[str, ...],
+             limit: int | None, smoke: bool) -> list[str]:
+    """One eval.py run of a generation task (asr | tts | sqa) on the corpus test split."""
+    cmd = [sys.executable, "-m", "vita_audio.cli.eval", f"task={task}", f"ckpt_path={ckpt}",
+           f"hydra.run.dir={run_dir}", *common, f"task.modes=[{','.join(modes)}]"]
+    if limit:
+        cmd += [f"dataset.limit={limit}"]
+    if task in ("tts", "sqa"):
+        cmd += ["task.save_audio=3"]
+    if smoke:
+        cmd += ["task.max_new_tokens=24"]
+    return cmd
 
 
 def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STEPS,
           limits: dict[str, int | None] | None = None, smoke: bool = False,
           modes: tuple[str, ...] = ("vanilla", "boost", "turbo"),
-          stage_steps: list[int] | None = None) -> list[Step]:
-    """The pipeline, in order. `stage_steps`: trainer.max_steps of stages 1-4 instead of the experiments' own."""
+          stage_steps: list[int] | None = None, recipe: Recipe | None = None,
+          stage_evals: tuple[str, ...] = STAGE_EVAL_TASKS) -> list[Step]:
+    """The pipeline, in order. `stage_steps`: trainer.max_steps of the recipe's four stages instead of the
+    experiments' own; `stage_evals`: the tasks run in Vanilla mode after each of the recipe's checked stages."""
     py = sys.executable
     limits = limits or {}
+    recipe = recipe or recipe_for(variant)
     paths = [f"paths.artifacts_dir={artifacts}"]
+    # every override of the codec's training (train_codec.py), in one list
     codec = [f"train.steps={SMOKE_CODEC_STEPS if smoke else codec_steps}"]
     corpus = ["--tiny"] if smoke else []
     audio = []
@@ -89,38 +155,38 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
         Step("cache", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus", *paths, *audio], None),
         Step("cache_sft", [py, "-m", "vita_audio.cli.tokenize", "--data", "corpus_sft", *paths, *audio], None),
     ]
-    for k in (1, 2, 3, 4):
-        name = f"{variant}_stage{k}"
+    stages = artifacts / "stages"
+    common = [*paths, *audio]
+    for k, name in enumerate(recipe.stages):
         extra = [*SMOKE_MODEL, f"trainer.max_steps={SMOKE_STEPS[k]}", f"trainer.val_check_interval={SMOKE_STEPS[k]}"] \
             if smoke else []
         if stage_steps:  # validate once, at the end, so every stage reports its final validation losses
-            extra += [f"trainer.max_steps={stage_steps[k - 1]}", f"trainer.val_check_interval={stage_steps[k - 1]}"]
-        cmd = [py, "-m", "vita_audio.cli.train", f"+experiment={name}", *paths, *audio, *extra]
-        out_steps.append(Step(name, cmd, artifacts / "stages" / name / "final.ckpt", "train"))
-    final = artifacts / "stages" / f"{variant}_stage4" / "hf"
-    mode_list = f"task.modes=[{','.join(modes)}]"
+            extra += [f"trainer.max_steps={stage_steps[k]}", f"trainer.val_check_interval={stage_steps[k]}"]
+        cmd = [py, "-m", "vita_audio.cli.train", f"+experiment={name}", *common, *extra]
+        out_steps.append(Step(stage_key(name), cmd, stages / name / "final.ckpt", "train"))
+        if name in recipe.checked:  # its quality now, beside the final checkpoint's (Vanilla mode, same subsets)
+            for task in stage_evals:
+                run_dir = stage_eval_dir(out, name) / task
+                out_steps.append(Step(f"eval_{task}_{stage_key(name)}",
+                                      eval_cmd(task, stages / name / "hf", run_dir, common, ("vanilla",),
+                                               limits.get(task), smoke), run_dir / "metrics.json", "eval"))
+    final = stages / recipe.final / "hf"
     for task in EVAL_TASKS:
         run_dir = out / "eval" / task
-        cmd = [py, "-m", "vita_audio.cli.eval", f"task={task}", f"ckpt_path={final}", f"hydra.run.dir={run_dir}",
-               *paths, *audio]
         if task == "speed":
-            cmd += [f"task.modes=[{','.join(modes)},verified]"]
+            cmd = [py, "-m", "vita_audio.cli.eval", "task=speed", f"ckpt_path={final}", f"hydra.run.dir={run_dir}",
+                   *common, f"task.modes=[{','.join(modes)},verified]"]
             if smoke:
                 cmd += ["task.rounds=1", "task.new_tokens=24"]
         else:
-            cmd += [mode_list]
-            if limits.get(task):
-                cmd += [f"dataset.limit={limits[task]}"]
-            if task in ("tts", "sqa"):
-                cmd += ["task.save_audio=3"]
-            if smoke:
-                cmd += ["task.max_new_tokens=24"]
+            cmd = eval_cmd(task, final, run_dir, common, modes, limits.get(task), smoke)
         out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval"))
-    # the other variants' demo runs beside this one (if run): their ASR figures go next to this one's
-    others = [str(out_dir(out.parent, v)) for v in VARIANTS if out_dir(out.parent, v) != out]
+    # the other variants' and recipes' demo runs beside this one (if run): their ASR figures go next to this one's
+    runs = [*(out_dir(out.parent, v) for v in VARIANTS), out_dir(out.parent, "boost", "reference")]
+    others = [str(d) for d in runs if d != out]
     out_steps.append(Step("report", [py, "-m", "vita_audio.eval.report", "--out", str(out), "--stages",
-                                     str(artifacts / "stages"), "--variant", variant, "--corpus",
-                                     str(artifacts / "corpus"), "--compare", *others], None, "report"))
+                                     str(stages), "--variant", variant, "--stage-names", *recipe.stages,
+                                     "--corpus", str(artifacts / "corpus"), "--compare", *others], None, "report"))
     return out_steps
 
 
@@ -188,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vita_audio.cli.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variant", default="boost", choices=list(VARIANTS))
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="demo (Boost's default): backbone-only SFT, then the MCTP stages; reference: the method's "
+                        "stage order (the default of balance and plus)")
     p.add_argument("--artifacts", default="artifacts", help="corpus, codec, cache and stage checkpoints")
     p.add_argument("--out", default=None, help="evaluations and the report (default: outputs/demo for boost, "
                    "outputs/demo_<variant> for the others, so that the reports can compare the variants)")
@@ -196,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit-tts", type=int, default=20)
     p.add_argument("--limit-sqa", type=int, default=0)
     p.add_argument("--stage-steps", default=None,
-                   help="comma list of 4 step counts for stages 1-4 (default: the experiments' own)")
+                   help="comma list of 4 step counts for the recipe's stages (default: the experiments' own)")
+    p.add_argument("--stage-evals", default=",".join(STAGE_EVAL_TASKS),
+                   help="tasks evaluated in Vanilla mode after the intermediate stages that train the backbone "
+                        "(comma list of asr,tts; empty: none)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere (CI): proves the pipeline, not quality")
     p.add_argument("--force-training", action="store_true", help="retrain the four stages (then re-evaluate)")
     p.add_argument("--force-eval", action="store_true", help="re-run the evaluations")
@@ -204,20 +276,28 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between progress lines when stdout is not a terminal")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
+    try:
+        recipe = recipe_for(args.variant, args.recipe)
+    except ValueError as e:
+        p.error(str(e))
+    stage_evals = tuple(t.strip() for t in args.stage_evals.split(",") if t.strip())
+    if set(stage_evals) - set(STAGE_EVAL_TASKS):
+        p.error(f"--stage-evals takes tasks among {','.join(STAGE_EVAL_TASKS)}, got {args.stage_evals!r}")
     artifacts = Path(args.artifacts).resolve()
-    out = Path(args.out).resolve() if args.out else out_dir(Path("outputs").resolve(), args.variant)
+    out = Path(args.out).resolve() if args.out else out_dir(Path("outputs").resolve(), args.variant, args.recipe)
     limits = {"asr": args.limit_asr or None, "tts": args.limit_tts or None, "sqa": args.limit_sqa or None}
     tty = sys.stdout.isatty()
     stage_steps = [int(x) for x in args.stage_steps.split(",")] if args.stage_steps else None
     if stage_steps is not None and len(stage_steps) != 4:
-        p.error(f"--stage-steps needs 4 comma-separated counts (stages 1-4), got {args.stage_steps!r}")
+        p.error(f"--stage-steps needs 4 comma-separated counts ({', '.join(recipe.stages)}), got {args.stage_steps!r}")
 
     out.mkdir(parents=True, exist_ok=True)
     timings_file = out / "timings.json"
     timings = load_timings(timings_file)
     forced = {"train": args.force_training, "eval": args.force_training or args.force_eval}
     t_start = time.perf_counter()
-    for step in steps(args.variant, artifacts, out, args.codec_steps, limits, args.smoke, stage_steps=stage_steps):
+    for step in steps(args.variant, artifacts, out, args.codec_steps, limits, args.smoke, stage_steps=stage_steps,
+                      recipe=recipe, stage_evals=stage_evals):
         if step.done is not None and step.done.exists() and not forced.get(step.kind, False):
             print(f"[demo] {step.name}: already done ({step.done}), skipping", flush=True)
             continue
@@ -247,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n[demo] this run: {(time.perf_counter() - t_start) / 60:.1f} min; wall time per step (all runs):")
     for name, t in timings.items():
         print(f"  {name:18s} {t['seconds'] / 60:7.1f} min")
-    print(f"\n[demo] exported checkpoint (reference layout): {artifacts / 'stages' / f'{args.variant}_stage4' / 'hf'}")
+    print(f"\n[demo] exported checkpoint (reference layout): {artifacts / 'stages' / recipe.final / 'hf'}")
     print(f"[demo] report: {out / 'report.md'}")
     return 0
 

@@ -1,13 +1,15 @@
 """The demo's report, built from the files the pipeline wrote (nothing is recomputed):
 
-    <out>/eval/{asr,tts,sqa,speed}/metrics.json    eval.py runs (one row per decode mode)
-    <out>/eval/sqa/predictions.jsonl                the spoken questions and answers (wavs linked from the report)
+    <out>/eval/{asr,tts,sqa,speed}/metrics.json    eval.py runs of the final checkpoint (one row per decode mode)
+    <out>/eval/stages/<stage>/{asr,tts}/metrics.json   Vanilla runs of intermediate stages (the per-stage table)
+    <out>/eval/{asr,tts,sqa}/predictions.jsonl      transcripts, spoken questions and answers (wavs linked)
     <out>/timings.json                              wall time of every demo step (vita_audio.cli.demo)
-    <stages>/<variant>_stage{1..4}/final_metrics.txt  the last validation losses of every stage
+    <stages>/<stage>/final_metrics.txt              the last validation losses of every stage of the recipe
 
-    -> <out>/report.md, <out>/plots/{val_loss,speed,quality}.png, <out>/wavs/ (the questions, copied)
+    -> <out>/report.md, <out>/plots/{val_loss,speed,quality}.png, <out>/wavs/ (the inputs, copied)
 
-    python -m vita_audio.eval.report --out outputs/demo --stages artifacts/stages [--variant boost]
+    python -m vita_audio.eval.report --out outputs/demo --stages artifacts/stages \
+        --stage-names demo/align demo/sft demo/mctp_one demo/mctp_all     # default: <variant>_stage1..4
 
 Missing inputs (a step not run yet) leave their section saying so; the goals of the demo (the evaluation issue's
 item 4) are checked against the figures and marked met / missed, never hidden.
@@ -26,6 +28,8 @@ from urllib.parse import quote
 
 from vita_audio.eval.columns import COLUMNS
 from vita_audio.eval.filenames import safe_name
+from vita_audio.eval.report_tables import (examples, resynthesis_keys, stage_eval_dir, stage_quality,
+                                           transfer_columns, tts_baselines, voice_table)
 
 MODE_ORDER = ("vanilla", "balance", "boost", "turbo", "verified", "transformers_generate")
 BUDGET_MIN = 30.0
@@ -44,11 +48,17 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def stage_losses(stages: Path, variant: str) -> dict[int, dict[str, float]]:
-    """stage -> {"main": val/loss_main, "mctp_0": ..., "loss": val/loss} from each stage's final_metrics.txt."""
-    out: dict[int, dict[str, float]] = {}
-    for k in (1, 2, 3, 4):
-        f = stages / f"{variant}_stage{k}" / "final_metrics.txt"
+def default_stage_names(variant: str) -> list[str]:
+    """The reference's stage order of a variant: <variant>_stage1..4."""
+    return [f"{variant}_stage{k}" for k in (1, 2, 3, 4)]
+
+
+def stage_losses(stages: Path, names: list[str]) -> dict[str, dict[str, float]]:
+    """stage name -> {"main": val/loss_main, "mctp_0": ..., "loss": val/loss} from each stage's final_metrics.txt
+    (the stages in training order; those not trained yet are left out)."""
+    out: dict[str, dict[str, float]] = {}
+    for k in names:
+        f = stages / k / "final_metrics.txt"
         if not f.is_file():
             continue
         vals = {}
@@ -60,7 +70,7 @@ def stage_losses(stages: Path, variant: str) -> dict[int, dict[str, float]]:
     return out
 
 
-def heads_of(losses: dict[int, dict[str, float]]) -> list[str]:
+def heads_of(losses: dict[str, dict[str, float]]) -> list[str]:
     mctp = sorted({h for v in losses.values() for h in v if h.startswith("mctp_")}, key=lambda h: int(h[5:]))
     return ["main", *mctp]
 
@@ -133,15 +143,15 @@ def _plt():
         return None
 
 
-def plot_val_loss(losses: dict[int, dict[str, float]], path: Path) -> Path | None:
+def plot_val_loss(losses: dict[str, dict[str, float]], path: Path) -> Path | None:
     plt = _plt()
     if plt is None or not losses:
         return None
     heads = heads_of(losses)
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    for k, vals in sorted(losses.items()):
+    for k, vals in losses.items():
         xs = [i for i, h in enumerate(heads) if h in vals]
-        ax.plot(xs, [vals[heads[i]] for i in xs], marker="o", label=f"stage {k}")
+        ax.plot(xs, [vals[heads[i]] for i in xs], marker="o", label=k)
     ax.set_xticks(range(len(heads)), ["main"] + [h.removeprefix("mctp_") for h in heads[1:]], fontsize=8)
     ax.set_xlabel("head (main, then MCTP module k)")
     ax.set_ylabel("validation CE (nats)")
@@ -223,8 +233,9 @@ def compare_variants(variant: str, asr: dict | None, others: list[Path]) -> list
     rows = [(variant, asr, "this report")]
     for d in others:
         doc = read_json(Path(d) / "eval" / "asr" / "metrics.json")
-        if doc is not None:  # a variant's run dir: outputs/demo (boost) or outputs/demo_<variant>
-            rows.append((Path(d).name.removeprefix("demo_") if Path(d).name != "demo" else "boost", doc, str(d)))
+        if doc is not None:  # a run dir: outputs/demo (boost), outputs/demo_<variant>, outputs/demo_reference
+            name = Path(d).name.removeprefix("demo").lstrip("_") or "boost"
+            rows.append(("boost, reference order" if name == "reference" else name, doc, str(d)))
     modes = [m for m in ("vanilla", "boost", "turbo") if any(doc and m in doc.get("modes", {}) for _, doc, _ in rows)]
     md = ["## ASR per variant (same corpus test split)", "", "| variant | " + " | ".join(modes) + " | run |",
           "|---|" + "---:|" * len(modes) + "---|"]
@@ -243,12 +254,15 @@ def compare_variants(variant: str, asr: dict | None, others: list[Path]) -> list
 
 
 def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path | None = None,
-                 compare: list[Path] | None = None) -> Path:
+                 compare: list[Path] | None = None, stage_names: list[str] | None = None) -> Path:
+    """`stage_names`: the recipe's stages in training order, the last one the evaluated checkpoint (default: the
+    reference's <variant>_stage1..4)."""
     out = Path(out)
     ev = out / "eval"
     asr, tts, sqa, speed = (read_json(ev / t / "metrics.json") for t in ("asr", "tts", "sqa", "speed"))
     timings = read_json(out / "timings.json") or {}
-    losses = stage_losses(Path(stages), variant)
+    names = list(stage_names or default_stage_names(variant))
+    losses = stage_losses(Path(stages), names)
     plots = out / "plots"
     made = {"val_loss": plot_val_loss(losses, plots / "val_loss.png"), "speed": plot_speed(speed, plots / "speed.png"),
             "quality": plot_quality(asr, tts, sqa, plots / "quality.png")}
@@ -285,14 +299,18 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
     if losses:
         heads = heads_of(losses)
         md += ["| stage | val/loss | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
-        for k, vals in sorted(losses.items()):
+        for k, vals in losses.items():
             md.append(f"| {k} | {fmt(vals.get('loss'))} | " + " | ".join(fmt(vals.get(h)) for h in heads) + " |")
-        md += ["", "Cross-entropy per supervised token (nats) on each stage's validation split (ASR + TTS for stages "
-               "1-3, spoken QA for stage 4); stages 2 and 3 train the MCTP modules only (the main head is frozen).",
-               ""]
+        md += ["", "Cross-entropy per supervised token (nats) on each stage's validation split (its data config's "
+               "`val_sources`: ASR + TTS for alignment, spoken QA for an SFT, plus ASR + TTS for the demo recipe's "
+               "mix); stages that train MCTP modules only keep the main head frozen.", ""]
         md += img("val_loss", "validation loss per stage and head")
     else:
         md += [f"(no final_metrics.txt under {stages})", ""]
+
+    per_stage = [(n, *(read_json(stage_eval_dir(out, n) / t / "metrics.json") for t in ("asr", "tts")))
+                 for n in names[:-1]]
+    md += stage_quality([*per_stage, (names[-1], asr, tts)])
 
     if compare:
         md += compare_variants(variant, asr, list(compare))
@@ -306,21 +324,24 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
         md += [f"### ASR (normaliser `{asr.get('normalizer')}`, {asr.get('samples')} utterances)", ""]
         md += table(asr, [*present(asr, [("wer", "WER", "pct"), ("cer", "CER (Chinese rows)", "pct")]),
                           ("failed", "failed", "d"), *speed_cols]) + [""]
+        md += voice_table(asr, modes_of(asr))
     if tts:
         md += [f"### TTS (judge {tts.get('judge', '?')}, normaliser `{tts.get('normalizer')}`, "
-               f"{tts.get('samples')} sentences)", "",
-               f"The judge's WER on the original recordings of {tts.get('baseline_samples', 0)} of the sentences: "
-               f"**{fmt(tts.get('judge_wer_on_original_audio'), pct=True)}**; the model's on the same sentences is "
-               "the column \"same sentences\".", ""]
+               f"{tts.get('samples')} sentences)", ""]
+        md += tts_baselines(tts)
+        resynth = sorted({k for m in tts["modes"].values() for k in resynthesis_keys(m)})
         md += table(tts, [("judge_wer", "judge WER", "pct"), ("judge_wer_on_baseline_samples", "same sentences", "pct"),
+                          *[(k, k.replace("_", " "), "pct") for k in resynth],
                           *present(tts, [("judge_cer", "judge CER (Chinese rows)", "pct")]),
                           ("failed", "failed", "d"), ("no_audio", "no audio", "d"), *speed_cols]) + [""]
     if sqa:
         md += [f"### Spoken QA ({sqa.get('samples')} questions, {sqa.get('rule')}, normaliser "
                f"`{sqa.get('normalizer')}`, judge {sqa.get('judge', '?')})", "",
                "A question without a spoken answer counts as wrong for S->S and stays in the denominator.", ""]
-        md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"),
+        md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"), *transfer_columns(sqa),
                           ("no_audio", "no audio", "d"), ("failed", "failed", "d"), *speed_cols]) + [""]
+        if not transfer_columns(sqa):
+            md += ["T->T / S->T / S->S on the transfer split: not measured (no `tt_*` / `st_*` / `ss_*` keys).", ""]
     skipped = {t: d.get("invalid_records_skipped") for t, d in (("asr", asr), ("tts", tts), ("sqa", sqa))
                if d and d.get("invalid_records_skipped")}
     if skipped:
@@ -338,6 +359,7 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
                f"{speed.get('load_average_start')} at the start.", ""]
         md += [f"tokens/s: {COLUMNS['tokens_per_s']}.", ""]
         md += table(speed, [("tokens_per_s", "tokens/s", ".1f"), ("speedup_vs_vanilla", "x Vanilla", ".2f"),
+                            *present(speed, [("ideal_speedup", "ideal x Vanilla (from step costs)", ".2f")]),
                             ("backbone_forwards_per_token", "forwards / token", ".3f"),
                             ("first_chunk_s", "first chunk (s)", ".3f"),
                             ("first_chunk_vs_vanilla", "first chunk x Vanilla", ".2f"),
@@ -353,9 +375,12 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
 
 
 def listen(out: Path, sqa: dict | None, tts: dict | None, corpus: Path | None) -> list[str]:
-    """Links to a few spoken questions (copied next to the report) and the spoken answers of every mode."""
-    md = ["## Listen", ""]
-    preds = [p for p in read_jsonl(out / "eval" / "sqa" / "predictions.jsonl") if p.get("wav")]
+    """One example of each task in each mode, then links to a few spoken questions (copied next to the report)
+    and the spoken answers of every mode."""
+    by_task = {t: read_jsonl(out / "eval" / t / "predictions.jsonl") for t in ("asr", "tts", "sqa")}
+    md = ["## Listen", "", *examples(out, by_task, modes_of(*(read_json(out / "eval" / t / "metrics.json")
+                                                              for t in by_task)))]
+    preds = [p for p in by_task["sqa"] if p.get("wav")]
     by_id: dict[str, list[dict]] = {}
     for p in preds:
         by_id.setdefault(p["id"], []).append(p)
@@ -374,13 +399,10 @@ def listen(out: Path, sqa: dict | None, tts: dict | None, corpus: Path | None) -
             md.append(f"  - {p['mode']}: \"{p.get('text', '').strip()}\" ([listen]({rel})); the judge heard "
                       f"\"{p.get('judge_heard', '')}\"; S->T {'right' if p.get('s2t') else 'wrong'}, "
                       f"S->S {'right' if p.get('s2s') else 'wrong'}")
-    tts_preds = [p for p in read_jsonl(out / "eval" / "tts" / "predictions.jsonl") if p.get("wav")]
-    for p in tts_preds:
+    for p in (p for p in by_task["tts"] if p.get("wav")):
         rel = quote(os.path.relpath(p["wav"], out))
         md.append(f"- **TTS** {p['mode']}: \"{p.get('text')}\" ([listen]({rel})); the judge heard "
                   f"\"{p.get('judge_heard', '')}\"")
-    if len(md) == 2:
-        md.append("(no generated audio yet)")
     return md + [""]
 
 
@@ -390,11 +412,13 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--stages", default="artifacts/stages")
     p.add_argument("--variant", default="boost")
+    p.add_argument("--stage-names", nargs="*", default=None,
+                   help="the recipe's stages in training order, the last one evaluated (default: <variant>_stage1..4)")
     p.add_argument("--corpus", default=None)
     p.add_argument("--compare", nargs="*", default=[], help="other variants' demo dirs: their ASR WER beside this one")
     args = p.parse_args(argv)
     path = build_report(Path(args.out), Path(args.stages), args.variant, Path(args.corpus) if args.corpus else None,
-                        [Path(c) for c in args.compare])
+                        [Path(c) for c in args.compare], args.stage_names)
     print(f"report: {path}")
     return path
 
