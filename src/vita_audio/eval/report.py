@@ -12,7 +12,8 @@
         --stage-names demo/align demo/sft demo/mctp_one demo/mctp_all     # default: <variant>_stage1..4
 
 Missing inputs (a step not run yet) leave their section saying so; the goals of the demo (the evaluation issue's
-item 4) are checked against the figures and marked met / missed, never hidden.
+item 4, updated by issue 22: `eval/report_goals.py`) are checked against the figures and marked met / missed /
+not measured, never hidden.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from urllib.parse import quote
 
 from vita_audio.eval.columns import COLUMNS
 from vita_audio.eval.filenames import safe_name
-from vita_audio.eval.report_tables import (examples, resynthesis_keys, stage_eval_dir, stage_quality,
+from vita_audio.eval.report_goals import goals
+from vita_audio.eval.report_tables import (examples, one_line, resynthesis_keys, stage_eval_dir, stage_quality,
                                            transfer_columns, tts_baselines, voice_table)
 
 MODE_ORDER = ("vanilla", "balance", "boost", "turbo", "verified", "transformers_generate")
-BUDGET_MIN = 30.0
 
 
 def read_json(path: Path) -> dict | None:
@@ -86,48 +87,6 @@ def fmt(v, spec: str = ".3f", pct: bool = False) -> str:
     if spec == "d":
         return str(int(v))
     return f"{100 * v:.1f}%" if pct else format(v, spec)
-
-
-# -- goals -----------------------------------------------------------------------------------------------------
-def goals(asr: dict | None, tts: dict | None, sqa: dict | None, total_min: float | None) -> list[tuple[str, bool | None,
-                                                                                                     str]]:
-    """(goal, met (None: not measured), figures) for every goal of the demo."""
-    rows: list[tuple[str, bool | None, str]] = []
-
-    def per_mode(name: str, doc: dict | None, key: str, ok, show) -> None:
-        if not doc:
-            rows.append((name, None, "not measured"))
-            return
-        ms = doc["modes"]
-        figs = ", ".join(f"{m} {show(ms[m].get(key))}" for m in modes_of(doc))
-        rows.append((name, all(ms[m].get(key) is not None and ok(ms[m][key]) for m in ms), figs))
-
-    per_mode("ASR WER <= 15%", asr, "wer", lambda v: v <= 0.15, lambda v: fmt(v, pct=True))
-    base = (tts or {}).get("judge_wer_on_original_audio")
-    if tts and base is not None:  # like for like: the model's WER on exactly the sentences with an original
-        per_mode(f"TTS judge WER <= judge on originals ({fmt(base, pct=True)}) + 20 points, on the "
-                 f"{tts.get('baseline_samples')} sentences with originals", tts, "judge_wer_on_baseline_samples",
-                 lambda v: v <= base + 0.20, lambda v: fmt(v, pct=True))
-    else:
-        rows.append(("TTS judge WER <= judge on originals + 20 points", None, "not measured (no originals)"))
-    per_mode("SQA S->T >= 80%", sqa, "s2t_accuracy", lambda v: v >= 0.80, lambda v: fmt(v, pct=True))
-    per_mode("SQA S->S >= 60%", sqa, "s2s_accuracy", lambda v: v >= 0.60, lambda v: fmt(v, pct=True))
-    for doc, key, what in ((asr, "wer", "ASR WER"), (tts, "judge_wer", "TTS judge WER"),
-                           (sqa, "s2t_accuracy", "SQA S->T"), (sqa, "s2s_accuracy", "SQA S->S")):
-        if not doc or "vanilla" not in doc["modes"]:
-            rows.append((f"Boost and Turbo within 5 points of Vanilla: {what}", None, "not measured"))
-            continue
-        van = doc["modes"]["vanilla"][key]
-        diffs = {m: doc["modes"][m][key] - van for m in ("boost", "turbo") if m in doc["modes"]}
-        rows.append((f"Boost and Turbo within 5 points of Vanilla: {what}",
-                     bool(diffs) and all(abs(d) <= 0.05 for d in diffs.values()),
-                     ", ".join(f"{m} {100 * d:+.1f} points" for m, d in diffs.items()) or "no Boost / Turbo run"))
-    if total_min is None:
-        rows.append((f"make demo <= {BUDGET_MIN:.0f} min", None, "not measured"))
-    else:
-        rows.append((f"make demo <= {BUDGET_MIN:.0f} min (sum of the steps, install not included)",
-                     total_min <= BUDGET_MIN, f"{total_min:.1f} min"))
-    return rows
 
 
 # -- plots -----------------------------------------------------------------------------------------------------
@@ -280,7 +239,7 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
           "the pipeline wrote under this folder (`eval/<task>/metrics.json`, `predictions.jsonl`).", ""]
 
     md += ["## Goals", "", "| goal | met | figures |", "|---|---|---|"]
-    for name, ok, figs in goals(asr, tts, sqa, total_min):
+    for name, ok, figs in goals(asr, tts, sqa, total_min, speed):
         md.append(f"| {name} | {'yes' if ok else 'not measured' if ok is None else '**no**'} | {figs} |")
     md.append("")
 
@@ -396,7 +355,7 @@ def listen(out: Path, sqa: dict | None, tts: dict | None, corpus: Path | None) -
         md.append(f"- **Question** {sid}: {q.get('question') or ''} " + (f"([listen]({link}))" if link else ""))
         for p in ps:
             rel = quote(os.path.relpath(p["wav"], out))
-            md.append(f"  - {p['mode']}: \"{p.get('text', '').strip()}\" ([listen]({rel})); the judge heard "
+            md.append(f"  - {p['mode']}: \"{one_line(p.get('text'))}\" ([listen]({rel})); the judge heard "
                       f"\"{p.get('judge_heard', '')}\"; S->T {'right' if p.get('s2t') else 'wrong'}, "
                       f"S->S {'right' if p.get('s2s') else 'wrong'}")
     for p in (p for p in by_task["tts"] if p.get("wav")):

@@ -41,6 +41,11 @@ def pct(v) -> str:
     return "-" if v is None or (isinstance(v, float) and v != v) else f"{100 * v:.1f}%"
 
 
+def one_line(text) -> str:
+    """Model output as one table-safe line: whitespace runs (newlines included) collapsed, pipes escaped."""
+    return " ".join(str(text or "").split()).replace("|", "\\|")
+
+
 def voice_families(*docs: dict | None) -> list[str]:
     """The voice families any mode of the ASR metrics has a `wer_voice_<family>` for, sorted."""
     return sorted({k.removeprefix("wer_voice_") for d in docs if d for m in d.get("modes", {}).values() for k in m
@@ -98,10 +103,12 @@ def tts_baselines(tts: dict) -> list[str]:
 
 
 def transfer_columns(sqa: dict) -> list[tuple[str, str, str]]:
-    """(key, header, format) for every `tt_*` / `st_*` / `ss_*` key some mode of the SQA metrics has: accuracies and
-    rates as percentages, counts as integers, anything else with three decimals."""
+    """(key, header, format) for every `tt_*` / `st_*` / `ss_*` key some mode of the SQA metrics has, T->T first,
+    each direction's accuracies first: accuracies and rates as percentages, counts as integers, anything else with
+    three decimals."""
     keys = sorted({k for m in sqa.get("modes", {}).values() for k, v in m.items()
-                   if TRANSFER.match(k) and isinstance(v, (int, float))})
+                   if TRANSFER.match(k) and isinstance(v, (int, float))},
+                  key=lambda k: (list(DIRECTIONS).index(k[:2]), "accuracy" not in k, k))
     cols = []
     for k in keys:
         head = f"{DIRECTIONS[k[:2]]} {k[3:].replace('_', ' ')}".strip()
@@ -142,12 +149,12 @@ def _asr_cell(out: Path, first: dict, same: list[dict], mode: str) -> str:
     if not (wavs / name).is_file():
         shutil.copyfile(first["audio"], wavs / name)
     voice = f" ({first['voice']})" if first.get("voice") else ""
-    return f"[input]({quote(f'wavs/{name}')}){voice} -> \"{p.get('prediction', '').strip()}\""
+    return f"[input]({quote(f'wavs/{name}')}){voice} -> \"{one_line(p.get('prediction'))}\""
 
 
 def _wav_cell(out: Path, preds: list[dict], mode: str) -> str:
     p = next((p for p in preds if p["mode"] == mode), None)
     if p is None:
         return "-"
-    return f"[listen]({quote(os.path.relpath(p['wav'], out))}): \"{(p.get('judge_heard') or '').strip()}\""
+    return f"[listen]({quote(os.path.relpath(p['wav'], out))}): \"{one_line(p.get('judge_heard'))}\""
 
