@@ -1,5 +1,6 @@
-"""The offline corpus: a tiny build has valid splits, no test text occurs in train, builds are deterministic and
-resumable; the cache command and the corpus data config work on it end to end."""
+"""The offline corpus: a tiny build has valid splits, no test sentence or question occurs in train, builds are
+deterministic and resumable; the cache command and the corpus data config work on it end to end. The plan's fact
+world and transfer split: test_corpus_plan.py."""
 
 from __future__ import annotations
 
@@ -19,17 +20,18 @@ from vita_audio.cli.tokenize import main as tokenize_main
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TASKS = {"asr": ("train", "val", "test"), "tts": ("train", "val", "test"), "sqa": ("train", "val", "test"),
-         "text": ("train",)}
+         "text": ("train", "val", "test")}
 
 
 def texts_of(rec) -> set[str]:
+    """The sentences of an ASR / TTS row; the question of a QA row (answers are the facts, shared on purpose)."""
+    if rec.extra["task"] in ("sqa", "text"):
+        return {rec.extra.get("question") or rec.messages[0][1]}
     out = set()
     for _, c in rec.messages:
         c = c.replace("<|audio|>", "").replace(ASR_PROMPT, "").replace(TTS_PROMPT, "").strip()
         if c:
             out.add(c)
-    if "question" in rec.extra:
-        out.add(rec.extra["question"])
     return out
 
 
@@ -48,27 +50,30 @@ def test_tiny_build_every_split_valid(tiny_corpus):
                     assert info.samplerate == 16000 and info.channels == 1 and 0.3 < info.duration < 15
                 if task in ("sqa", "text"):
                     assert r.extra["answers"] and all(isinstance(x, str) for x in r.extra["answers"])
+                    assert r.extra["kind"] in ("open", "yesno") and isinstance(r.extra["transfer"], bool)
+                    assert r.extra["transfer"] == (split != "train") or task == "text"  # text/train: every fact
+                    assert r.extra["fact_id"].split(":")[0] in ("city", "pet", "color", "job", "keys")
+                if task != "text":
+                    assert r.extra["voice"] == "hibari" or r.extra["voice"].startswith("espeak-")
     assert not texts["test"] & texts["train"] and not texts["val"] & texts["train"]
+    for split in ("val", "test"):  # the spoken val / test questions, asked as text too
+        spoken = [r.extra["question"] for r in read_jsonl(out / "sqa" / f"{split}.jsonl")]
+        assert [r.messages[0][1] for r in read_jsonl(out / "text" / f"{split}.jsonl")] == spoken
+    assert stats["qa"]["facts"] == 100 and stats["qa"]["test_items"] == TINY.qa_test
     assert stats["files"] == len(list((out / "wavs").rglob("*.wav")))
     assert json.loads((out / "DONE").read_text())["config_hash"] == TINY.digest()
 
 
-def test_default_plan_disjoint_and_deterministic():
+def test_default_plan_sizes_and_sentences_disjoint():
     cfg = CorpusConfig()
     plan = plan_text(cfg)
-    assert plan == plan_text(cfg) and plan != plan_text(CorpusConfig(seed=1))
-
-    def split_texts(split):
-        t = set(plan["sentences"][split])
-        for q in plan["qa"][split] + (plan["text_qa"] if split == "train" else []):
-            t |= {q.question, q.answer}
-        return t
-
-    train = split_texts("train")
-    assert not split_texts("test") & train and not split_texts("val") & train
+    assert plan["sentences"] == plan_text(cfg)["sentences"] != plan_text(CorpusConfig(seed=1))["sentences"]
+    train = set(plan["sentences"]["train"])
+    assert not set(plan["sentences"]["test"]) & train and not set(plan["sentences"]["val"]) & train
     n_sent, n_qa = cfg.item_counts()
-    assert len(plan["sentences"]["test"]) >= 40 and len(plan["qa"]["test"]) >= 15
+    assert len(plan["sentences"]["test"]) >= 40 and len(plan["qa"]["test"]) == cfg.qa_test
     assert len(set(plan["sentences"]["train"])) == len(plan["sentences"]["train"]) >= n_sent * 0.85
+    assert sum(len(q) for q in plan["qa"].values()) == n_qa  # the spoken QA audio budget, test and val included
 
 
 def test_done_marker_and_resume(tiny_corpus, monkeypatch, tmp_path):

@@ -1,15 +1,18 @@
-"""Build the offline English speech corpus: text plan -> synthesis -> VITA jsonl splits.
+"""Build the offline English speech corpus: text plan (`plan.py`) -> synthesis -> VITA jsonl splits.
 
     out/
       asr/{train,val,test}.jsonl    "Convert the speech to text.\\n<|audio|>" -> transcript
       tts/{train,val,test}.jsonl    "Convert the text to speech.\\n<text>"     -> <|audio|> (hibari voice)
       sqa/{train,val,test}.jsonl    <|audio|> (question)                        -> "answer\\n<|audio|>"  (+ "answers")
-      text/train.jsonl              text-only questions and answers (train groups only)
+      text/{train,val,test}.jsonl   question (text)                             -> answer (text; + "answers")
       wavs/<split>/*.wav            16 kHz mono 16-bit; paths in the jsonl are relative to the jsonl's folder
       stats.json, DONE              DONE holds the config hash: a rebuild with the same config is skipped
 
-Splits are decided per *group* (a sentence, or all questions about one fact / one arithmetic problem) by a hash
-of (seed, group), and a text is never used in two splits: no test or val sentence occurs in train.
+Spoken and text QA rows carry "fact_id" ("city:Anna"), "kind" ("open" | "yesno") and "transfer" (true: a question
+about a text-only fact, never asked in speech in training). sqa/train holds questions about the spoken-trained facts;
+sqa/{val,test} ask about the text-only facts in speech, text/{val,test} ask the same questions as text, and
+text/train teaches every fact as text (`facts.py`, `plan.py`). ASR / TTS sentences are split per sentence, and no
+val or test sentence occurs in train.
 """
 
 from __future__ import annotations
@@ -20,130 +23,38 @@ import logging
 import os
 import random
 import time
-from collections import defaultdict
-from dataclasses import asdict, dataclass
+from collections import Counter, defaultdict
+from dataclasses import asdict
 from pathlib import Path
 
+from vita_audio.data.corpus.config import SPLITS, CorpusConfig
+from vita_audio.data.corpus.facts import QA
+from vita_audio.data.corpus.plan import plan_text
 from vita_audio.data.corpus.synth import HIBARI, random_espeak_voice, render
-from vita_audio.data.corpus.templates import QA, fact_table, qa_item, sentence
 from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-CORPUS_VERSION = 1  # bump when the builder's output changes for the same config
-
-
-@dataclass(frozen=True)
-class CorpusConfig:
-    """Sizes and mix. `hours` is the approximate total audio (all splits, all tasks)."""
-
-    hours: float = 1.5
-    seed: int = 0
-    eval_fraction: float = 0.05  # share of items in val, and again in test
-    min_eval: int = 4  # at least this many sentences and questions in val and in test
-    espeak_fraction: float = 0.5  # sentences also spoken by a random espeak voice (extra ASR inputs)
-    qa_share: float = 0.3  # share of the audio that is spoken QA
-    text_qa_factor: float = 4.0  # text-only QA items per spoken train QA item
-    sample_rate: int = 16000
-
-    def digest(self) -> str:
-        blob = json.dumps({**asdict(self), "version": CORPUS_VERSION}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def quotas(self, n: int) -> dict[str, int]:
-        ev = max(self.min_eval, round(n * self.eval_fraction))
-        return {"train": max(1, n - 2 * ev), "val": ev, "test": ev}
-
-    def item_counts(self) -> tuple[int, int]:
-        """(sentences, spoken QA items) for `hours` at about 2.6 s a sentence, 4.3 s a QA pair."""
-        sec = self.hours * 3600
-        n_sent = int(sec * (1 - self.qa_share) / (2.6 * (1 + self.espeak_fraction)))
-        n_qa = int(sec * self.qa_share / 4.3)
-        return max(n_sent, 1), max(n_qa, 1)
-
-
-TINY = CorpusConfig(hours=0.03, min_eval=2)
-
-
-def split_of(group: str, seed: int, eval_fraction: float) -> str:
-    u = int.from_bytes(hashlib.blake2b(f"{seed}:{group}".encode(), digest_size=8).digest(), "big") / 2**64
-    return "test" if u < eval_fraction else "val" if u < 2 * eval_fraction else "train"
-
-
-class _Claims:
-    """Texts already used and their split: a text may appear in one split only."""
-
-    def __init__(self) -> None:
-        self.split: dict[str, str] = {}
-
-    def free(self, texts: tuple[str, ...], split: str) -> bool:
-        return all(self.split.get(t, split) == split for t in texts)
-
-    def take(self, texts: tuple[str, ...], split: str) -> None:
-        for t in texts:
-            self.split[t] = split
-
-
-def plan_text(cfg: CorpusConfig) -> dict:
-    """The corpus as text: {"sentences": {split: [text]}, "qa": {split: [QA]}, "text_qa": [QA]} (no audio)."""
-    rng = random.Random(cfg.seed)
-    facts = fact_table()
-    claims = _Claims()
-    n_sent, n_qa = cfg.item_counts()
-    sentences: dict[str, list[str]] = {s: [] for s in SPLITS}
-    for f in facts:  # every fact is stated in train, so held-out questions about it are answerable
-        sentences["train"].append(f.statement)
-        claims.take((f.statement,), "train")
-    quota = cfg.quotas(n_sent + len(facts))
-    seen: set[str] = set(sentences["train"])
-    for _ in range(200 * sum(quota.values())):
-        if all(len(sentences[s]) >= quota[s] for s in SPLITS):
-            break
-        _, text = sentence(rng)
-        split = split_of(text, cfg.seed, cfg.eval_fraction)
-        if text in seen or len(sentences[split]) >= quota[split] or not claims.free((text,), split):
-            continue
-        seen.add(text)
-        claims.take((text,), split)
-        sentences[split].append(text)
-
-    qa: dict[str, list[QA]] = {s: [] for s in SPLITS}
-    quota = cfg.quotas(n_qa)
-    seen_q: set[str] = set()
-    for _ in range(200 * sum(quota.values())):
-        if all(len(qa[s]) >= quota[s] for s in SPLITS):
-            break
-        item = qa_item(rng, facts)
-        split = split_of(item.group, cfg.seed, cfg.eval_fraction)
-        texts = (item.question, item.answer)
-        if item.question in seen_q or len(qa[split]) >= quota[split] or not claims.free(texts, split):
-            continue
-        seen_q.add(item.question)
-        claims.take(texts, split)
-        qa[split].append(item)
-    short = {s: f"{len(sentences[s])}/{len(qa[s])}" for s in SPLITS if not sentences[s] or not qa[s]}
-    if short:
-        log.warning("corpus plan: some splits are empty (sentences/qa): %s", short)
-
-    text_qa: list[QA] = list(qa["train"])
-    for _ in range(int(cfg.text_qa_factor * len(qa["train"])) * 20):
-        if len(text_qa) >= (1 + cfg.text_qa_factor) * len(qa["train"]):
-            break
-        item = qa_item(rng, facts)
-        texts = (item.question, item.answer)
-        if split_of(item.group, cfg.seed, cfg.eval_fraction) != "train" or item.question in seen_q:
-            continue
-        if not claims.free(texts, "train"):
-            continue
-        seen_q.add(item.question)
-        claims.take(texts, "train")
-        text_qa.append(item)
-    return {"sentences": sentences, "qa": qa, "text_qa": text_qa}
-
 
 def _seed(cfg: CorpusConfig, name: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{cfg.seed}:{name}".encode(), digest_size=4).digest(), "big")
+
+
+def qa_fields(item: QA) -> dict:
+    """The fields of a QA row that say which fact it asks about and how (the eval reports per subset)."""
+    return {"fact_id": item.fact_id, "kind": item.kind, "transfer": item.transfer}
+
+
+def qa_stats(plan: dict) -> dict:
+    """Facts and questions of the plan: the split of the facts, the test's make-up, the thinnest word coverage."""
+    facts = plan["facts"]
+    test = plan["qa"]["test"]
+    kinds = Counter("open" if q.kind == "open" else q.aliases[0] for q in test)
+    return {"facts": len(facts), "spoken_trained_facts": sum(f.spoken for f in facts),
+            "text_only_facts": sum(not f.spoken for f in facts),
+            "test_items": len(test), "test_open": kinds["open"], "test_yes": kinds["yes"], "test_no": kinds["no"],
+            "test_facts": len({q.fact_id for q in test}),
+            "min_test_word_coverage": min(plan["coverage"].values(), default=0)}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -208,10 +119,11 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: 
                 {"role": "user", "content": "<|audio|>"},
                 {"role": "assistant", "content": f"{item.answer}\n<|audio|>"}],
                 "audios": [q_rel, a_rel], "task": "sqa", "question": item.question,
-                "answers": list(item.aliases), "voice": qv.tag})
-    records["text", "train"] = [{"messages": [{"role": "user", "content": it.question},
-                                              {"role": "assistant", "content": it.answer}],
-                                 "task": "text", "answers": list(it.aliases)} for it in plan["text_qa"]]
+                "answers": list(item.aliases), "voice": qv.tag, **qa_fields(item)})
+        records["text", split] = [{"messages": [{"role": "user", "content": it.question},
+                                                {"role": "assistant", "content": it.answer}],
+                                   "task": "text", "answers": list(it.aliases), **qa_fields(it)}
+                                  for it in plan["text_qa"][split]]
 
     secs = _run_jobs(jobs_list, jobs)
     for (task, split), rows in records.items():
@@ -225,6 +137,7 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: 
         "hours_total": round(sum(secs) / 3600, 4),
         "hours": {k: round(v, 4) for k, v in sorted(hours.items())},
         "records": {f"{t}/{s}": len(r) for (t, s), r in sorted(records.items())},
+        "qa": qa_stats(plan),
         "build_seconds": round(time.time() - t0, 1), "jobs": jobs,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=1))

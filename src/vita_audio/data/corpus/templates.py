@@ -1,13 +1,13 @@
-"""Text of the offline corpus: natural sentences from templates, and spoken questions with verifiable answers.
+"""Sentences of the offline corpus (ASR / TTS): natural sentences from templates, and the word lists they share
+with the fact world (`facts.py`).
 
-Numbers are written as words (what a speaker says, so the transcript is unambiguous); answer aliases keep the
-digits too. Everything is drawn from a `random.Random` passed in, so the corpus is a function of the seed.
+Numbers are written as words (what a speaker says, so the transcript is unambiguous). Everything is drawn from a
+`random.Random` passed in, so the corpus is a function of the seed.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
         "seventeen eighteen nineteen".split()
@@ -110,118 +110,7 @@ SENTENCE_TEMPLATES = {
 }
 
 
-@dataclass(frozen=True)
-class Fact:
-    key: str
-    statement: str  # declarative form (ASR/TTS and text data, train only)
-    questions: tuple[str, ...]
-    answer: str  # spoken answer sentence
-    aliases: tuple[str, ...]
-
-
-_CAPITALS = [("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome"), ("Germany", "Berlin"),
-             ("Japan", "Tokyo"), ("Egypt", "Cairo"), ("Canada", "Ottawa"), ("Peru", "Lima"), ("Kenya", "Nairobi"),
-             ("Norway", "Oslo"), ("Greece", "Athens"), ("Russia", "Moscow"), ("China", "Beijing"),
-             ("Poland", "Warsaw"), ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Portugal", "Lisbon"),
-             ("Sweden", "Stockholm"), ("Finland", "Helsinki"), ("Thailand", "Bangkok"), ("Cuba", "Havana"),
-             ("Chile", "Santiago"), ("Hungary", "Budapest"), ("Denmark", "Copenhagen")]
-_COLORS_OF = [("the sky", "blue"), ("grass", "green"), ("snow", "white"), ("a banana", "yellow"),
-              ("coal", "black"), ("a tomato", "red"), ("an orange", "orange"), ("chocolate", "brown")]
-_COUNTS = [("days in a week", "A week has seven days.", 7), ("months in a year", "A year has twelve months.", 12),
-           ("legs does a spider have", "A spider has eight legs.", 8), ("legs does a dog have", "A dog has four legs.", 4),
-           ("hours in a day", "A day has twenty four hours.", 24),
-           ("minutes in an hour", "An hour has sixty minutes.", 60),
-           ("sides does a triangle have", "A triangle has three sides.", 3),
-           ("wheels does a bicycle have", "A bicycle has two wheels.", 2),
-           ("days in a year", "A year has three hundred sixty five days.", 365),
-           ("seconds in a minute", "A minute has sixty seconds.", 60),
-           ("players are on a football team", "A football team has eleven players.", 11),
-           ("letters are in the alphabet", "The alphabet has twenty six letters.", 26)]
-
-
-def fact_table() -> list[Fact]:
-    """Facts with aliases: capitals, colours, counts."""
-    out = []
-    for country, city in _CAPITALS:
-        out.append(Fact(f"capital:{country}", f"{city} is the capital of {country}.",
-                        (f"What is the capital of {country}?", f"Which city is the capital of {country}?"),
-                        f"The capital of {country} is {city}.", (city.lower(),)))
-    for thing, color in _COLORS_OF:
-        out.append(Fact(f"color:{thing}", f"The color of {thing} is {color}.",
-                        (f"What color is {thing}?", f"Which color is {thing} usually?"),
-                        f"{thing[0].upper() + thing[1:]} is {color}.", (color,)))
-    for what, statement, n in _COUNTS:
-        out.append(Fact(f"count:{what}", statement, (f"How many {what}?",),
-                        f"The answer is {number_words(n)} {what.split()[0]}.", (number_words(n), str(n))))
-    return out
-
-
-@dataclass(frozen=True)
-class QA:
-    group: str  # items of one group share a split
-    question: str
-    answer: str
-    aliases: tuple[str, ...] = field(default=())
-
-
-def arithmetic_qa(rng: random.Random) -> QA:
-    op = rng.choice(["plus", "minus", "times"])
-    if op == "plus":
-        a, b = rng.randint(0, 50), rng.randint(0, 50)
-        c = a + b
-    elif op == "minus":
-        a = rng.randint(0, 60)
-        b = rng.randint(0, a)
-        c = a - b
-    else:
-        a, b = rng.randint(0, 12), rng.randint(0, 12)
-        c = a * b
-    q = rng.choice(["What is {a} {op} {b}?", "How much is {a} {op} {b}?", "Can you tell me {a} {op} {b}?"])
-    text = q.format(a=number_words(a), op=op, b=number_words(b))
-    return QA(f"arith:{a}{op}{b}", text, f"{number_words(a).capitalize()} {op} {number_words(b)} is "
-              f"{number_words(c)}.", (number_words(c), str(c)))
-
-
-def yes_no_qa(rng: random.Random, facts: list[Fact]) -> QA:
-    kind = rng.randrange(3)
-    if kind == 0:
-        a, b = rng.sample(range(0, 100), 2)
-        rel = rng.choice(["greater", "smaller"])
-        yes = (a > b) == (rel == "greater")
-        q = f"Is {number_words(a)} {rel} than {number_words(b)}?"
-        ans = f"{'Yes' if yes else 'No'}, {number_words(a)} is {'' if yes else 'not '}{rel} than {number_words(b)}."
-        return QA(f"cmp:{a}{rel}{b}", q, ans, ("yes",) if yes else ("no",))
-    if kind == 1:
-        n = rng.randint(0, 99)
-        even = n % 2 == 0
-        ask = rng.choice(["even", "odd"])
-        yes = even == (ask == "even")
-        q = f"Is {number_words(n)} an {ask} number?"
-        ans = f"{'Yes' if yes else 'No'}, {number_words(n)} is {'even' if even else 'odd'}."
-        return QA(f"parity:{n}{ask}", q, ans, ("yes",) if yes else ("no",))
-    country, city = rng.choice(_CAPITALS)
-    other = rng.choice(_CAPITALS)[1]
-    yes = other == city
-    q = f"Is {other} the capital of {country}?"
-    ans = f"Yes, {city} is the capital of {country}." if yes else f"No, the capital of {country} is {city}."
-    return QA(f"capital:{country}", q, ans, ("yes",) if yes else ("no",))
-
-
-def fact_qa(rng: random.Random, facts: list[Fact]) -> QA:
-    f = rng.choice(facts)
-    return QA(f.key, rng.choice(f.questions), f.answer, f.aliases)
-
-
 def sentence(rng: random.Random) -> tuple[str, str]:
     """(category, sentence) of a random template."""
     cat = rng.choice(list(SENTENCE_TEMPLATES))
     return cat, rng.choice(SENTENCE_TEMPLATES[cat])(rng)
-
-
-def qa_item(rng: random.Random, facts: list[Fact]) -> QA:
-    kind = rng.random()
-    if kind < 0.45:
-        return arithmetic_qa(rng)
-    if kind < 0.75:
-        return fact_qa(rng, facts)
-    return yes_no_qa(rng, facts)
