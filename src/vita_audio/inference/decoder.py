@@ -34,6 +34,7 @@ import torch
 from transformers import DynamicCache
 
 from vita_audio.inference.heads import Heads, check_span_drafting
+from vita_audio.inference.lean import backbone_step, lean_supported, level_step
 from vita_audio.inference.levels import Level
 from vita_audio.inference.sampling import Sampler, Sampling
 from vita_audio.inference.schedule import (DEFAULT_DRAFTING, StepPlanner, check_drafting, max_run,
@@ -137,6 +138,8 @@ class Decoder:
             raise ValueError(f"row {i}: prompt of {int(lengths[i])} tokens + max_new_tokens={int(self.budgets[i])} "
                              f"exceeds the model's {n_pos} positions: shorten the prompt or lower max_new_tokens")
         self.positions = (self.mask.cumsum(1) - 1).clamp_(min=0)  # (B, P)
+        self._lean = lean_supported(lm)  # transformers' forward part by part (`lean.py`), else through it
+        self._unpadded = bool(self.mask.all())  # no row is padded (new tokens never are)
         ctx = getattr(bb.audio_vocab, "context", None)
         if audio_features is not None and not lm.is_plus:
             raise ValueError("audio_features given, but this model has no continuous audio encoder and adapter (not "
@@ -182,6 +185,9 @@ class Decoder:
         n = self.tokens.shape[1]
         if self.seen == 0 and self.prompt_embeds is not None:  # Plus prefill from the scattered embeddings
             h = self.lm.step_embeds(self.prompt_embeds, self.mask[:, :n], self.positions, self.cache)
+        elif self._lean:
+            h = backbone_step(self.lm, self.tokens[:, self.seen:], self.mask, self.positions[:, self.seen:], self.cache,
+                              self.seen, self._unpadded)
         else:
             h = self.lm.backbone.step(self.tokens[:, self.seen:], self.mask, self.positions[:, self.seen:], self.cache)
         if self.levels:
@@ -196,17 +202,18 @@ class Decoder:
         if lv.end != n - k - 1:
             raise RuntimeError(f"MCTP level {k} holds windows up to {lv.end - 1}, step needs {n - k - 2}")
         lo, hi = lv.seen, lv.end  # backlog windows
-        bb, mctp = self.lm.backbone, self.lm.mctp
-        out = mctp.level_step(
-            k,
+        args = (
             self._embed(lo + k + 1, hi + k + 1),  # (B, W, H) E(x[t+k+1])
             lv.buffer[:, lo - lv.start :],  # (B, W, H) h^k[t]
             self.positions[:, lo + k + 1 : hi + k + 1],  # (B, W)
             self.mask[:, :hi],  # window t is real iff token t is
             lv.cache,
-            bb.final_norm,
-            bb.rotary_emb,
-        )  # (B, W, H) = h^(k+1)
+        )
+        if self._lean:
+            out = level_step(self.lm, k, *args, cached=lo, unpadded=self._unpadded)  # (B, W, H) = h^(k+1)
+        else:
+            bb = self.lm.backbone
+            out = self.lm.mctp.level_step(k, *args, bb.final_norm, bb.rotary_emb)  # (B, W, H) = h^(k+1)
         lv.seen = hi
         if k + 1 < len(self.levels):
             self.levels[k + 1].append(out, lo)
