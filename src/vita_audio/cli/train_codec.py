@@ -1,7 +1,8 @@
-"""Train the built-in audio codec: `python -m vita_audio.cli.train_codec [wavs=DIR|JSONL] [out_dir=DIR] ...`.
+"""Train the built-in audio codec: `python -m vita_audio.cli.train_codec [audio=builtin|builtin_semantic]
+[wavs=DIR|JSONL|[...]] [out_dir=DIR] ...`.
 
 Composes conf/train_codec.yaml, trains (or skips a finished identical run) and checks the result against
-`audio.codebook_size` / `audio.frame_rate`. Returns the codec directory."""
+`audio.codebook_size` / `audio.frame_rate` / `audio.codec_kind`. Returns the codec directory."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from vita_audio.audio.builtin import load_codec, train_codec
 from vita_audio.cli.config_dir import CONFIG_DIR
@@ -23,8 +24,10 @@ def run(cfg: DictConfig) -> Path:
     if abs(codec_cfg.frame_rate - float(cfg.audio.frame_rate)) > 1e-6:
         raise ValueError(f"codec.frames_per_token gives {codec_cfg.frame_rate} tokens/s but audio.frame_rate is "
                          f"{cfg.audio.frame_rate}: change one of them")
-    out = train_codec(cfg.wavs, cfg.out_dir, codec_cfg, instantiate(cfg.train), force=cfg.force)
-    load_codec(out, expected_codebook_size=cfg.audio.codebook_size)  # the written codec loads and matches
+    wavs = OmegaConf.to_container(cfg.wavs, resolve=True) if isinstance(cfg.wavs, ListConfig) else cfg.wavs
+    out = train_codec(wavs, cfg.out_dir, codec_cfg, instantiate(cfg.train), force=cfg.force)
+    # the written codec loads and matches the audio group
+    load_codec(out, expected_codebook_size=cfg.audio.codebook_size, expected_kind=cfg.audio.codec_kind)
     log.info("codec ready at %s", out)
     return out
 

@@ -1,7 +1,8 @@
 """The built-in codec behind the `AudioTokenizer` / `AudioDetokenizer` interface, and its checkpoint format.
 
-A checkpoint is a directory: `config.json` (CodecConfig), `model.safetensors` (all weights and buffers:
-encoder, mel statistics, codebook, decoder) and, when trained here, `training.json` (provenance).
+A checkpoint is a directory: `config.json` (CodecConfig: sizes, kind, a semantic codec's phoneme inventory),
+`model.safetensors` (all weights and buffers: encoder, mel statistics, codebook, decoder, a semantic codec's CTC
+head) and, when trained here, `training.json` (provenance). A `config.json` without `kind` is an acoustic codec.
 
 Decoding (offline and streaming are the same computation):
 
@@ -39,7 +40,15 @@ def save_codec(model: CodecModel, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def _check_expected(cfg: CodecConfig, where: str, codebook_size: int | None, frame_rate: float | None) -> None:
+def _check_expected(cfg: CodecConfig, where: str, codebook_size: int | None, frame_rate: float | None,
+                    kind: str | None = None) -> None:
+    if kind is not None and cfg.kind != kind:
+        group = {"acoustic": "builtin", "semantic": "builtin_semantic"}
+        raise ValueError(
+            f"{where}: the codec is of kind {cfg.kind!r} but the config expects kind {kind!r} (audio.codec_kind): use "
+            f"the audio group of its kind (audio={group[cfg.kind]}), or train a {kind} codec there "
+            f"(`python -m vita_audio.cli.train_codec audio={group.get(kind, kind)}`)"
+        )
     if codebook_size is not None and cfg.codebook_size != int(codebook_size):
         raise ValueError(
             f"{where}: codec has {cfg.codebook_size} codes but the config expects {codebook_size} "
@@ -51,10 +60,11 @@ def _check_expected(cfg: CodecConfig, where: str, codebook_size: int | None, fra
 
 
 def load_codec(path: str | Path, expected_codebook_size: int | None = None,
-               expected_frame_rate: float | None = None) -> CodecModel:
+               expected_frame_rate: float | None = None, expected_kind: str | None = None) -> CodecModel:
     """Load a codec directory (config.json + model.safetensors) in eval mode.
 
-    `expected_codebook_size` / `expected_frame_rate` (e.g. `${audio.codebook_size}`) must match the checkpoint."""
+    `expected_codebook_size` / `expected_frame_rate` / `expected_kind` (e.g. `${audio.codebook_size}`, acoustic |
+    semantic) must match the checkpoint."""
     path = Path(path)
     for f in (CONFIG_FILE, WEIGHTS_FILE):
         if not (path / f).is_file():
@@ -63,7 +73,7 @@ def load_codec(path: str | Path, expected_codebook_size: int | None = None,
                 f"`python -m vita_audio.cli.train_codec wavs=<wav dir or jsonl> out_dir={path}`"
             )
     cfg = CodecConfig.load(path / CONFIG_FILE)
-    _check_expected(cfg, str(path), expected_codebook_size, expected_frame_rate)
+    _check_expected(cfg, str(path), expected_codebook_size, expected_frame_rate, expected_kind)
     model = CodecModel(cfg)
     state = load_file(str(path / WEIGHTS_FILE))
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -78,33 +88,37 @@ def _identity(path: Path, cfg: CodecConfig) -> str:
     with open(path / WEIGHTS_FILE, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return f"builtin-{cfg.frame_rate:g}hz-{cfg.codebook_size}-{h.hexdigest()[:16]}"
+    kind = "" if cfg.kind == "acoustic" else f"{cfg.kind}-"  # acoustic identities read as they always did
+    return f"builtin-{kind}{cfg.frame_rate:g}hz-{cfg.codebook_size}-{h.hexdigest()[:16]}"
 
 
 def _as_model(codec: str | Path | CodecModel, expected_codebook_size: int | None,
-              expected_frame_rate: float | None) -> CodecModel:
+              expected_frame_rate: float | None, expected_kind: str | None) -> CodecModel:
     if isinstance(codec, CodecModel):
-        _check_expected(codec.cfg, "<in-memory codec>", expected_codebook_size, expected_frame_rate)
+        _check_expected(codec.cfg, "<in-memory codec>", expected_codebook_size, expected_frame_rate, expected_kind)
         return codec.eval()
-    return load_codec(codec, expected_codebook_size, expected_frame_rate)
+    return load_codec(codec, expected_codebook_size, expected_frame_rate, expected_kind)
 
 
 def _codec_identity(codec: str | Path | CodecModel, model: CodecModel) -> str:
     """The tokenizer's cache key: a hash of the weights (of the checkpoint files, or of an in-memory model)."""
     if isinstance(codec, CodecModel):
         buf = b"".join(v.detach().contiguous().numpy().tobytes() for v in model.state_dict().values())
-        return f"builtin-mem-{hashlib.sha256(buf).hexdigest()[:16]}"
+        kind = "" if model.cfg.kind == "acoustic" else f"{model.cfg.kind}-"
+        return f"builtin-mem-{kind}{hashlib.sha256(buf).hexdigest()[:16]}"
     return _identity(Path(codec), model.cfg)
 
 
 class BuiltinTokenizer(AudioTokenizer):
     """wav at any rate -> 16 kHz -> loudness-normalised -> codes at `frame_rate` (25/s by default).
 
-    N = ceil(seconds * frame_rate) codes (the tail is zero-padded to a whole token)."""
+    N = ceil(seconds * frame_rate) codes (the tail is zero-padded to a whole token). `kind`: acoustic | semantic
+    (part of `identity`); `expected_kind` refuses a codec of the other kind."""
 
     def __init__(self, codec: str | Path | CodecModel, expected_codebook_size: int | None = None,
-                 expected_frame_rate: float | None = None):
-        self.model = _as_model(codec, expected_codebook_size, expected_frame_rate)
+                 expected_frame_rate: float | None = None, expected_kind: str | None = None):
+        self.model = _as_model(codec, expected_codebook_size, expected_frame_rate, expected_kind)
+        self.kind = self.model.cfg.kind
         self._identity = _codec_identity(codec, self.model)
         cfg = self.model.cfg
         self.frame_rate, self.codebook_size, self.sample_rate = cfg.frame_rate, cfg.codebook_size, cfg.sample_rate
@@ -191,8 +205,9 @@ class BuiltinDetokenizer(AudioDetokenizer):
     context codes). It changes the float rounding, so keep it fixed where outputs are compared."""
 
     def __init__(self, codec: str | Path | CodecModel, expected_codebook_size: int | None = None,
-                 expected_frame_rate: float | None = None, block_tokens: int = 2):
-        self.model = _as_model(codec, expected_codebook_size, expected_frame_rate)
+                 expected_frame_rate: float | None = None, block_tokens: int = 2, expected_kind: str | None = None):
+        self.model = _as_model(codec, expected_codebook_size, expected_frame_rate, expected_kind)
+        self.kind = self.model.cfg.kind
         self.block_tokens = block_tokens
         self.sample_rate = self.model.cfg.sample_rate
         self.codebook_size = self.model.cfg.codebook_size

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vita_audio.audio.builtin.config import CodecConfig
+from vita_audio.audio.builtin.ctc import CtcHead
 
 
 class ResBlock(nn.Module):
@@ -133,7 +134,8 @@ class Decoder(nn.Module):
 
 
 class CodecModel(nn.Module):
-    """Encoder + VQ + decoder. Weights (incl. mel statistics and codebook) are one safetensors state dict."""
+    """Encoder + VQ + decoder (+ the CTC head of a semantic codec). Weights (incl. mel statistics and codebook) are
+    one safetensors state dict."""
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -141,3 +143,4 @@ class CodecModel(nn.Module):
         self.encoder = Encoder(cfg)
         self.vq = VectorQuantizer(cfg.codebook_size, cfg.latent_dim)
         self.decoder = Decoder(cfg)
+        self.ctc = CtcHead(cfg) if cfg.kind == "semantic" else None

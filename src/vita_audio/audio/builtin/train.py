@@ -1,4 +1,5 @@
-"""Train the built-in codec offline on CPU: a few minutes on a list of wav files.
+"""Train the built-in codec offline on CPU: a few minutes on a list of wav files (acoustic; the semantic kind
+trains in train_semantic.py on jsonl rows, dispatched from `train_codec` by `CodecConfig.kind`).
 
     wavs --read, 16 kHz, loudness-normalised--> features once, in memory
     loop: random crops of `crop_tokens` (+ decoder context) -> encoder -> VQ (EMA) -> decoder
@@ -28,6 +29,7 @@ from vita_audio.audio.builtin.codec import save_codec
 from vita_audio.audio.builtin.config import CodecConfig
 from vita_audio.audio.builtin.features import LOG_FLOOR, Features, normalise_loudness, pad_to_tokens
 from vita_audio.audio.builtin.model import CodecModel
+from vita_audio.audio.builtin.train_semantic import train_semantic
 from vita_audio.audio.io import AudioError, read_audio
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,20 @@ class TrainArgs:
     max_audio_hours: float = 2.0  # at most this much audio is loaded (the rest is counted and skipped)
     seed: int = 0
     num_threads: int = 1  # small convs: a second thread helps little and hurts a lot on a shared machine
+    # semantic codec only (batches of whole utterances; batch_size counts utterances, crop_tokens is unused)
+    ctc_weight: float = 1.0
+    recon_voices: tuple[str, ...] = ("hibari",)  # the decoder learns to speak these voices (the output voice)
+    assistant_voice: str = "hibari"  # who speaks assistant-turn audios (jsonl rows name the user turn's voice)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recon_voices", tuple(self.recon_voices))  # YAML gives a list
 
 
 def collect_wavs(source: str | Path | list) -> list[Path]:
-    """A list of paths, a directory (searched recursively for *.wav / *.flac) or a VITA jsonl (its `audios`)."""
+    """A list of paths (jsonl files among them expanded), a directory (searched recursively for *.wav / *.flac) or
+    a VITA jsonl (its `audios`)."""
     if isinstance(source, (list, tuple)):
-        return [Path(p) for p in source]
+        return sorted({w for p in source for w in (collect_wavs(p) if str(p).endswith(".jsonl") else [Path(p)])})
     source = Path(source)
     if source.is_dir():
         return sorted(p for p in source.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
@@ -137,7 +147,8 @@ def train_codec(
     paths = collect_wavs(wav_paths)
     if not paths:
         raise ValueError(f"codec training: no audio files found in {wav_paths}")
-    key = _run_key(cfg, args, paths)
+    sources = list(wav_paths) if isinstance(wav_paths, (list, tuple)) else [wav_paths]
+    key = _run_key(cfg, args, paths + [Path(s) for s in sources if str(s).endswith(".jsonl")])  # transcripts count
     info_path = out_dir / "training.json"
     if not force and info_path.is_file() and (out_dir / "model.safetensors").is_file():
         info = json.loads(info_path.read_text())
@@ -148,6 +159,8 @@ def train_codec(
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(args.num_threads)
     try:
+        if cfg.kind == "semantic":
+            return train_semantic(sources, out_dir, cfg, args, key)
         return _train(paths, out_dir, cfg, args, key)
     finally:
         torch.set_num_threads(prev_threads)
