@@ -3,7 +3,8 @@
     python experiments/bench_shapes.py [--shapes 4x256,8x192,16x128 --rounds 2 --threads 1 --train-steps 2
                                         --json out.json]
 
-Per shape `LxH` (L layers, hidden H, 4 heads / 2 KV heads, intermediate 3H, the demo tokenizer with 2,048 codes,
+Times are CPU seconds of this process (`time.process_time`, one torch thread), so other jobs on a shared machine do
+not inflate them (wall time on a quiet machine is the same plus nothing). Per shape `LxH` (L layers, hidden H, 4 heads / 2 KV heads, intermediate 3H, the demo tokenizer with 2,048 codes,
 10 MCTP modules, random weights):
 
     decode   `eval/tasks/speed.py`'s benchmark of Vanilla / Boost / Turbo (batch 1, 32-token TTS prompt, 165 greedy
@@ -25,6 +26,7 @@ import json
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -32,7 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train_step import MODES as TRAIN_MODES  # noqa: E402
-from bench_train_step import make_batches, time_steps, tokens  # noqa: E402
+from bench_train_step import make_batches, tokens  # noqa: E402
 
 from vita_audio.eval.tasks.speed import bench, summarize  # noqa: E402
 from vita_audio.model.backbone import Backbone  # noqa: E402
@@ -60,7 +62,7 @@ def decode_figures(cfg: dict, rounds: int, new_tokens: int) -> dict:
     torch.manual_seed(0)
     lm = VitaAudioLM(bb, MCTPStack.for_backbone(bb, 10)).eval()
     runs = bench(lm, 1, ["vanilla", "boost", "turbo"], rounds, new_tokens, 32, log=lambda *a: None,
-                 restrict_mctp="always", compare_hf=False, drafting="all")
+                 restrict_mctp="always", compare_hf=False, drafting="all", clock=time.process_time)
     rows = {d["mode"]: d for d in summarize("shape", "", 1, runs)}
     after = statistics.median(t for r in runs["turbo"] for t in r.times["M"])  # Turbo: every forward follows a run
     out = {"backbone_step_ms": rows["vanilla"]["step_M_ms"], "backbone_after_run_ms": 1e3 * after,
@@ -72,6 +74,23 @@ def decode_figures(cfg: dict, rounds: int, new_tokens: int) -> dict:
     return out
 
 
+def cpu_steps(module, batches: list, warmup: int = 1) -> list[float]:
+    """CPU seconds of each training step after `warmup` (forward, backward, clipping, AdamW)."""
+    opt = module.configure_optimizers()["optimizer"]
+    module.train()
+    times = []
+    for i, batch in enumerate(batches):
+        t0 = time.process_time()
+        loss = module.compute_losses(batch)["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        if i >= warmup:
+            times.append(time.process_time() - t0)
+    return times
+
+
 def train_figures(cfg: dict, batch: int, seq: int, steps: int) -> dict:
     out = {}
     proto = TRAIN_MODES["stage1"].build(cfg, None, 0)
@@ -80,7 +99,7 @@ def train_figures(cfg: dict, batch: int, seq: int, steps: int) -> dict:
     del proto
     for name in ("stage1", "stage4"):
         module = TRAIN_MODES[name].build(cfg, None, 10)
-        sec = statistics.median(time_steps(module, batches, torch.device("cpu"), 1))
+        sec = statistics.median(cpu_steps(module, batches))
         out[f"{name}_tokens_per_s"] = n_tok / sec
         del module
     return out
@@ -91,13 +110,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--shapes", default="4x256,8x192,12x192,8x256,16x128,12x160,24x128")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--new-tokens", type=int, default=165)
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-batch", type=int, default=4)
     ap.add_argument("--train-seq", type=int, default=1024)
     ap.add_argument("--train-steps", type=int, default=2, help="timed training steps per stage (0: no training)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)  # CPU seconds of one thread = its work, whatever else runs
     results = {}
     for name in [s.strip() for s in args.shapes.split(",") if s.strip()]:
         cfg = shape_config(name)

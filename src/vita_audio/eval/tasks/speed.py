@@ -6,7 +6,7 @@
 
 Per mode (medians over rounds, so the machine's load hits every mode alike):
 
-    tokens_per_s                 rows x new tokens / wall time from building the `Decoder` to its last step
+    tokens_per_s                 rows x new tokens / time from building the `Decoder` to its last step
     speedup_vs_vanilla           tokens/s over Vanilla's, measured in the same round
     backbone_forwards_per_token  backbone forwards per generated token of a row
     audio_token_share            the share of generated tokens that are audio (codes and the two audio markers)
@@ -15,6 +15,16 @@ Per mode (medians over rounds, so the machine's load hits every mode alike):
     first_chunk_s                time to the first decodable audio chunk: the 11th new token (1 text token +
                                  <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
     accepted                     verified mode: mean tokens kept per backbone forward
+    backbone_step_ms             the median single-token backbone step of Vanilla (after the prefill): the unit
+    mctp_step_ms                 the mode's median MCTP step (module on the level's backlog + head + sampling)
+    mctp_over_backbone_step      r = mctp_step_ms / backbone_step_ms
+    ideal_speedup                tokens / (backbone forwards + MCTP steps x r): the speed-up over Vanilla if every
+                                 backbone forward cost one single-token step (for a cycle (a, b): (a+b) / (a+b r))
+    backbone_forward_ms          the mode's own median backbone step (forwards after an MCTP run consume the run's
+                                 tokens at once and cost more than a single-token step: the gap the ideal leaves out)
+
+`clock="wall"` times elapsed seconds; `clock="cpu"` the process's CPU seconds (one torch thread), which other jobs'
+load does not inflate: the one to compare shapes or code versions on a shared machine.
 
 Every decode runs `new_tokens` tokens with `stop_ids=[]`, greedy, so all modes do the same amount of work whatever
 the model emits. `drafting` ("audio" | "all", `inference/schedule.py`) applies to every mode but verified.
@@ -88,8 +98,10 @@ class Run:
 
 
 def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
-             restrict_mctp: bool | str = True, drafting: str = DEFAULT_DRAFTING) -> Run:
-    """One timed decode of `ids` (B, T) in `mode`; verified mode decodes the rows one at a time."""
+             restrict_mctp: bool | str = True, drafting: str = DEFAULT_DRAFTING,
+             clock: Callable[[], float] = time.perf_counter) -> Run:
+    """One timed decode of `ids` (B, T) in `mode`; verified mode decodes the rows one at a time. `clock`: see
+    `CLOCKS`."""
     verify = mode == "verified"
     av = lm.backbone.audio_vocab
     markers = torch.tensor([av.begin_of_audio, av.end_of_audio])
@@ -98,13 +110,13 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
     first = first_dec = float("nan")
     forwards = mctp = audio = audio_forwards = 0
     accepted: list[int] = []
-    t0 = time.perf_counter()
+    t0 = clock()
     for r, row in enumerate(rows):
         dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
                       verify=verify, restrict_mctp=restrict_mctp, drafting=drafting)
-        last, n, steps = time.perf_counter(), 0, []
+        last, n, steps = clock(), 0, []
         for step in dec.steps():
-            now = time.perf_counter()
+            now = clock()
             steps.append(step)
             n += 1
             if n == 1:
@@ -128,21 +140,21 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
         accepted += dec.accepted
         if n != new_tokens:
             raise RuntimeError(f"{mode}: decoded {n} tokens, expected {new_tokens}")
-    total = time.perf_counter() - t0
+    total = clock() - t0
     return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times, audio,
                audio_forwards)
 
 
-def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
+def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int, clock: Callable[[], float] = time.perf_counter) -> Run:
     """`transformers`' own greedy `generate` on the backbone, the same number of tokens."""
     model = lm.backbone.model
     tok = lm.backbone.tokenizer
-    t0 = time.perf_counter()
+    t0 = clock()
     with torch.inference_mode():
         out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
                              eos_token_id=None, top_k=None, top_p=None, temperature=None)
-    total = time.perf_counter() - t0
+    total = clock() - t0
     if out.shape[1] - ids.shape[1] != new_tokens:
         raise RuntimeError(f"transformers generate gave {out.shape[1] - ids.shape[1]} tokens, not {new_tokens}")
     return Run(total, float("nan"), float("nan"), new_tokens * ids.shape[0], new_tokens, 0)
@@ -151,14 +163,15 @@ def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int) -> Run:
 # -- a batch block ---------------------------------------------------------------------------------------------
 def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
           log: Callable[[str], None] = print, restrict_mctp: bool | str = True,
-          compare_hf: bool = True, drafting: str = DEFAULT_DRAFTING) -> dict[str, list[Run]]:
+          compare_hf: bool = True, drafting: str = DEFAULT_DRAFTING,
+          clock: Callable[[], float] = time.perf_counter) -> dict[str, list[Run]]:
     """Warm-up, then `rounds` rounds of every mode (and `transformers` generate), the order rotated each round."""
     ids = make_prompts(lm, batch, prefill)
     order = [*modes, HF] if compare_hf else list(modes)
     warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
 
     def once(mode: str, n: int) -> Run:
-        return run_hf(lm, ids, n) if mode == HF else run_mode(lm, ids, mode, n, restrict_mctp, drafting)
+        return run_hf(lm, ids, n, clock) if mode == HF else run_mode(lm, ids, mode, n, restrict_mctp, drafting, clock)
 
     for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
         once(mode, warm)
@@ -210,7 +223,8 @@ def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> 
         mctp = r0.mctp_steps / r0.tokens * (batch if m != "verified" else 1)
         ideal = 1.0 if m == "vanilla" else 1.0 / (forwards + mctp * r)
         acc = med([sum(x.accepted) / len(x.accepted) for x in rs]) if r0.accepted else float("nan")
-        M_rel = med([med(x.times["M"]) for x in rs]) / c_M if m != "verified" else float("nan")
+        M_mode = med([med(x.times["M"]) for x in rs]) if m != "verified" else float("nan")  # this mode's own
+        M_rel = M_mode / c_M
         rows.append(dict(size=size, model=label, batch=batch, mode=m, tok_s=tps[m], forwards_per_token=forwards,
                          mctp_per_token=mctp, first_chunk_s=med([x.first_chunk for x in rs]),
                          first_chunk_rel=med([x.first_chunk / v.first_chunk for x, v in zip(rs, van)]),
@@ -220,7 +234,8 @@ def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> 
                          split=split(rs),
                          r=r, M_rel=M_rel, ideal=ideal, achieved=ratio[m], frac_ideal=ratio[m] / ideal,
                          accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
-                         step_M_ms=c_M * 1e3, per_row=per_row, audio_share=r0.audio_tokens / r0.tokens,
+                         step_M_ms=c_M * 1e3, step_M_mode_ms=M_mode * 1e3,
+                         step_m_ms=med([med(x.times["m"]) for x in rs]) * 1e3, per_row=per_row, audio_share=r0.audio_tokens / r0.tokens,
                          forwards_per_audio=r0.audio_forwards / r0.audio_tokens if r0.audio_tokens else float("nan")))
     if HF in runs:
         rows.append(dict(size=size, model=label, batch=batch, mode="transformers generate", tok_s=tps[HF],
@@ -253,21 +268,39 @@ def load_average() -> str:
 KEYS = {"tok_s": "tokens_per_s", "achieved": "speedup_vs_vanilla", "forwards_per_token": "backbone_forwards_per_token",
         "mctp_per_token": "mctp_steps_per_token", "audio_share": "audio_token_share",
         "forwards_per_audio": "backbone_forwards_per_audio_token", "first_chunk_s": "first_chunk_s",
-        "first_chunk_rel": "first_chunk_vs_vanilla", "ideal": "ideal_speedup", "accepted": "accepted"}
+        "first_chunk_rel": "first_chunk_vs_vanilla", "ideal": "ideal_speedup", "accepted": "accepted",
+        "step_M_ms": "backbone_step_ms", "step_m_ms": "mctp_step_ms", "r": "mctp_over_backbone_step",
+        "step_M_mode_ms": "backbone_forward_ms"}
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,  # elapsed time: what a user waits (the machine's load included)
+    "cpu": time.process_time,  # CPU seconds of this process: the work alone, robust to other jobs' load; with
+    #                            one torch thread (threads=1), else idle worker threads' spinning counts too
+}
 
 
 def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turbo", "verified"), batch: int = 1,
               rounds: int = 3, new_tokens: int = 165, prefill: int = 32, mctp_head: str = "span",
               compare_hf: bool = False, threads: int | None = None, log: Callable[[str], None] | None = None,
-              label: str = "checkpoint", drafting: str | None = None, **_) -> TaskResult:
+              label: str = "checkpoint", drafting: str | None = None, clock: str = "wall", **_) -> TaskResult:
     """The decoding benchmark's figures for one model, as an evaluation task (metrics per mode).
 
     mctp_head: "span" (restricted MCTP heads inside audio spans: the decoder's default, right for a trained
     checkpoint), "always" (restricted at every MCTP step) or "full". drafting: "audio" | "all" (None = the
-    decoder's default); a random-weight model never opens an audio span, so it shows MCTP speed only with "all"."""
+    decoder's default); a random-weight model never opens an audio span, so it shows MCTP speed only with "all".
+    clock: "wall" | "cpu" (`CLOCKS`).
+
+    Beside the measured speed-up, the ideal one from the measured step costs: `backbone_step_ms` (the median
+    single-token backbone step of Vanilla, after the prefill: the unit), `mctp_step_ms` (the median MCTP step of
+    the mode: its module on the level's backlog, head, sampling), `mctp_over_backbone_step` r (their ratio) and
+    `ideal_speedup` = tokens / (backbone forwards + MCTP steps x r): the speed-up if every backbone forward cost
+    one single-token step. `backbone_forward_ms` is the mode's own median backbone step (after an MCTP run a
+    forward consumes the run's tokens at once; what that costs beyond a single-token step is the gap the ideal
+    leaves out)."""
     heads = {"span": True, "always": "always", "full": False}
     if mctp_head not in heads:
         raise ValueError(f"mctp_head must be one of {', '.join(heads)}, got {mctp_head!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if rounds < 1 or new_tokens < 1 or batch < 1:
         raise ValueError(f"rounds, new_tokens and batch must be >= 1 (got {rounds}, {new_tokens}, {batch})")
     asked = check_modes(modes, lm.num_mctp_modules)
@@ -279,10 +312,11 @@ def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turb
     load_start = load_average()
     t0 = time.perf_counter()
     runs = bench(lm, batch, timed, rounds, new_tokens, prefill, log=log or (lambda *a: None),
-                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf, drafting=drafting)
+                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf, drafting=drafting, clock=CLOCKS[clock])
     rows = summarize("ckpt", label, batch, runs)
     result = TaskResult("speed", info={"batch": batch, "rounds": rounds, "new_tokens": new_tokens,
                                        "prefill_tokens": prefill, "mctp_head": mctp_head, "drafting": drafting,
+                                       "clock": clock,
                                        "torch_threads": torch.get_num_threads(), "load_average_start": load_start,
                                        "load_average_end": load_average(),
                                        "wall_s": round(time.perf_counter() - t0, 2)})
