@@ -157,10 +157,12 @@ def main() -> None:
     ap.add_argument("--corpus", default="artifacts/corpus")
     ap.add_argument("--natural-dir", default="/tmp/bench_tokenizer_natural")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="at most this many utterances per set (a quick look)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     corpus = Path(a.corpus)
     utts, skipped = read_utterances([corpus / "asr/val.jsonl", corpus / "asr/test.jsonl"])
+    utts = utts[:a.limit]
     phon = Phonemizer()
     ids = phon([u.text for u in utts])
     aligner = load_codec(a.aligner, expected_kind="semantic")
@@ -178,8 +180,8 @@ def main() -> None:
         aligned.append(frame_phones(path, aligner.ctc.blank))
     print(f"phone frames from {a.aligner}: {len(wavs)} utterances "
           f"({sum(f == 'hibari' for _, f, _ in wavs)} hibari), {len(skipped)} skipped")
-    tts_test = [(u.path, u.text) for u in read_utterances(corpus / "tts/test.jsonl")[0]]
-    natural = natural_wavs(Path(a.natural_dir))
+    tts_test = [(u.path, u.text) for u in read_utterances(corpus / "tts/test.jsonl")[0]][:a.limit]
+    natural = natural_wavs(Path(a.natural_dir))[:a.limit]
     judge, judged = PocketSphinxJudge(), {}
     rows = []
     for spec in a.codec:

@@ -173,3 +173,12 @@ def test_cli_trains_the_semantic_kind_from_the_audio_group(tmp_path, rows_jsonl)
     acoustic = compose_codec(tmp_path, [f"paths.codec_dir={out}", *TINY_OVERRIDES])
     with pytest.raises(Exception, match="kind 'semantic' but the config expects kind 'acoustic'"):
         instantiate(acoustic.audio.tokenizer)
+
+
+def test_semantic_arguments_leave_the_acoustic_run_key_alone(wav_dir):
+    """A finished acoustic codec is not retrained because TrainArgs grew semantic-only fields."""
+    from vita_audio.audio.builtin.train import _run_key, collect_wavs
+
+    paths, other = collect_wavs(wav_dir), TrainArgs(ctc_weight=2.0, recon_voices=["x"])
+    assert _run_key(TINY, TrainArgs(), paths) == _run_key(TINY, other, paths)
+    assert _run_key(SEM, TrainArgs(), paths) != _run_key(SEM, other, paths)

@@ -1,4 +1,6 @@
-"""The built-in offline codec: 25 tokens/s, EMA-VQ codebook, conv decoder to spectra + block Griffin-Lim."""
+"""The built-in offline codec: EMA-VQ codebook, conv decoder to spectra + block Griffin-Lim, in two kinds:
+acoustic (codes trained for reconstruction, 25 tokens/s by default) and semantic (codes also trained with a CTC loss
+on espeak-ng phonemes over every voice, reconstruction on the output voice; conf/audio/builtin_semantic.yaml)."""
 
 from vita_audio.audio.builtin.codec import (
     BuiltinDetokenizer,

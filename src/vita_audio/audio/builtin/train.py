@@ -35,6 +35,9 @@ from vita_audio.audio.io import AudioError, read_audio
 log = logging.getLogger(__name__)
 
 
+SEMANTIC_ARGS = ("ctc_weight", "recon_voices", "assistant_voice")
+
+
 @dataclass(frozen=True)
 class TrainArgs:
     steps: int = 3000
@@ -84,7 +87,11 @@ def _run_key(cfg: CodecConfig, args: TrainArgs, paths: list[Path]) -> str:
     resolved = [p.resolve() for p in paths]
     base = Path(os.path.commonpath(resolved)) if len(resolved) > 1 else resolved[0].parent
     files = [(str(p.relative_to(base)), p.stat().st_size if p.exists() else -1) for p in resolved]
-    h = hashlib.sha256(json.dumps([cfg.to_dict(), asdict(args), files]).encode())
+    train_args = asdict(args)
+    if cfg.kind == "acoustic":  # the semantic-only arguments do not change an acoustic run (nor its key of before)
+        for k in SEMANTIC_ARGS:
+            train_args.pop(k)
+    h = hashlib.sha256(json.dumps([cfg.to_dict(), train_args, files]).encode())
     return h.hexdigest()[:16]
 
 
@@ -148,7 +155,8 @@ def train_codec(
     if not paths:
         raise ValueError(f"codec training: no audio files found in {wav_paths}")
     sources = list(wav_paths) if isinstance(wav_paths, (list, tuple)) else [wav_paths]
-    key = _run_key(cfg, args, paths + [Path(s) for s in sources if str(s).endswith(".jsonl")])  # transcripts count
+    transcripts = [Path(s) for s in sources if str(s).endswith(".jsonl")] if cfg.kind == "semantic" else []
+    key = _run_key(cfg, args, paths + transcripts)
     info_path = out_dir / "training.json"
     if not force and info_path.is_file() and (out_dir / "model.safetensors").is_file():
         info = json.loads(info_path.read_text())
