@@ -182,3 +182,15 @@ def test_semantic_arguments_leave_the_acoustic_run_key_alone(wav_dir):
     paths, other = collect_wavs(wav_dir), TrainArgs(ctc_weight=2.0, recon_voices=["x"])
     assert _run_key(TINY, TrainArgs(), paths) == _run_key(TINY, other, paths)
     assert _run_key(SEM, TrainArgs(), paths) != _run_key(SEM, other, paths)
+
+
+@needs_espeak
+def test_a_model_trained_on_one_kind_refuses_the_other(semantic_dir, codec_dir):
+    """A checkpoint stores its tokenizer's identity; the kind is in it, so the error names both kinds."""
+    from vita_audio.checkpoint.codec import CodecMismatchError, check_codec, codec_record
+
+    sem = BuiltinTokenizer(semantic_dir)
+    stored = codec_record("builtin", sem.codebook_size, sem.frame_rate, sem.identity)
+    check_codec(stored, sem, None)
+    with pytest.raises(CodecMismatchError, match=r"'builtin-semantic-25hz-32-.*but the one given is 'builtin-25hz-32-"):
+        check_codec(stored, BuiltinTokenizer(codec_dir), None)
