@@ -4,6 +4,7 @@ world and transfer split: test_corpus_plan.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -59,6 +60,9 @@ def test_tiny_build_every_split_valid(tiny_corpus):
     for split in ("val", "test"):  # the spoken val / test questions, asked as text too
         spoken = [r.extra["question"] for r in read_jsonl(out / "sqa" / f"{split}.jsonl")]
         assert [r.messages[0][1] for r in read_jsonl(out / "text" / f"{split}.jsonl")] == spoken
+    taught = {r.extra["fact_id"] for r in read_jsonl(out / "text" / "train.jsonl")}
+    asked = {r.extra["fact_id"] for s in ("val", "test") for r in read_jsonl(out / "sqa" / f"{s}.jsonl")}
+    assert asked <= taught and len(taught) < 100  # the tiny corpus keeps TINY.text_rows, the asked facts first
     assert stats["qa"]["facts"] == 100 and stats["qa"]["test_items"] == TINY.qa_test
     assert stats["files"] == len(list((out / "wavs").rglob("*.wav")))
     assert json.loads((out / "DONE").read_text())["config_hash"] == TINY.digest()
@@ -103,6 +107,21 @@ def test_done_marker_and_resume(tiny_corpus, monkeypatch, tmp_path):
     monkeypatch.setattr(build_mod, "render", counting)
     build_corpus(out, TINY, jobs=1)
     assert rendered == [str(victim)] and victim.read_bytes() == before and (out / "DONE").is_file()
+
+
+def test_a_forced_rebuild_never_reuses_another_texts_audio(monkeypatch, tmp_path):
+    """A wav file is reused by a later build of another config only when it holds the same text (no synthesis
+    here: `render` records what each path would hold)."""
+    holds: dict[str, set] = {}
+
+    def record(job):
+        holds.setdefault(job[0], set()).add((job[1], job[2].tag, job[3]))
+        return 1.0
+
+    monkeypatch.setattr(build_mod, "render", record)
+    build_corpus(tmp_path, TINY, jobs=1)
+    build_corpus(tmp_path, dataclasses.replace(TINY, seed=1), jobs=1, force=True)
+    assert len(holds) > 100 and all(len(v) == 1 for v in holds.values())
 
 
 def test_tokenize_command_and_corpus_config(tiny_corpus, tok_av, tmp_path):

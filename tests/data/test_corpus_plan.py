@@ -11,6 +11,7 @@ import pytest
 from vita_audio.data.corpus import CorpusConfig, plan_text
 from vita_audio.data.corpus.facts import RELATIONS, words
 from vita_audio.data.corpus.plan import MIN_COVERAGE
+from vita_audio.eval.metrics import contains_answer
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +43,17 @@ def test_test_split_asks_text_only_facts_balanced(plan):
         assert all(not facts[q.fact_id].spoken and q.transfer for q in plan["qa"][split])
         assert [q.question for q in plan["text_qa"][split]] == [q.question for q in plan["qa"][split]]
     assert not any(q.transfer for q in plan["qa"]["train"])
-    kinds = [q.kind if q.kind == "open" else q.aliases[0] for q in test]
+    kinds = [q.label for q in test]
     assert Counter(kinds) == {"open": 50, "yes": 25, "no": 25}
     assert kinds[:4] == ["open", "yes", "open", "no"]  # any prefix of 4k items is balanced (dataset.limit)
     for q in test:
+        assert contains_answer(q.answer, q.aliases)  # the target answer passes the eval's own rule
+        assert (q.label == "no") == ("not" in words(q.answer))  # what the offline judge hears of a "no" answer
         if q.kind == "open":
             assert q.aliases == (facts[q.fact_id].value.lower(),) and facts[q.fact_id].value in q.answer
         else:
             asks_true = set(words(facts[q.fact_id].value)) <= set(words(q.question))
-            assert q.aliases[0] == ("yes" if asks_true else "no")
+            assert q.label == ("yes" if asks_true else "no") and q.answer.startswith("Yes," if asks_true else "No,")
 
 
 def test_every_test_answer_is_supported_by_the_text_train_data(plan):

@@ -18,7 +18,7 @@ from vita_audio.inference.stream import Finished
 ROWS = {
     "q1": (("paris",), "open", "Anna lives in Paris.", "Anna lives in Paris."),
     "q2": (("cat",), None, "Ben has a pet dog.", "Ben has a pet cat."),
-    "q3": (("yes",), None, "Yes, Clara is a nurse.", "Yes, Clara is a nurse."),
+    "q3": (("no", "not"), None, "No, that is not right. Clara is a nurse.", "Clara is not a nurse."),
     "q4": (("no",), "yesno", "Yes, David lives in Rome.", "No, David lives in Oslo."),
 }
 
@@ -45,7 +45,7 @@ def scripted(world, monkeypatch):
 
 def test_t2t_beside_s2t_and_s2s_per_mode_and_kind(scripted, tmp_path):
     speech, asked = scripted
-    res = run_sqa(speech, samples(), ParrotJudge("yes it is paris"), modes=["vanilla", "verified"],
+    res = run_sqa(speech, samples(), ParrotJudge("it is not paris"), modes=["vanilla", "verified"],
                   text_max_new_tokens=7)
     for mode in ("vanilla", "verified"):
         m = res.metrics[mode]
@@ -53,7 +53,7 @@ def test_t2t_beside_s2t_and_s2s_per_mode_and_kind(scripted, tmp_path):
         assert m["transfer_gap"] == 0.5 and m["t2t_failed"] == 0 and m["failed"] == 0
         assert (m["s2t_accuracy_open"], m["s2t_accuracy_yesno"]) == (0.5, 0.5)
         assert (m["t2t_accuracy_open"], m["t2t_accuracy_yesno"]) == (1.0, 1.0)
-        assert (m["s2s_accuracy_open"], m["s2s_accuracy_yesno"]) == (0.5, 0.5)  # the judge hears "yes ... paris"
+        assert (m["s2s_accuracy_open"], m["s2s_accuracy_yesno"]) == (0.5, 0.5)  # the judge hears "not ... paris"
     assert res.info["skipped_no_answers"] == 1 and res.info["samples"] == 4 and res.info["t2t"] == "asked"
     assert res.info["open_samples"] == 2 and res.info["yesno_samples"] == 2  # q2 / q3: kind from the answers
     assert len(asked) == 8 and {a[2] for a in asked} == {7} and "question q5" not in {a[0] for a in asked}

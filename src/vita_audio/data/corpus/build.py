@@ -40,6 +40,12 @@ def _seed(cfg: CorpusConfig, name: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{cfg.seed}:{name}".encode(), digest_size=4).digest(), "big")
 
 
+def content_key(text: str, voice: str, seed: int, sample_rate: int) -> str:
+    """A short hash of what a wav file holds, part of its name: a resumed or forced build reuses a file only when it
+    would synthesise the same audio (the names alone, by position, would hand one text's audio to another)."""
+    return hashlib.blake2b(f"{text}\x00{voice}\x00{seed}\x00{sample_rate}".encode(), digest_size=5).hexdigest()
+
+
 def qa_fields(item: QA) -> dict:
     """The fields of a QA row that say which fact it asks about and how (the eval reports per subset)."""
     return {"fact_id": item.fact_id, "kind": item.kind, "transfer": item.transfer}
@@ -49,7 +55,7 @@ def qa_stats(plan: dict) -> dict:
     """Facts and questions of the plan: the split of the facts, the test's make-up, the thinnest word coverage."""
     facts = plan["facts"]
     test = plan["qa"]["test"]
-    kinds = Counter("open" if q.kind == "open" else q.aliases[0] for q in test)
+    kinds = Counter(q.label for q in test)
     return {"facts": len(facts), "spoken_trained_facts": sum(f.spoken for f in facts),
             "text_only_facts": sum(not f.spoken for f in facts),
             "test_items": len(test), "test_open": kinds["open"], "test_yes": kinds["yes"], "test_no": kinds["no"],
@@ -69,7 +75,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: int = 2, force: bool = False) -> dict:
     """Synthesise the corpus into `out_dir` (skipped when `out_dir/DONE` holds this config's hash).
 
-    Interrupted builds resume: finished wav files are kept and not synthesised again. Returns the stats."""
+    Interrupted builds resume: finished wav files (named by their content, `content_key`) are kept and not
+    synthesised again. Returns the stats."""
     out = Path(out_dir)
     done = out / "DONE"
     if done.is_file() and not force:
@@ -89,11 +96,12 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: 
     index: dict[str, int] = {}  # relative path -> job
 
     def job(split: str, name: str, text: str, voice) -> str:
-        path = out / "wavs" / split / f"{name}_{voice.tag}.wav"
+        seed = _seed(cfg, name + voice.tag)
+        path = out / "wavs" / split / f"{name}_{voice.tag}_{content_key(text, voice.tag, seed, cfg.sample_rate)}.wav"
         rel = os.path.relpath(path, out / "asr")  # every jsonl folder is one level below out/
         if rel not in index:
             index[rel] = len(jobs_list)
-            jobs_list.append((str(path), text, voice, _seed(cfg, name + voice.tag), cfg.sample_rate))
+            jobs_list.append((str(path), text, voice, seed, cfg.sample_rate))
         return rel
 
     for split in SPLITS:

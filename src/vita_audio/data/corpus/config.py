@@ -23,6 +23,7 @@ class CorpusConfig:
     qa_share: float = 0.3  # share of the audio that is spoken QA
     qa_test: int = 100  # spoken test questions about the text-only facts (at most two per fact: 100)
     qa_val: int = 16  # spoken val questions, likewise, in other phrasings
+    text_rows: int = 0  # text QA train rows kept, those about the val / test facts first (0: all of them)
     sample_rate: int = 16000
 
     def digest(self) -> str:
@@ -42,4 +43,4 @@ class CorpusConfig:
         return max(n_sent, 1), max(n_qa, 1)
 
 
-TINY = CorpusConfig(hours=0.03, min_eval=2, qa_test=2, qa_val=2)
+TINY = CorpusConfig(hours=0.03, min_eval=2, qa_test=2, qa_val=2, text_rows=40)

@@ -12,7 +12,8 @@ Every person has 2 or 3 spoken-trained facts, every value one spoken-trained fac
 test question is spoken in training.
 
 Questions about a fact: 4 open phrasings per relation (answer: the statement; accepted alias: the value) and 3
-yes/no phrasings, asked with the true value ("Yes, <statement>") or a wrong one ("No, <statement>"). A phrasing is
+yes/no phrasings, asked with the true value ("Yes, that is right. <statement>") or a wrong one ("No, that is not
+right. <statement>"). A phrasing is
 identified by (kind, index); the held-out phrasings of a test fact are never used with that fact in training.
 """
 
@@ -64,6 +65,10 @@ RELATIONS = (
              ("Does {p} keep the keys in the {v}?", "Are {p}'s keys in the {v}?", "Is the {v} where {p} keeps the keys?")),
 )
 KINDS = ("open", "yesno")
+# Yes / no answers open with these; "not" is an accepted answer of a "no" question too: the offline judge
+# (pocketsphinx) hears a leading "No," from hibari as "now" 10 times out of 12, and "not" in "No, that is not right."
+# 12 times out of 12 (measured on 12 corpus answers).
+YES, NO = "Yes, that is right.", "No, that is not right."
 
 
 def words(text: str) -> list[str]:
@@ -83,6 +88,11 @@ class QA:
     aliases: tuple[str, ...]  # accepted answers (containment, spec section 7)
     transfer: bool  # the fact is text-only: never asked in speech in training
     entities: tuple[str, ...]  # the content words a listener must recognise: the name and the values in play
+
+    @property
+    def label(self) -> str:
+        """"open", or the answer of a yes/no question: "yes" | "no"."""
+        return "open" if self.kind == "open" else self.aliases[0]
 
 
 @dataclass(frozen=True)
@@ -109,8 +119,8 @@ class Fact:
         """The yes/no question of `phrasing` about value `asked`: "yes" when it is this fact's value."""
         q = self.relation.yesno[phrasing].format(p=self.person, v=asked)
         yes = asked == self.value
-        return QA(self.id, "yesno", phrasing, q, f"{'Yes' if yes else 'No'}, {self.statement}",
-                  ("yes",) if yes else ("no",), not self.spoken,
+        return QA(self.id, "yesno", phrasing, q, f"{YES if yes else NO} {self.statement}",
+                  ("yes",) if yes else ("no", "not"), not self.spoken,
                   (self.person, self.value) if yes else (self.person, self.value, asked))
 
     def wrong_value(self, rng: random.Random) -> str:

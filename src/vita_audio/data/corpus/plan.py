@@ -95,8 +95,8 @@ def spoken_train(facts: list[Fact], rng: random.Random, n: int) -> list[QA]:
     for i, f in enumerate(facts):
         qs = all_questions(f, rng, set())
         opens = [q for q in qs if q.kind == "open"]
-        yes = [q for q in qs if q.aliases == ("yes",)]
-        no = [q for q in qs if q.aliases == ("no",)]
+        yes = [q for q in qs if q.label == "yes"]
+        no = [q for q in qs if q.label == "no"]
         for group in (opens, yes, no):
             rng.shuffle(group)
         queue = interleave(opens, *((no, yes) if i % 2 else (yes, no)), len(qs))
@@ -133,6 +133,9 @@ def plan_text(cfg: CorpusConfig) -> dict:
 
     text_train = [q for f in facts for q in all_questions(f, rng, taken[f.id])]
     rng.shuffle(text_train)
+    if cfg.text_rows:
+        asked = {q.fact_id for q in qa["test"] + qa["val"]}
+        text_train = sorted(text_train, key=lambda q: q.fact_id not in asked)[: cfg.text_rows]  # stable: shuffled
     text_qa = {"train": text_train, "val": list(qa["val"]), "test": list(qa["test"])}
     audio_texts = sentences["train"] + [t for q in qa["train"] for t in (q.question, q.answer)]
     cov = coverage(qa["test"], audio_texts)

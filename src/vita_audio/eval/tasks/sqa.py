@@ -8,7 +8,8 @@ section 7, after the task's normaliser) per decode mode:
                    about the facts with speech taken out
     transfer_gap   t2t_accuracy - s2t_accuracy: what asking in speech instead of text costs on the same questions
     <figure>_open, <figure>_yesno   the three accuracies over the open / yes-no questions, when the set has both
-                   (a question is yes/no when its row says `kind: yesno`, or when its accepted answers are yes / no)
+                   (a question is yes/no when its row says `kind: yesno`, or when its first accepted answer is yes
+                   or no)
 
 On the offline corpus's test split every question asks about a fact the model learned from text only (never asked
 in speech in training, `data/corpus/facts.py`): t2t_accuracy is what it knows, s2t_accuracy how much of that it can
@@ -42,12 +43,12 @@ KINDS = ("open", "yesno")
 
 
 def question_kind(sample: EvalSample, normalizer: str) -> str:
-    """"yesno" or "open": the row's `kind` when it has one, else yes/no when every accepted answer is yes or no."""
+    """"yesno" or "open": the row's `kind` when it has one, else yes/no when the first accepted answer is yes or no
+    (the corpus accepts "no" or "not" for a no)."""
     kind = sample.extra.get("kind")
     if kind in KINDS:
         return kind
-    norm = get_normalizer(normalizer)
-    return "yesno" if {norm(a) for a in sample.answers} <= {"yes", "no"} else "open"
+    return "yesno" if get_normalizer(normalizer)(sample.answers[0]) in ("yes", "no") else "open"
 
 
 def ask_in_text(speech, question: str, decode: Decode, sampling: Sampling, max_new_tokens: int) -> Finished:
