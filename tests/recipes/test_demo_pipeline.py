@@ -1,6 +1,8 @@
-"""The whole `make demo` pipeline at tiny sizes, from an empty directory: corpus -> codec -> cache -> 4 stages ->
-eval (asr, tts, sqa, speed; Vanilla / Boost / Turbo) -> report; then a re-run that skips every finished step; then
-the Plus variant on the same corpus, codec and cache, whose report puts Boost's ASR WER beside its own."""
+"""The whole `make demo` pipeline at tiny sizes, from an empty directory: corpus -> codec -> cache -> the demo
+recipe's 4 stages (align, Vanilla ASR / TTS, backbone-only SFT, Vanilla ASR / TTS, MCTP stages) -> eval of the final
+checkpoint (asr, tts, sqa, speed; Vanilla / Boost / Turbo) -> report; then a re-run that skips every finished step;
+then the Plus variant (the reference's stage order) on the same corpus, codec and cache, whose report puts Boost's
+ASR WER beside its own."""
 
 from __future__ import annotations
 
@@ -35,24 +37,30 @@ def test_demo_pipeline_smoke(tmp_path):
         want = {"vanilla", "boost", "turbo"} | ({"verified"} if task == "speed" else set())
         assert set(doc["modes"]) == want, (task, doc["modes"].keys())
     report = (out / "report.md").read_text()
-    for section in ("## Goals", "## Wall time per step", "## Training: validation loss", "## Quality per decode mode",
-                    "## Speed per decode mode", "## Listen"):
+    for section in ("## Goals", "## Wall time per step", "## Training: validation loss", "## Quality per stage",
+                    "## Quality per decode mode", "## Speed per decode mode", "## Listen"):
         assert section in report
-    assert "| 4 |" in report  # stage 4's validation losses
+    assert "| demo/mctp_all | " in report and "| demo/sft | " in report  # validation losses, per-stage quality
+    for stage in ("demo_align", "demo_sft"):  # the intermediate stages that train the backbone, in Vanilla mode
+        for task in ("asr", "tts"):
+            doc = json.loads((out / "eval" / "stages" / stage / task / "metrics.json").read_text())
+            assert set(doc["modes"]) == {"vanilla"} and doc["ckpt_path"].endswith(f"{stage.replace('_', '/')}/hf")
+    assert "| asr | [input](wavs/" in report  # one example per task and mode
     assert "\r" not in first.stdout  # not a terminal: progress frames became lines
     assert f"report: {out / 'report.md'}" in first.stdout
     timings = json.loads((out / "timings.json").read_text())
-    assert {"codec", "boost_stage4", "eval_speed"} <= set(timings)
+    assert {"codec", "demo_sft", "demo_mctp_all", "eval_asr_demo_sft", "eval_speed"} <= set(timings)
 
     again = demo(tmp_path)  # resumable: every step with an output marker is skipped
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]
-    for name in ("boost_stage1", "boost_stage4", "eval_asr", "eval_speed"):
+    for name in ("demo_align", "eval_tts_demo_align", "demo_mctp_all", "eval_asr", "eval_speed"):
         assert f"[demo] {name}: already done" in again.stdout
     assert json.loads((out / "timings.json").read_text())["eval_speed"] == timings["eval_speed"]
 
-    plus = demo(tmp_path, "--variant", "plus", out="demo_plus")  # reuses corpus, codec and cache
+    # reuses corpus, codec and cache; no per-stage evaluations (a shorter test)
+    plus = demo(tmp_path, "--variant", "plus", "--stage-evals", "", out="demo_plus")
     assert plus.returncode == 0, plus.stdout[-4000:] + plus.stderr[-4000:]
-    assert "[demo] plus_stage4: done" in plus.stdout
+    assert "[demo] plus_stage4: done" in plus.stdout and "eval_asr_plus_stage1" not in plus.stdout
     asr = json.loads((tmp_path / "demo_plus" / "eval" / "asr" / "metrics.json").read_text())
     assert set(asr["modes"]) == {"vanilla", "boost", "turbo"}
     boost_asr = json.loads((out / "eval" / "asr" / "metrics.json").read_text())
