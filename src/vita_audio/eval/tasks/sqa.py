@@ -1,26 +1,31 @@
 """Spoken QA: answer each spoken question, and the same question asked as text; containment accuracy (spec
-section 7, after the task's normaliser) per decode mode:
+section 7, after the task's normaliser) per decode mode.
+
+Over every scored question:
 
     s2t_accuracy   spoken question -> the text answer contains an accepted answer (S->T)
     s2s_accuracy   spoken question -> the spoken answer, as the ASR judge hears it, contains one (S->S)
-    t2t_accuracy   the same question as TEXT (the sample's `question`; prompted as the corpus's text QA rows: the
-                   user turn is the question) -> the text answer contains one (T->T): what the model knows
-                   about the facts with speech taken out
-    transfer_gap   t2t_accuracy - s2t_accuracy: what asking in speech instead of text costs on the same questions
-    <figure>_open, <figure>_yesno   the three accuracies over the open / yes-no questions, when the set has both
-                   (a question is yes/no when its row says `kind: yesno`, or when its first accepted answer is yes
-                   or no)
+    t2t_accuracy   the same question as TEXT (the sample's `question`, prompted as the corpus's text QA rows: the
+                   user turn is the question) -> the text answer contains one (T->T)
 
-On the offline corpus's test split every question asks about a fact the model learned from text only (never asked
-in speech in training, `data/corpus/facts.py`): t2t_accuracy is what it knows, s2t_accuracy how much of that it can
-use when the question is spoken, s2s_accuracy how much it can also say; half the questions are yes/no with balanced
-answers (chance: 50 %), half open with a one-word answer (chance: about 10 %).
+Over the transfer split, the questions whose row says `transfer: true` (the offline corpus's val / test: each asks
+about a fact the model learned from text only, never asked in speech in training, `data/corpus/facts.py`):
 
-T->T is asked when `text_questions` is on and every scored sample has a question text (else `info.t2t` says why
-not). A sample without accepted answers cannot be scored: it is skipped and counted (`info.skipped_no_answers`).
-A spoken answer without audio is wrong for S->S and stays in the denominator (`no_audio`); a question whose audio
-cannot be prompted (unreadable, silent, too short for one audio code) is wrong for S->T and S->S (`failed`), a text
-question the model cannot be prompted with is wrong for T->T (`t2t_failed`)."""
+    tt_accuracy    T->T: what the model knows of those facts, speech taken out
+    st_accuracy    S->T: how much of it the model can use when the question is spoken
+    ss_accuracy    S->S: how much of it the model can also say (as the judge hears it)
+    st_accuracy_gap  tt_accuracy - st_accuracy: what asking in speech instead of text costs, same questions
+    {tt,st,ss}_accuracy_{open,yesno}  the same over the open / yes-no questions, when the split has both (a
+                   question is yes/no when its row says `kind: yesno`, or when its first accepted answer is yes or
+                   no); on the corpus half are yes/no with balanced answers (chance 50 %), half open with a one-word
+                   answer out of 10 values of its relation (chance about 10 %)
+    tt_samples     questions in the transfer split
+
+T->T is asked when `text_questions` is on and every scored question has a text (else `info.t2t` says why not).
+A sample without accepted answers cannot be scored: it is skipped and counted (`info.skipped_no_answers`). A
+spoken answer without audio is wrong for S->S and stays in the denominator (`no_audio`); a question whose audio
+cannot be prompted (unreadable, silent, too short for one audio code) is wrong for S->T and S->S (`failed`), a
+text question the model cannot be prompted with is wrong for T->T (`t2t_failed`)."""
 
 from __future__ import annotations
 
@@ -61,16 +66,23 @@ def ask_in_text(speech, question: str, decode: Decode, sampling: Sampling, max_n
 
 def accuracies(rows: list[dict], t2t: bool) -> dict[str, float]:
     """The accuracy figures of one mode's predictions (module docstring)."""
-    n = max(len(rows), 1)
-    out = {"s2t_accuracy": sum(r["s2t"] for r in rows) / n, "s2s_accuracy": sum(r["s2s"] for r in rows) / n}
+    def share(part: list[dict], fig: str) -> float:
+        return sum(r[fig] for r in part) / max(len(part), 1)
+
+    figs = ("s2t", "s2s", "t2t") if t2t else ("s2t", "s2s")
+    out = {f"{f}_accuracy": share(rows, f) for f in figs}
+    transfer = [r for r in rows if r["transfer"]]
+    if not transfer:
+        return out
+    short = {"s2t": "st", "s2s": "ss", "t2t": "tt"}
+    out.update({f"{short[f]}_accuracy": share(transfer, f) for f in figs})
+    out["tt_samples"] = len(transfer)
     if t2t:
-        out["t2t_accuracy"] = sum(r["t2t"] for r in rows) / n
-        out["transfer_gap"] = out["t2t_accuracy"] - out["s2t_accuracy"]
-    if len({r["kind"] for r in rows}) > 1:
+        out["st_accuracy_gap"] = out["tt_accuracy"] - out["st_accuracy"]
+    if len({r["kind"] for r in transfer}) > 1:
         for kind in KINDS:
-            part = [r for r in rows if r["kind"] == kind]
-            for fig in ("s2t", "s2s", "t2t") if t2t else ("s2t", "s2s"):
-                out[f"{fig}_accuracy_{kind}"] = sum(r[fig] for r in part) / len(part)
+            part = [r for r in transfer if r["kind"] == kind]
+            out.update({f"{short[f]}_accuracy_{kind}": share(part, f) for f in figs})
     return out
 
 
@@ -96,8 +108,6 @@ def run_sqa(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] =
             "skipped_no_answers": skipped, **{f"{k}_samples": kinds.count(k) for k in KINDS},
             "t2t": "asked" if t2t else ("off (text_questions=false)" if not text_questions
                                         else f"not asked: {no_text} samples have no question text")}
-    if any("transfer" in s.extra for s in scored):
-        info["transfer_samples"] = sum(s.extra.get("transfer") is True for s in scored)
     decode_sample = SampleDecoder(speech, "s2s", max_new_tokens, sampling)
     result = TaskResult("sqa", info={**info, "decodes": describe_modes(decodes)})
     for mode, decode in decodes.items():
@@ -106,9 +116,9 @@ def run_sqa(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] =
         for i, s in enumerate(progress(scored, f"sqa/{mode}")):
             d = decode_sample(s.audio, decode, s.id)
             done.append(d)
-            row = {"mode": mode, "id": s.id, "kind": kinds[i], "answers": list(s.answers),
-                   "question": s.extra.get("question"), "question_audio": str(s.audio), "s2t": False, "s2s": False,
-                   "error": d.error}
+            row = {"mode": mode, "id": s.id, "kind": kinds[i], "transfer": s.extra.get("transfer") is True,
+                   "answers": list(s.answers), "question": s.extra.get("question"), "question_audio": str(s.audio),
+                   "s2t": False, "s2s": False, "error": d.error}
             if d.out is not None:
                 out = d.out
                 heard = transcribe(judge, out.wav, out.sample_rate) if out.wav is not None else ""
