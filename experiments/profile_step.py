@@ -1,13 +1,15 @@
 """Where one decoder step's time goes: a Vanilla (backbone) step and an MCTP step, part by part.
 
-    python experiments/profile_step.py [--ckpt artifacts/stages/boost_stage4/hf] [--tokens 165] [--threads 1]
-                                       [--config '{"num_hidden_layers": 8, "hidden_size": 192, ...}']
+    python experiments/profile_step.py [--ckpt artifacts/stages/boost_stage4/hf] [--tokens 165] [--clock cpu]
+                                       [--config '{"num_hidden_layers": 8, "hidden_size": 192, ...}'] [--hf]
 
 One greedy decode per mode of a 32-token TTS prompt (`stop_ids=[]`, so every decode does the same work): Vanilla
 gives the backbone steps, Turbo with `drafting="all"` and the audio-only head at every MCTP step
 (`restrict_mctp="always"`, as inside an audio span) gives the MCTP steps (10 per backbone forward). Every part of a
 step is wrapped in a clock (inclusive times: a part's figure contains its sub-parts'), and the table gives the mean
-milliseconds per step of each kind, after the prefill. The parts:
+milliseconds per step of each kind, after the prefill. One torch thread; `--clock cpu` (the default) reads the
+process's CPU time, which other jobs on a shared machine do not inflate, `--clock wall` elapsed time. `--hf` runs the
+model calls through transformers' forward (the decoder before `inference/lean.py`). The parts:
 
     step                 one `Decoder.steps()` iteration: plan + logits + sampling + bookkeeping
       plan               StepPlanner.next and the (B,) tensor of modules
@@ -46,9 +48,10 @@ DEMO = ROOT / "artifacts" / "stages" / "boost_stage4" / "hf"
 class Clocks:
     """Inclusive seconds per part, per step (`begin_step` starts a step of one kind)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.process_time) -> None:
         self.steps: dict[str, list[dict[str, float]]] = defaultdict(list)
         self.cur: dict[str, float] | None = None
+        self.clock = clock
 
     def begin_step(self, kind: str) -> None:
         self.cur = defaultdict(float)
@@ -56,12 +59,12 @@ class Clocks:
 
     @contextmanager
     def part(self, name: str):
-        t0 = time.perf_counter()
+        t0 = self.clock()
         try:
             yield
         finally:
             if self.cur is not None:
-                self.cur[name] += time.perf_counter() - t0
+                self.cur[name] += self.clock() - t0
 
     def wrap(self, obj, attr: str, name: str) -> None:
         fn = getattr(obj, attr)
@@ -129,24 +132,26 @@ def instrument_model(lm, clocks: Clocks) -> None:
     _ = mu  # the masks of both callers are wrapped through their own module's name
 
 
-def decode(lm, ids, mode: str, tokens: int, clocks: Clocks | None):
+def decode(lm, ids, mode: str, tokens: int, clocks: Clocks | None, hf: bool = False):
     from vita_audio.inference.decoder import Decoder
 
     dec = Decoder(lm, ids, schedule=mode, max_new_tokens=tokens, stop_ids=[], restrict_mctp="always",
                   drafting="all")
+    dec._lean = dec._lean and not hf
     if clocks is not None:
         instrument(dec, clocks)
     it = dec.steps()
     n = 0
+    clock = clocks.clock if clocks is not None else time.perf_counter
     while True:
-        t0 = time.perf_counter()
+        t0 = clock()
         if clocks is not None:
             clocks.begin_step("pending")
         try:
             step = next(it)
         except StopIteration:
             break
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         n += 1
         if clocks is not None:
             cur = clocks.steps["pending"].pop()
@@ -205,24 +210,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--config", default=None, help="JSON overrides of the tiny Qwen2 shape (random weights)")
     ap.add_argument("--tokens", type=int, default=165)
     ap.add_argument("--prefill", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument("--hf", action="store_true", help="model calls through transformers' forward (no lean calls)")
     ap.add_argument("--ops", action="store_true", help="also print torch.profiler's operator tables")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
     lm, ids, label = build(args)
     decode(lm, ids, "turbo", 24, None)  # warm-up
     decode(lm, ids, "vanilla", 24, None)
-    clocks = Clocks()
+    clocks = Clocks(time.process_time if args.clock == "cpu" else time.perf_counter)
     instrument_model(lm, clocks)
-    decode(lm, ids, "vanilla", args.tokens, clocks)
+    decode(lm, ids, "vanilla", args.tokens, clocks, args.hf)
     van = clocks.table(PARTS)["M"]
     clocks.steps.clear()
-    decode(lm, ids, "turbo", args.tokens, clocks)
+    decode(lm, ids, "turbo", args.tokens, clocks, args.hf)
     turbo = clocks.table(PARTS)
     rows = {"backbone step (Vanilla)": van, "MCTP step (Turbo)": turbo["m"],
             "backbone step after an MCTP run (Turbo)": turbo["M"]}
-    print(f"model: {label}; {args.threads} thread(s); mean ms per step (inclusive)")
+    print(f"model: {label}; 1 thread, {args.clock} clock, {'transformers forward' if args.hf else 'lean calls'}; "
+          "mean ms per step (inclusive)")
     print("| part | " + " | ".join(rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for p in [*PARTS, "step (median)", "steps"]:

@@ -155,10 +155,23 @@ class SpeechLM:
         """The generation prompt ids of a task (a Plus model's frames: `inputs`)."""
         return self.inputs(task, inp)[0]
 
-    def stream(self, task: str, inp: AudioInput | str, **kwargs) -> Iterator[TextDelta | AudioChunk | Finished]:
-        """`stream()` of the task's prompt; kwargs go to `vita_audio.inference.stream.stream` (schedule, ...)."""
+    def answer_text(self, text: str) -> list[int]:
+        """The text ids of a TTS answer to `text`, as training prepends them to the answer's audio."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("task tts needs a non-empty text input")
+        return self.lm.backbone.tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
+
+    def stream(self, task: str, inp: AudioInput | str, force_text: bool = False,
+               **kwargs) -> Iterator[TextDelta | AudioChunk | Finished]:
+        """`stream()` of the task's prompt; kwargs go to `vita_audio.inference.stream.stream` (schedule, ...).
+        `force_text=True` (task tts only): the answer's text chunks are the input text's ids, forced; the model
+        writes only the audio (`forcing.py`)."""
+        if force_text and task != "tts":
+            raise ValueError(f"force_text needs task 'tts' (the answer's text is the input text), got task {task!r}")
         detok = None if task == "asr" else self.detokenizer
         ids, features = self.inputs(task, inp)
+        if force_text:
+            kwargs["force_text"] = self.answer_text(inp)
         return stream(self.lm, ids, detok, audio_features=features, **kwargs)
 
     def run(self, task: str, inp: AudioInput | str, **kwargs) -> Finished:

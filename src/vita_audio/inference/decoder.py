@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from vita_audio.inference.forcing import FORCED, forcer_for
 from vita_audio.inference.heads import Heads, check_span_drafting
 from vita_audio.inference.lean import backbone_step, lean_supported, level_step
 from vita_audio.inference.levels import Level
@@ -44,15 +45,16 @@ from vita_audio.model.lm import VitaAudioLM
 
 @dataclass
 class Step:
-    """What one decoder step emitted: one token per row (`tokens` (B,)), each by the backbone or an MCTP module
-    (`modules` (B,): -1 or k). `kind` is "M" when a live row's token came from the backbone, else "m"; `level` is
-    the deepest module a live row used (0 if none). Rows differ only under audio-only drafting in a batch."""
+    """What one decoder step emitted: one token per row (`tokens` (B,)), each by the backbone, an MCTP module or
+    text forcing (`modules` (B,): -1, k or -2). `kind` is "M" when a live row's token came from the backbone, else
+    "m" when one came from a module, else "F" (every live row forced: no model call); `level` is the deepest module
+    a live row used (0 if none). Rows differ only under audio-only drafting or text forcing in a batch."""
 
     kind: str
     level: int
     tokens: torch.Tensor  # (B,)
     active: torch.Tensor  # (B,) bool: rows still generating when the token was emitted (False = ignore it)
-    modules: torch.Tensor  # (B,) long: -1 = the backbone's token, k = MCTP module k's
+    modules: torch.Tensor  # (B,) long: -1 = the backbone's token, k = MCTP module k's, -2 = forced text
 
 
 def left_pad(rows: Sequence[Sequence[int]] | torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -95,6 +97,11 @@ class Decoder:
         drafting: "audio" (the default) = each row takes MCTP steps only inside audio spans, the backbone writes
             its text; "all" = MCTP steps emit any token (the reference's behaviour; random-weight models, which
             never open a span, need it to run MCTP steps at all); see `schedule.py`.
+        force_text: per row, the text ids of its interleaved answer (e.g. a TTS request's text), or None: the
+            decoder emits them chunk by chunk and the model writes only the audio (`forcing.py`). Needs a model
+            with audio markers, unverified decoding, and `interleave_ratio`.
+        interleave_ratio: the chunking of the forced answers [T1, A1, ...]; None = the checkpoint's stored
+            interleave ratio (`mtp_inference_mode`).
         record_logits: keep each step's logits (tests compare them with full re-forwards).
         audio_features: Plus models: (N, D) encoder frames of every `<|context_of_audio|>` of the prompts, in
             row-major order; the prefill then reads the adapter's embeddings there (`VitaAudioLM.input_embeddings`),
@@ -117,6 +124,8 @@ class Decoder:
         audio_features: torch.Tensor | None = None,
         seeds: Sequence[int | None] | None = None,
         drafting: str = DEFAULT_DRAFTING,
+        force_text: Sequence[Sequence[int] | None] | None = None,
+        interleave_ratio: Sequence[int] | None = None,
     ) -> None:
         self.lm = lm
         bb = lm.backbone
@@ -157,6 +166,8 @@ class Decoder:
         self.sampler = Sampler(sampling, device, rows=B, seeds=seeds)
         self.seeds = self.sampler.seeds
         self.heads = Heads(lm, self.stop_ids, restrict_mctp)
+        self.forcer = None if force_text is None else forcer_for(lm, force_text, interleave_ratio, verify, B, self.stop_ids)
+        self._after_forced = [False] * B  # rows whose last token was forced: their next model step is the backbone
         self.verify = verify
         self.draft_len = lm.num_mctp_modules if verify else max_run(self.schedule)
         self.cache = DynamicCache()
@@ -237,7 +248,8 @@ class Decoder:
 
     def _emit(self, tok: torch.Tensor, modules: torch.Tensor) -> Step:
         live = modules[self.active]
-        step = Step("M" if bool((live < 0).any()) else "m", max(int(live.max()), 0), tok, self.active.clone(), modules)
+        kind = "M" if bool((live == -1).any()) else "m" if bool((live >= 0).any()) else "F"
+        step = Step(kind, max(int(live.max()), 0), tok, self.active.clone(), modules)
         self.in_span = self.heads.span_update(self.in_span, tok)
         self.generated += 1
         self.active &= ~torch.isin(tok, self._stop) & (self.generated < self.budgets)
@@ -255,16 +267,33 @@ class Decoder:
             yield from self._verified_steps()
             return
         while not self.done:
-            modules = torch.tensor(self.planner.next(self.in_span.tolist()), device=self.tokens.device)  # (B,)
-            logits = self._planned_logits(modules)  # (B, V)
-            self._record(logits)
-            tok = self.sampler.pick(self.tokens, logits)
+            in_span = self.in_span.tolist()
+            plan = self.planner.next(in_span, self._after_forced)
+            forced = self.forcer.tokens(in_span) if self.forcer is not None else [None] * len(plan)
+            modules = torch.tensor([p if f is None else FORCED for p, f in zip(plan, forced)],
+                                   device=self.tokens.device)  # (B,)
+            logits = self._planned_logits(modules)  # (B, V), None when every live row is forced
+            if logits is None:
+                tok = torch.tensor([0 if f is None else f for f in forced], device=self.tokens.device)  # (B,)
+            else:
+                if self.forcer is not None:
+                    logits = self.forcer.restrict(logits, in_span)
+                self._record(logits)
+                tok = self.sampler.pick(self.tokens, logits)
+            if self.forcer is not None:
+                given = torch.tensor([0 if f is None else f for f in forced], device=tok.device)  # (B,)
+                tok = torch.where(modules == FORCED, given, tok)
+                self.forcer.advance(forced, tok.tolist(), in_span)
+                self._after_forced = [f is not None for f in forced]
             self._append(tok)
             yield self._emit(tok, modules)
 
     def _planned_logits(self, modules: torch.Tensor) -> torch.Tensor:
-        """Each row's logits (B, V) from its planned step (`modules` (B,): -1 = backbone, k = MCTP module k)."""
-        live = modules[self.active].tolist()
+        """Each row's logits (B, V) from its planned step (`modules` (B,): -1 = backbone, k = MCTP module k, -2 =
+        forced: no model call for it); None when no live row needs a model."""
+        live = modules[self.active & (modules != FORCED)].tolist()
+        if not live:
+            return None
         logits = None
         for k in sorted({m for m in live if m >= 0}, reverse=True):  # deepest level first, the backbone last
             rows = modules == k

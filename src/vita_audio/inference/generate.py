@@ -97,6 +97,8 @@ def generate(
     audio_features: torch.Tensor | None = None,
     seeds: Sequence[int | None] | None = None,
     drafting: str = DEFAULT_DRAFTING,
+    force_text: Sequence[Sequence[int] | None] | None = None,
+    interleave_ratio: Sequence[int] | None = None,
 ) -> GenerationOutput:
     """Decode new tokens for each prompt row.
 
@@ -118,10 +120,13 @@ def generate(
         drafting: "audio" (the default) = MCTP steps inside audio spans only (the backbone writes the text: a
             greedy answer without audio is Vanilla's); "all" = MCTP steps emit any token (the reference's; needed
             for MCTP steps on random weights, which never open a span). See `schedule.py`.
+        force_text: per row, the text ids of its interleaved answer (a TTS request's text), or None: the decoder
+            emits them chunk by chunk (`interleave_ratio`, default the checkpoint's) and the model writes
+            only the audio; the rows' text is then exactly these ids (`forcing.py`). Not with `verify`.
     """
     schedule = default_schedule(lm) if schedule is None else schedule
     kwargs = dict(schedule=schedule, sampling=sampling, stop_ids=stop_ids, restrict_mctp=restrict_mctp, verify=verify,
-                  record_logits=record_logits, drafting=drafting)
+                  record_logits=record_logits, drafting=drafting, force_text=force_text, interleave_ratio=interleave_ratio)
     if not verify:
         return run_decoder(Decoder(lm, input_ids, attention_mask=attention_mask, audio_features=audio_features,
                                    max_new_tokens=max_new_tokens, seeds=seeds, **kwargs))

@@ -151,9 +151,12 @@ class StepPlanner:
         self._steps = schedule_steps(schedule)
         self._runs = [0] * rows  # per row: MCTP steps since its last backbone step
 
-    def next(self, in_span: Sequence[bool]) -> list[int]:
+    def next(self, in_span: Sequence[bool], backbone: Sequence[bool] | None = None) -> list[int]:
+        """`backbone` (one bool per row, None = none): rows that must take a backbone step now whatever the schedule
+        says (after a forced token, which no model has consumed; `forcing.py`); their run restarts too."""
         kind, _ = next(self._steps)
-        mctp = [kind == "m" and (self.drafting == "all" or bool(s)) for s in in_span]
+        backbone = backbone if backbone is not None else [False] * len(in_span)
+        mctp = [kind == "m" and (self.drafting == "all" or bool(s)) and not b for s, b in zip(in_span, backbone)]
         modules = [run if m else -1 for run, m in zip(self._runs, mctp)]
         self._runs = [run + 1 if m else 0 for run, m in zip(self._runs, mctp)]
         return modules

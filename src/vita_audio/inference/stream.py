@@ -66,14 +66,18 @@ def stream(
     verify: bool = False,
     audio_features: torch.Tensor | None = None,
     drafting: str = DEFAULT_DRAFTING,
+    force_text: Sequence[int] | None = None,
+    interleave_ratio: Sequence[int] | None = None,
 ) -> Iterator[TextDelta | AudioChunk | Finished]:
     """Decode one prompt, yielding `TextDelta`s and (with a detokenizer) `AudioChunk`s, then one `Finished`.
     `audio_features`: a Plus model's encoder frames (N, D), one per `<|context_of_audio|>` of the prompt.
-    `drafting`: "audio" (MCTP steps inside audio spans only) or "all" (the reference's); see `schedule.py`."""
+    `drafting`: "audio" (MCTP steps inside audio spans only) or "all" (the reference's); see `schedule.py`.
+    `force_text`: the answer's text ids, forced into its text chunks (the model writes only audio; `forcing.py`)."""
     bb = lm.backbone
     dec = Decoder(lm, [list(input_ids)], schedule=default_schedule(lm) if schedule is None else schedule,
                   max_new_tokens=max_new_tokens, sampling=sampling, stop_ids=stop_ids, verify=verify,
-                  audio_features=audio_features, drafting=drafting)
+                  audio_features=audio_features, drafting=drafting,
+                  force_text=None if force_text is None else [list(force_text)], interleave_ratio=interleave_ratio)
     router = TokenRouter(bb.tokenizer, bb.audio_vocab, dec.stop_ids)
     session = detokenizer.stream() if detokenizer is not None else None
     sr = detokenizer.sample_rate if detokenizer is not None else None

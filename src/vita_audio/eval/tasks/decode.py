@@ -64,14 +64,16 @@ class SampleDecoder:
         self.speech = self.clock.attach(speech)
         self.task, self.max_new_tokens, self.sampling = task, max_new_tokens, sampling
 
-    def __call__(self, inp, decode: Decode, sample_id: str) -> Decoded:
+    def __call__(self, inp, decode: Decode, sample_id: str, force_text: bool = False) -> Decoded:
+        """`force_text` (tts): the answer's text chunks are the input text, forced (`inference/forcing.py`)."""
         self.clock.reset()
         t0 = time.perf_counter()
+        forcing = {"force_text": True} if force_text else {}
         try:  # `SpeechLM.stream` builds the prompt (and encodes the input audio) before it returns
             events = self.speech.stream(self.task, inp, max_new_tokens=self.max_new_tokens,
                                         sampling=sample_sampling(self.sampling, sample_id),
                                         schedule=decode.schedule, verify=decode.verify,
-                                        drafting=decode.drafting)
+                                        drafting=decode.drafting, **forcing)
         except ValueError as err:  # AudioError, an input too short for one audio code, an empty text
             return Decoded(None, f"{type(err).__name__}: {err}")
         prompt_s = time.perf_counter() - t0

@@ -7,6 +7,13 @@ samples with a readable original, and the model's figure over exactly those samp
 
 A sample without audio output is heard as "" (all deletions, `no_audio`); a text that cannot be prompted (empty) is
 counted in `failed` and scored the same way. Neither leaves the denominator.
+
+The answer's own text channel (the interleaved text the model writes before and between its audio chunks) is scored
+against the input text too: `text_wer` (`text_cer` for Chinese rows) and `text_copied`, the share of answers whose
+text is the input text after the normaliser (the model must copy it: speech that follows other text says something
+else). With `force_text=True` every mode also runs with the input text forced into the answer's text chunks (the
+model writes only the audio; `inference/forcing.py`), reported as an extra row `<mode>_forced_text` beside the free
+one: its judge WER is the audio's alone, with the text right by construction.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from vita_audio.eval.normalize import get_normalizer
 from vita_audio.eval.progress import progress
 from vita_audio.eval.tasks.common import TaskResult, describe_modes, resolve_modes, save_wav
 from vita_audio.eval.tasks.decode import SampleDecoder, speed_metrics
+from vita_audio.inference.forcing import check_forcing
 from vita_audio.inference.sampling import Sampling
 
 
@@ -49,14 +57,22 @@ def judge_originals(judge, samples: Sequence[EvalSample]) -> tuple[list[int], li
 
 def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 512, sampling: Sampling | None = None,
-            drafting: str | None = None, save_audio: int = 0, audio_dir: str | None = None, **_) -> TaskResult:
-    """`save_audio`: the generated speech of the first so many samples per mode is written under `audio_dir`."""
-    get_normalizer(normalizer)  # an unknown name fails before any decoding
+            drafting: str | None = None, save_audio: int = 0, audio_dir: str | None = None,
+            force_text: bool = False, **_) -> TaskResult:
+    """`save_audio`: the generated speech of the first so many samples per mode is written under `audio_dir`.
+    `force_text`: also decode every mode with the input text forced into the answer's text chunks (rows
+    `<mode>_forced_text`)."""
+    norm = get_normalizer(normalizer)  # an unknown name fails before any decoding
     decodes = resolve_modes(modes, speech.lm, drafting)
+    if force_text:  # what forcing cannot honour fails before any decoding
+        for decode in decodes.values():
+            check_forcing(speech.lm, decode.verify)
+    runs = [(mode, decode, False) for mode, decode in decodes.items()]
+    runs += [(f"{mode}_forced_text", decode, True) for mode, decode in decodes.items()] if force_text else []
     decode_sample = SampleDecoder(speech, "tts", max_new_tokens, sampling)
     texts, languages = [s.text for s in samples], [s.language for s in samples]
     result = TaskResult("tts", info={"normalizer": normalizer, "samples": len(samples),
-                                     "decodes": describe_modes(decodes)})
+                                     "decodes": describe_modes(decodes), "force_text": bool(force_text)})
     base_rows, base_heard, unreadable = judge_originals(judge, samples)
     if base_rows:
         base = scores_by_language([texts[i] for i in base_rows], base_heard, [languages[i] for i in base_rows],
@@ -65,10 +81,10 @@ def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] =
         result.info["baseline_samples"] = len(base_rows)
     if unreadable:
         result.info["baseline_unreadable"] = unreadable
-    for mode, decode in decodes.items():
+    for mode, decode, forced in runs:
         heard_all, done, no_audio = [], [], 0
         for i, s in enumerate(progress(samples, f"tts/{mode}")):
-            d = decode_sample(s.text, decode, s.id)
+            d = decode_sample(s.text, decode, s.id, force_text=forced)
             done.append(d)
             wav, rate = (d.out.wav, d.out.sample_rate) if d.out is not None else (None, None)
             heard = transcribe(judge, wav, rate) if wav is not None else ""  # failed or silent: all deletions
@@ -82,6 +98,9 @@ def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] =
                                        "audio_seconds": wav.numel() / rate if wav is not None else 0.0,
                                        "wav": wav_path, "error": d.error})
         m = {f"judge_{k}": v for k, v in scores_by_language(texts, heard_all, languages, normalizer).items()}
+        said = [d.out.text if d.out is not None else "" for d in done]  # the answers' text channel
+        m.update({f"text_{k}": v for k, v in scores_by_language(texts, said, languages, normalizer).items()})
+        m["text_copied"] = sum(norm(a) == norm(t) for a, t in zip(said, texts)) / len(texts) if texts else 0.0
         if base_rows:
             same = scores_by_language([texts[i] for i in base_rows], [heard_all[i] for i in base_rows],
                                       [languages[i] for i in base_rows], normalizer)
