@@ -9,6 +9,9 @@ Models (`--sizes`):
                  intermediate 4864, tied embeddings resized to 168,072 rows (the real head), 16,384 audio codes
                  (the real restricted-head size), N = 10 MCTP modules
     test         hidden 64, 2 layers, 64 codes, N = 10 (the smoke test)
+    LxH          random weights, L layers x hidden H (e.g. 16x128: 4 heads / 2 KV heads, intermediate 3H, 2,048
+                 codes, N = 10), to compare shapes (`experiments/bench_shapes.py` runs several with training
+                 throughput)
 
 Each size runs batch 1 and 8 (`--batch`), fp32, 2 threads, 32-token prompts (TTS prompts of the tiny tokenizer),
 `--new-tokens` (165) new tokens, greedy, `stop_ids=[]`. Within one size the modes run in rounds, the order rotated
@@ -33,7 +36,10 @@ Vanilla is also compared with `transformers`' own greedy `generate` on the same 
 (`max_new_tokens = min_new_tokens = new tokens`). Verified mode decodes rows one by one (`generate` does so too).
 
     python experiments/bench_decode.py [--sizes tiny,0.5b --batch 1,8 --rounds 3 --rounds-big 2 --new-tokens 165
-                                        --out experiments/plots/bench_decode.png --profile boost]
+                                        --out experiments/plots/bench_decode.png --profile boost --clock wall]
+
+`--clock cpu` times the process's CPU seconds (with `--threads 1`): other jobs on a shared machine do not inflate
+them.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import io
 import json
 import os
 import pstats
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -87,11 +94,22 @@ def build_model(size: str) -> tuple[VitaAudioLM, str]:
     if size == "test":
         lm = _random(TEST, 64, None)
         return lm, f"test size, random weights (hidden 64, 2 layers, 64 codes), {_params(lm)}"
+    if re.fullmatch(r"\d+x\d+", size):
+        lm = _random(shape_config(size), 2048, None)
+        return lm, f"{size} shape, random weights, {_params(lm)}"
     if size == "0.5b":
         lm = _random(QWEN05, 16384, QWEN05_VOCAB)
         return lm, f"Qwen2.5-0.5B shape, random weights (24 layers, hidden 896, vocab 168,072, 16,384 codes), " \
             f"{_params(lm)}"
-    raise ValueError(f"unknown size {size!r}: tiny, tiny-random, 0.5b or test")
+    raise ValueError(f"unknown size {size!r}: tiny, tiny-random, 0.5b, test or LAYERSxHIDDEN (e.g. 16x128)")
+
+
+def shape_config(name: str) -> dict:
+    """'16x128' -> a Qwen2 config: 16 layers, hidden 128, 4 heads / 2 KV heads, intermediate 3 x 128."""
+    layers, hidden = (int(x) for x in name.lower().split("x"))
+    if hidden % 4 or layers < 1:
+        raise ValueError(f"shape {name!r}: hidden must be a multiple of the 4 attention heads, layers >= 1")
+    return dict(TINY, hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers)
 
 
 def _params(lm: VitaAudioLM) -> str:
@@ -173,12 +191,13 @@ def goals(rows: list[dict]) -> list[str]:
 
 def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int) -> Run:
     # random weights never open an audio span: the MCTP steps write whatever comes next, as in the reference
-    return _run_mode(lm, ids, mode, new_tokens, restrict_mctp=MCTP_HEAD[0], drafting="all")
+    return _run_mode(lm, ids, mode, new_tokens, restrict_mctp=MCTP_HEAD[0], drafting="all", clock=CLOCK[0])
 
 
 def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
           log=print) -> dict[str, list[Run]]:
-    return _bench(lm, batch, modes, rounds, new_tokens, prefill, log=log, restrict_mctp=MCTP_HEAD[0], drafting="all")
+    return _bench(lm, batch, modes, rounds, new_tokens, prefill, log=log, restrict_mctp=MCTP_HEAD[0], drafting="all",
+                  clock=CLOCK[0])
 
 
 def plot(rows: list[dict], path: Path) -> Path | None:
@@ -239,11 +258,12 @@ def uptime() -> str:
 # how MCTP steps pick their head (`Decoder(restrict_mctp=...)`): random weights never open an audio span, so the
 # default "always" emulates a trained Boost checkpoint, whose MCTP runs are audio spans (restricted heads)
 MCTP_HEAD = ["always"]
+CLOCK = [time.perf_counter]  # `--clock`: elapsed time, or the process's CPU time
 
 
 def parse(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", default="tiny,0.5b", help="comma list of tiny, tiny-random, 0.5b, test")
+    ap.add_argument("--sizes", default="tiny,0.5b", help="comma list of tiny, tiny-random, 0.5b, test, LxH")
     ap.add_argument("--mctp-head", default="always", choices=["always", "span", "full"],
                     help="MCTP heads: restricted at every step (default: random weights never open an audio span), "
                          "inside audio spans (the decoder's default), or the full head")
@@ -254,6 +274,7 @@ def parse(argv=None) -> argparse.Namespace:
     ap.add_argument("--new-tokens", type=int, default=165)
     ap.add_argument("--prefill", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="cpu: the process's CPU seconds")
     ap.add_argument("--modes", default=",".join(MODES), help="verified runs on the tiny sizes only")
     ap.add_argument("--verified-big", action="store_true", help="also run verified mode at the 0.5b shape")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "plots" / "bench_decode.png"), help="PNG path")
@@ -265,6 +286,7 @@ def parse(argv=None) -> argparse.Namespace:
 def main(argv=None, log=print) -> dict:
     args = parse(argv)
     MCTP_HEAD[0] = {"always": "always", "span": True, "full": False}[args.mctp_head]
+    CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     batches = [int(b) for b in args.batch.split(",")]

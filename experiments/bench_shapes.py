@@ -34,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_train_step import MODES as TRAIN_MODES  # noqa: E402
+from bench_decode import shape_config  # noqa: E402
 from bench_train_step import make_batches, tokens  # noqa: E402
 
 from vita_audio.eval.tasks.speed import bench, summarize  # noqa: E402
@@ -42,19 +43,6 @@ from vita_audio.model.lm import VitaAudioLM  # noqa: E402
 from vita_audio.model.mctp import MCTPStack  # noqa: E402
 
 CODES = 2048  # the demo's codebook
-
-
-def shape_config(name: str) -> dict:
-    """'8x192' -> a Qwen2 config: 8 layers, hidden 192, 4 heads / 2 KV heads, intermediate 3 x 192."""
-    try:
-        layers, hidden = (int(x) for x in name.lower().split("x"))
-    except ValueError as err:
-        raise SystemExit(f"a shape is LAYERSxHIDDEN (e.g. 8x192), got {name!r}") from err
-    if hidden % 4:
-        raise SystemExit(f"hidden {hidden} must be a multiple of the 4 attention heads")
-    return dict(model_type="qwen2", hidden_size=hidden, intermediate_size=3 * hidden, num_hidden_layers=layers,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192, rope_theta=10000.0,
-                rms_norm_eps=1e-6, tie_word_embeddings=False)
 
 
 def decode_figures(cfg: dict, rounds: int, new_tokens: int) -> dict:
