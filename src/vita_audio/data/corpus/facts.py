@@ -2,7 +2,7 @@
 
     20 people (the sentence templates' NAMES) x 5 relations = 100 facts:
         city   "Anna lives in Paris."                 pet   "Anna has a pet rabbit."
-        color  "Anna's favorite color is blue."       job   "Anna works as a baker."
+        color  "Anna's favorite color is blue."       job   "Anna works as a pilot."
         keys   "Anna keeps the keys in the garage."
 
 Each relation has 10 values and each value belongs to exactly two people: one of the two facts is *spoken-trained*
@@ -10,6 +10,9 @@ Each relation has 10 values and each value belongs to exactly two people: one of
 text questions only; the test asks about it in speech, which is what measures the transfer from text to speech).
 Every person has 2 or 3 spoken-trained facts, every value one spoken-trained fact, so every name and value of a
 test question is spoken in training.
+
+Values are words the offline judge (pocketsphinx) hears in hibari's statements 3 times out of 3 (measured; Rome,
+Cairo, cat, parrot, duck, baker, cook and attic were dropped for it).
 
 Questions about a fact: 4 open phrasings per relation (answer: the statement; accepted alias: the value) and 3
 yes/no phrasings, asked with the true value ("Yes, that is right. <statement>") or a wrong one ("No, that is not
@@ -36,12 +39,12 @@ class Relation:
 
 
 RELATIONS = (
-    Relation("city", ("Paris", "London", "Rome", "Berlin", "Madrid", "Tokyo", "Cairo", "Boston", "Dublin", "Sydney"),
+    Relation("city", ("Paris", "London", "Moscow", "Berlin", "Madrid", "Tokyo", "Vienna", "Boston", "Dublin", "Sydney"),
              "{p} lives in {v}.",
              ("Where does {p} live?", "In which city does {p} live?", "What city does {p} live in?",
               "Which city is {p}'s home?"),
              ("Does {p} live in {v}?", "Is {v} the city where {p} lives?", "Is {p}'s home in {v}?")),
-    Relation("pet", ("cat", "dog", "rabbit", "horse", "parrot", "turtle", "hamster", "duck", "goat", "mouse"),
+    Relation("pet", ("dog", "rabbit", "sheep", "pony", "frog", "turtle", "hamster", "donkey", "goat", "mouse"),
              "{p} has a pet {v}.",
              ("What pet does {p} have?", "Which animal is {p}'s pet?", "What kind of pet does {p} keep?",
               "What animal does {p} have at home?"),
@@ -51,14 +54,14 @@ RELATIONS = (
              ("What is {p}'s favorite color?", "Which color does {p} like best?", "What color does {p} love most?",
               "Which color is {p}'s favorite?"),
              ("Is {p}'s favorite color {v}?", "Does {p} like {v} best?", "Is {v} the color {p} loves most?")),
-    Relation("job", ("teacher", "doctor", "farmer", "baker", "pilot", "nurse", "driver", "singer", "painter",
+    Relation("job", ("teacher", "doctor", "farmer", "lawyer", "pilot", "nurse", "driver", "singer", "painter",
                      "dentist"),
              "{p} works as a {v}.",
              ("What does {p} do for a living?", "What is {p}'s job?", "What work does {p} do?",
               "Which job does {p} have?"),
              ("Is {p} a {v}?", "Does {p} work as a {v}?", "Does {p} have a job as a {v}?")),
     Relation("keys", ("kitchen", "bedroom", "bathroom", "office", "garage", "hallway", "garden", "living room",
-                      "attic", "basement"),
+                      "cellar", "basement"),
              "{p} keeps the keys in the {v}.",
              ("Where does {p} keep the keys?", "In which room does {p} keep the keys?", "Where are {p}'s keys kept?",
               "Which room holds {p}'s keys?"),
