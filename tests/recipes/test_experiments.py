@@ -25,7 +25,8 @@ def chain_of(name: str) -> str:
 # every experiment ships as a chain of stages; runs go in stage order so each finds its predecessor
 CHAINS = sorted({chain_of(e) for e in EXPERIMENTS})
 # audio=builtin: the 7B recipes default to glm4voice (the published checkpoints' codec)
-FDR = ["trainer=cpu", "model/backbone=tiny", "audio=builtin", "trainer.fast_dev_run=true", "audio.codebook_size=64", *TEST_SIZE,
+FDR = ["trainer=cpu", "model/backbone=tiny", "audio=builtin", "trainer.fast_dev_run=true", "audio.codebook_size=64",
+       *TEST_SIZE,
        "callbacks.publish_stage.force=true",  # a fast_dev_run publishes nothing unless forced
        "data.max_len=512",
        "model.backbone.dtype=float32"]  # the 7B recipes load bf16 weights for DeepSpeed; the CPU test trains in 32-true
