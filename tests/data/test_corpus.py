@@ -92,11 +92,12 @@ def test_done_marker_and_resume(tiny_corpus, monkeypatch, tmp_path):
         build_corpus(out, CorpusConfig(hours=0.05), jobs=1)
     monkeypatch.undo()
 
-    # interrupted build: DONE missing and one file gone -> only that file is synthesised, identically
+    # interrupted build: BUILDING instead of DONE and one file gone -> only that file is synthesised, identically
     victim = sorted((out / "wavs" / "train").glob("*.wav"))[3]
     before = victim.read_bytes()
     victim.unlink()
     (out / "DONE").unlink()
+    (out / "BUILDING").write_text(TINY.digest())
     rendered, real = [], build_mod.render
 
     def counting(job):
@@ -109,19 +110,32 @@ def test_done_marker_and_resume(tiny_corpus, monkeypatch, tmp_path):
     assert rendered == [str(victim)] and victim.read_bytes() == before and (out / "DONE").is_file()
 
 
-def test_a_forced_rebuild_never_reuses_another_texts_audio(monkeypatch, tmp_path):
-    """A wav file is reused by a later build of another config only when it holds the same text (no synthesis
-    here: `render` records what each path would hold)."""
-    holds: dict[str, set] = {}
-
-    def record(job):
-        holds.setdefault(job[0], set()).add((job[1], job[2].tag, job[3]))
+def test_wav_files_of_another_config_are_never_reused(monkeypatch, tmp_path):
+    """Files are reused by name, so a build never runs over the wav files of another config: it refuses them, or
+    deletes them with --force (no synthesis here: `render` writes the text it was given, and reuses a file as the
+    real one does)."""
+    def fake_render(job):
+        path = Path(job[0])
+        if not path.is_file():
+            path.write_text(job[1])
         return 1.0
 
-    monkeypatch.setattr(build_mod, "render", record)
+    monkeypatch.setattr(build_mod, "render", fake_render)
+    other = dataclasses.replace(TINY, seed=1)
     build_corpus(tmp_path, TINY, jobs=1)
-    build_corpus(tmp_path, dataclasses.replace(TINY, seed=1), jobs=1, force=True)
-    assert len(holds) > 100 and all(len(v) == 1 for v in holds.values())
+    (tmp_path / "DONE").unlink()  # an interrupted build of TINY ...
+    (tmp_path / "BUILDING").write_text(TINY.digest())
+    with pytest.raises(FileExistsError, match="unfinished corpus of another config"):
+        build_corpus(tmp_path, other, jobs=1)  # ... is not resumed by another config
+    (tmp_path / "BUILDING").unlink()
+    with pytest.raises(FileExistsError, match="unknown config"):
+        build_corpus(tmp_path, other, jobs=1)
+    build_corpus(tmp_path, other, jobs=1, force=True)
+    rows = [r for t in ("asr", "sqa") for r in read_jsonl(tmp_path / t / "train.jsonl")]
+    for r in rows:
+        spoken = r.extra.get("question") or r.messages[1][1]
+        assert Path(r.audios[0]).read_text() == spoken  # every file holds its own row's text
+    assert not (tmp_path / "BUILDING").exists() and (tmp_path / "DONE").is_file()
 
 
 def test_tokenize_command_and_corpus_config(tiny_corpus, tok_av, tmp_path):

@@ -87,3 +87,8 @@ def test_plan_is_deterministic_and_seeded(plan):
     again = plan_text(CorpusConfig())
     assert again["qa"] == plan["qa"] and again["text_qa"] == plan["text_qa"] and again["facts"] == plan["facts"]
     assert plan_text(CorpusConfig(seed=1))["facts"] != plan["facts"]
+
+
+def test_a_test_larger_than_the_fact_world_is_refused():
+    with pytest.raises(ValueError, match="qa_test=101: expected 1..100"):
+        plan_text(CorpusConfig(qa_test=101))

@@ -7,6 +7,7 @@
       text/{train,val,test}.jsonl   question (text)                             -> answer (text; + "answers")
       wavs/<split>/*.wav            16 kHz mono 16-bit; paths in the jsonl are relative to the jsonl's folder
       stats.json, DONE              DONE holds the config hash: a rebuild with the same config is skipped
+      BUILDING                      the config hash of a build in progress (an interrupted one resumes)
 
 Spoken and text QA rows carry "fact_id" ("city:Anna"), "kind" ("open" | "yesno") and "transfer" (true: a question
 about a text-only fact, never asked in speech in training). sqa/train holds questions about the spoken-trained facts;
@@ -22,6 +23,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict
@@ -38,12 +40,6 @@ log = logging.getLogger(__name__)
 
 def _seed(cfg: CorpusConfig, name: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{cfg.seed}:{name}".encode(), digest_size=4).digest(), "big")
-
-
-def content_key(text: str, voice: str, seed: int, sample_rate: int) -> str:
-    """A short hash of what a wav file holds, part of its name: a resumed or forced build reuses a file only when it
-    would synthesise the same audio (the names alone, by position, would hand one text's audio to another)."""
-    return hashlib.blake2b(f"{text}\x00{voice}\x00{seed}\x00{sample_rate}".encode(), digest_size=5).hexdigest()
 
 
 def qa_fields(item: QA) -> dict:
@@ -72,22 +68,39 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def claim(out: Path, digest: str, force: bool) -> dict | None:
+    """Make `out` ready for a build of config `digest`: the stats of a finished build of it (nothing to do), else
+    None with `out/BUILDING` holding `digest`. Wav files are reused by name, so files of another or an unknown config
+    (a finished or interrupted build of another config, or a folder without markers) are a `FileExistsError`, or
+    deleted with `force`: a file name never hands one text's audio to another."""
+    done, building = out / "DONE", out / "BUILDING"
+    info = json.loads(done.read_text()) if done.is_file() else None
+    owner = info.get("config_hash") if info else building.read_text().strip() if building.is_file() else None
+    if info and owner == digest and not force:
+        log.info("corpus at %s is complete (config %s): nothing to do", out, digest)
+        return info["stats"]
+    if owner != digest and (info or (out / "wavs").exists()):
+        what = f"{'a' if info else 'an unfinished'} corpus of another config ({owner} != {digest})" if owner else \
+            "wav files of an unknown config (no DONE or BUILDING marker)"
+        if not force:
+            raise FileExistsError(f"{out} holds {what}: pass --force to rebuild it, or choose another --out")
+        log.warning("%s holds %s: deleting its wav files (--force)", out, what)
+        shutil.rmtree(out / "wavs", ignore_errors=True)
+    done.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    building.write_text(digest + "\n")
+    return None
+
+
 def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: int = 2, force: bool = False) -> dict:
     """Synthesise the corpus into `out_dir` (skipped when `out_dir/DONE` holds this config's hash).
 
-    Interrupted builds resume: finished wav files (named by their content, `content_key`) are kept and not
+    An interrupted build (`out_dir/BUILDING` holds its config's hash) resumes: finished wav files are kept and not
     synthesised again. Returns the stats."""
     out = Path(out_dir)
-    done = out / "DONE"
-    if done.is_file() and not force:
-        info = json.loads(done.read_text())
-        if info.get("config_hash") == cfg.digest():
-            log.info("corpus at %s is complete (config %s): nothing to do", out, cfg.digest())
-            return info["stats"]
-        raise FileExistsError(
-            f"{out} holds a corpus of another config ({info.get('config_hash')} != {cfg.digest()}): "
-            "pass --force to rebuild it, or choose another --out")
-    done.unlink(missing_ok=True)
+    finished = claim(out, cfg.digest(), force)
+    if finished is not None:
+        return finished
     t0 = time.time()
     plan = plan_text(cfg)
     rng = random.Random(cfg.seed + 1)
@@ -96,12 +109,11 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: 
     index: dict[str, int] = {}  # relative path -> job
 
     def job(split: str, name: str, text: str, voice) -> str:
-        seed = _seed(cfg, name + voice.tag)
-        path = out / "wavs" / split / f"{name}_{voice.tag}_{content_key(text, voice.tag, seed, cfg.sample_rate)}.wav"
+        path = out / "wavs" / split / f"{name}_{voice.tag}.wav"
         rel = os.path.relpath(path, out / "asr")  # every jsonl folder is one level below out/
         if rel not in index:
             index[rel] = len(jobs_list)
-            jobs_list.append((str(path), text, voice, seed, cfg.sample_rate))
+            jobs_list.append((str(path), text, voice, _seed(cfg, name + voice.tag), cfg.sample_rate))
         return rel
 
     for split in SPLITS:
@@ -149,7 +161,8 @@ def build_corpus(out_dir: str | Path, cfg: CorpusConfig = CorpusConfig(), jobs: 
         "build_seconds": round(time.time() - t0, 1), "jobs": jobs,
     }
     (out / "stats.json").write_text(json.dumps(stats, indent=1))
-    done.write_text(json.dumps({"config_hash": cfg.digest(), "stats": stats}, indent=1))
+    (out / "DONE").write_text(json.dumps({"config_hash": cfg.digest(), "stats": stats}, indent=1))
+    (out / "BUILDING").unlink()
     return stats
 
 

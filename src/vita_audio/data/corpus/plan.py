@@ -125,6 +125,11 @@ def plan_text(cfg: CorpusConfig) -> dict:
     text_only = [f for f in facts if not f.spoken]
     sentences = plan_sentences(cfg, rng, [f.statement for f in said])
 
+    for name in ("qa_test", "qa_val"):
+        n = getattr(cfg, name)
+        if not 1 <= n <= 2 * len(text_only):
+            raise ValueError(f"corpus config {name}={n}: expected 1..{2 * len(text_only)} (one open and one yes/no "
+                             f"question about each of the {len(text_only)} text-only facts at most)")
     taken: dict[str, set] = {f.id: set() for f in facts}
     qa = {"test": held_out_items(text_only, rng, cfg.qa_test, taken)}
     qa["val"] = held_out_items(text_only, rng, cfg.qa_val, taken)
