@@ -36,3 +36,22 @@ def test_mctp_stage_from_a_backbone_only_sft_checkpoint(tmp_path):
     clones = build_model(compose_cfg(tmp_path, ["+experiment=demo/mctp_all", *TINY]))
     with pytest.raises(ValueError, match=r"holds no trained MCTP module 0.*python train.py \+experiment=demo/mctp_one"):
         clones.initialize(str(published), "demo/mctp_one")
+
+
+def test_unpaired_weights_file_says_why(tmp_path, monkeypatch, caplog):
+    """A final.ckpt and final.safetensors without publish ids (an older version's stage) read the .ckpt and say so,
+    not that the ids differ."""
+    import vita_audio.training.init as init
+
+    ckpt = tmp_path / "final.ckpt"
+    ckpt.write_bytes(b"")
+    ckpt.with_suffix(".safetensors").write_bytes(b"")
+    monkeypatch.setattr(init, "_publish_id", lambda path: None)
+    with caplog.at_level("WARNING", logger="vita_audio.training.init"):
+        assert resolve_init_path(ckpt) == ckpt
+    assert "no publish id in final.ckpt or final.safetensors, as in stages published by an older version" in caplog.text
+    monkeypatch.setattr(init, "_publish_id", lambda path: path.suffix)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vita_audio.training.init"):
+        assert resolve_init_path(ckpt) == ckpt
+    assert "(publish ids differ)" in caplog.text

@@ -73,12 +73,15 @@ def resolve_init_path(path: str | Path) -> Path:
     path = Path(path)
     weights = path.with_suffix(".safetensors")
     if path.name == "final.ckpt" and path.exists() and weights.is_file():
-        ckpt_id = _publish_id(path)
-        if ckpt_id is not None and ckpt_id == _publish_id(weights):
+        ckpt_id, weights_id = _publish_id(path), _publish_id(weights)
+        if ckpt_id is not None and ckpt_id == weights_id:
             log.info("init_from %s: reading the weights-only %s published with it", path, weights.name)
             return weights
-        log.warning("init_from %s: %s beside it was not published with it (publish ids differ): reading the .ckpt",
-                    path, weights.name)
+        without = [f.name for f, i in ((path, ckpt_id), (weights, weights_id)) if i is None]
+        why = f"no publish id in {' or '.join(without)}, as in stages published by an older version" if without \
+            else "publish ids differ"
+        log.warning("init_from %s: %s beside it is not known to be published with it (%s): reading the .ckpt",
+                    path, weights.name, why)
         return path
     if path.suffix == ".safetensors" and not path.exists() and path.with_suffix(".ckpt").exists():
         log.warning("%s not found: reading %s instead (a stage published by an older version)",
