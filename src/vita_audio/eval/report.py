@@ -291,16 +291,21 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
         resynth = sorted({k for m in tts["modes"].values() for k in resynthesis_keys(m)})
         md += table(tts, [("judge_wer", "judge WER", "pct"), ("judge_wer_on_baseline_samples", "same sentences", "pct"),
                           *[(k, k.replace("_", " "), "pct") for k in resynth],
-                          *present(tts, [("judge_cer", "judge CER (Chinese rows)", "pct")]),
+                          *present(tts, [("judge_cer", "judge CER (Chinese rows)", "pct"),
+                                         ("text_wer", "text channel WER", "pct"),
+                                         ("text_copied", "text copied", "pct")]),
                           ("failed", "failed", "d"), ("no_audio", "no audio", "d"), *speed_cols]) + [""]
     if sqa:
         md += [f"### Spoken QA ({sqa.get('samples')} questions, {sqa.get('rule')}, normaliser "
                f"`{sqa.get('normalizer')}`, judge {sqa.get('judge', '?')})", "",
                "A question without a spoken answer counts as wrong for S->S and stays in the denominator.", ""]
-        md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"), *transfer_columns(sqa),
+        md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"),
+                          *present(sqa, [("t2t_accuracy", "T->T", "pct")]),
                           ("no_audio", "no audio", "d"), ("failed", "failed", "d"), *speed_cols]) + [""]
-        if not transfer_columns(sqa):
-            md += ["T->T / S->T / S->S on the transfer split: not measured (no `tt_*` / `st_*` / `ss_*` keys).", ""]
+        md += ["#### Transfer split (facts learned as text only, asked in speech)", ""]
+        transfer = transfer_columns(sqa)
+        md += table(sqa, transfer) + [""] if transfer else [
+            "T->T / S->T / S->S on the transfer split: not measured (no `tt_*` / `st_*` / `ss_*` keys).", ""]
     skipped = {t: d.get("invalid_records_skipped") for t, d in (("asr", asr), ("tts", tts), ("sqa", sqa))
                if d and d.get("invalid_records_skipped")}
     if skipped:
