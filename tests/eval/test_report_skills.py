@@ -43,9 +43,9 @@ def test_report_per_stage_by_voice_and_transfer(tmp_path):
                         for m in modes},
                      "vanilla_forced_text": {"judge_wer": 0.9, "judge_wer_on_baseline_samples": 0.9}}})
     write(out / "eval" / "sqa" / "metrics.json",
-          {"task": "sqa", "samples": 60, "modes": {m: {"s2t_accuracy": 0.5, "s2s_accuracy": 0.4, "tt_accuracy": 0.9,
-                                                       "t2t_accuracy": 0.8, "st_accuracy": 0.7, "ss_accuracy": 0.6, "tt_samples": 60}
-                                                   for m in modes}})
+          {"task": "sqa", "samples": 60,
+           "modes": {m: {"s2t_accuracy": 0.5, "s2s_accuracy": 0.4, "tt_accuracy": 0.9, "t2t_accuracy": 0.8,
+                         "st_accuracy": 0.7, "ss_accuracy": 0.6, "tt_samples": 60} for m in modes}})
     write(out / "eval" / "speed" / "metrics.json",
           {"task": "speed", "modes": {"vanilla": {"tokens_per_s": 50.0, "speedup_vs_vanilla": 1.0,
                                                   "ideal_speedup": 1.0},
