@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tiny", action="store_true", help=f"a test-sized corpus ({TINY.hours} h)")
     p.add_argument("--hours", type=float, default=None, help=f"approximate hours of audio (default {d.hours})")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--eval-fraction", type=float, default=d.eval_fraction, help="share of the template sentences in val, and in test")
+    p.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
+                   help="share of the template sentences in val, and in test")
     p.add_argument("--espeak-fraction", type=float, default=d.espeak_fraction)
     p.add_argument("--qa-share", type=float, default=d.qa_share)
     p.add_argument("--qa-test", type=int, default=None, help=f"spoken test questions (default {d.qa_test})")

@@ -55,7 +55,8 @@ def qa_stats(plan: dict) -> dict:
     return {"facts": len(facts), "spoken_trained_facts": sum(f.spoken for f in facts),
             "text_only_facts": sum(not f.spoken for f in facts),
             "test_items": len(test), "test_open": kinds["open"], "test_yes": kinds["yes"], "test_no": kinds["no"],
-            "test_facts": len({q.fact_id for q in test}),
+            "test_facts": len({q.fact_id for q in test}), "spoken_train_items": len(plan["qa"]["train"]),
+            "spoken_train_facts": len({q.fact_id for q in plan["qa"]["train"]}),
             "min_test_word_coverage": min(plan["coverage"].values(), default=0)}
 
 

@@ -65,7 +65,8 @@ RELATIONS = (
              "{p} keeps the keys in the {v}.",
              ("Where does {p} keep the keys?", "In which room does {p} keep the keys?", "Where are {p}'s keys kept?",
               "Which room holds {p}'s keys?"),
-             ("Does {p} keep the keys in the {v}?", "Are {p}'s keys in the {v}?", "Is the {v} where {p} keeps the keys?")),
+             ("Does {p} keep the keys in the {v}?", "Are {p}'s keys in the {v}?",
+              "Is the {v} where {p} keeps the keys?")),
 )
 KINDS = ("open", "yesno")
 # Yes / no answers open with these; "not" is an accepted answer of a "no" question too: the offline judge

@@ -135,6 +135,11 @@ def plan_text(cfg: CorpusConfig) -> dict:
     qa["val"] = held_out_items(text_only, rng, cfg.qa_val, taken)
     _, n_qa = cfg.item_counts()
     qa["train"] = spoken_train(said, rng, max(1, n_qa - len(qa["test"]) - len(qa["val"])))
+    asked = len({q.fact_id for q in qa["train"]})
+    if asked < len(said):
+        log.warning("corpus plan: spoken QA trains on %d of the %d spoken-trained facts only (%d spoken questions in "
+                    "all, %d of them val / test): raise --hours or --qa-share, or lower --qa-test", asked, len(said),
+                    n_qa, len(qa["test"]) + len(qa["val"]))
 
     text_train = [q for f in facts for q in all_questions(f, rng, taken[f.id])]
     rng.shuffle(text_train)
