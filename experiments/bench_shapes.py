@@ -4,8 +4,8 @@
                                         --json out.json]
 
 Times are CPU seconds of this process (`time.process_time`, one torch thread), so other jobs on a shared machine do
-not inflate them (wall time on a quiet machine is the same plus nothing). Per shape `LxH` (L layers, hidden H, 4 heads / 2 KV heads, intermediate 3H, the demo tokenizer with 2,048 codes,
-10 MCTP modules, random weights):
+not inflate them. Per shape `LxH` (L layers, hidden H, 4 heads / 2 KV heads, intermediate 3H, the demo tokenizer
+with 2,048 codes, 10 MCTP modules, random weights):
 
     decode   `eval/tasks/speed.py`'s benchmark of Vanilla / Boost / Turbo (batch 1, 32-token TTS prompt, 165 greedy
              tokens, no stop), MCTP steps on the audio-only head at every step and `drafting="all"` (random
@@ -121,8 +121,8 @@ def main(argv=None) -> dict:
         b, t = r["boost"], r["turbo"]
         s1, s4 = r.get("stage1_tokens_per_s"), r.get("stage4_tokens_per_s")
         cost = first["stage4_tokens_per_s"] / s4 if s4 else float("nan")
-        print(f"| {name} | {r['params_backbone_M']:.1f} | {r['backbone_step_ms']:.2f} | {r['backbone_after_run_ms']:.2f} "
-              f"| {t['mctp_step_ms']:.2f} | {t['r']:.3f} | {b['ideal']:.2f}x / {b['measured']:.2f}x | "
+        print(f"| {name} | {r['params_backbone_M']:.1f} | {r['backbone_step_ms']:.2f} | "
+              f"{r['backbone_after_run_ms']:.2f} | {t['mctp_step_ms']:.2f} | {t['r']:.3f} | {b['ideal']:.2f}x / {b['measured']:.2f}x | "
               f"{t['ideal']:.2f}x / {t['measured']:.2f}x | {s1 or float('nan'):,.0f} | {s4 or float('nan'):,.0f} | "
               f"{cost:.2f} |")
     if args.json:

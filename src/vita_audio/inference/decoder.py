@@ -166,7 +166,8 @@ class Decoder:
         self.sampler = Sampler(sampling, device, rows=B, seeds=seeds)
         self.seeds = self.sampler.seeds
         self.heads = Heads(lm, self.stop_ids, restrict_mctp)
-        self.forcer = None if force_text is None else forcer_for(lm, force_text, interleave_ratio, verify, B, self.stop_ids)
+        self.forcer = None if force_text is None else forcer_for(lm, force_text, interleave_ratio, verify, B,
+                                                                 self.stop_ids)
         self._after_forced = [False] * B  # rows whose last token was forced: their next model step is the backbone
         self.verify = verify
         self.draft_len = lm.num_mctp_modules if verify else max_run(self.schedule)

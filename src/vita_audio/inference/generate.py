@@ -126,7 +126,8 @@ def generate(
     """
     schedule = default_schedule(lm) if schedule is None else schedule
     kwargs = dict(schedule=schedule, sampling=sampling, stop_ids=stop_ids, restrict_mctp=restrict_mctp, verify=verify,
-                  record_logits=record_logits, drafting=drafting, force_text=force_text, interleave_ratio=interleave_ratio)
+                  record_logits=record_logits, drafting=drafting, force_text=force_text,
+                  interleave_ratio=interleave_ratio)
     if not verify:
         return run_decoder(Decoder(lm, input_ids, attention_mask=attention_mask, audio_features=audio_features,
                                    max_new_tokens=max_new_tokens, seeds=seeds, **kwargs))

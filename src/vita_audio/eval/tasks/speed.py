@@ -235,7 +235,8 @@ def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> 
                          r=r, M_rel=M_rel, ideal=ideal, achieved=ratio[m], frac_ideal=ratio[m] / ideal,
                          accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
                          step_M_ms=c_M * 1e3, step_M_mode_ms=M_mode * 1e3,
-                         step_m_ms=med([med(x.times["m"]) for x in rs]) * 1e3, per_row=per_row, audio_share=r0.audio_tokens / r0.tokens,
+                         step_m_ms=med([med(x.times["m"]) for x in rs]) * 1e3, per_row=per_row,
+                         audio_share=r0.audio_tokens / r0.tokens,
                          forwards_per_audio=r0.audio_forwards / r0.audio_tokens if r0.audio_tokens else float("nan")))
     if HF in runs:
         rows.append(dict(size=size, model=label, batch=batch, mode="transformers generate", tok_s=tps[HF],
