@@ -169,7 +169,7 @@ def test_cli_trains_the_semantic_kind_from_the_audio_group(tmp_path, rows_jsonl)
     out = run(cfg)
     assert out == tmp_path / "artifacts/codec/builtin_semantic"
     tok = instantiate(cfg.audio.tokenizer)
-    assert tok.kind == "semantic" and tok.frame_rate == 12.5 and tok.codebook_size == 32
+    assert tok.kind == "semantic" and tok.frame_rate == 25.0 and tok.codebook_size == 32
     acoustic = compose_codec(tmp_path, [f"paths.codec_dir={out}", *TINY_OVERRIDES])
     with pytest.raises(Exception, match="kind 'semantic' but the config expects kind 'acoustic'"):
         instantiate(acoustic.audio.tokenizer)
@@ -194,3 +194,15 @@ def test_a_model_trained_on_one_kind_refuses_the_other(semantic_dir, codec_dir):
     check_codec(stored, sem, None)
     with pytest.raises(CodecMismatchError, match=r"'builtin-semantic-25hz-32-.*but the one given is 'builtin-25hz-32-"):
         check_codec(stored, BuiltinTokenizer(codec_dir), None)
+
+
+@needs_espeak
+def test_cli_semantic_at_12_5_hz_follows_the_audio_group(tmp_path, rows_jsonl):
+    from tests.audio.test_config import TINY_OVERRIDES, compose_codec
+    from vita_audio.cli.train_codec import run
+
+    cfg = compose_codec(tmp_path, ["audio=builtin_semantic", "audio.frame_rate=12.5", "audio.frames_per_token=8",
+                                   f"wavs=[{rows_jsonl}]", "codec.ctc_channels=8", *TINY_OVERRIDES])
+    run(cfg)
+    model = instantiate(cfg.audio.detokenizer).model
+    assert model.cfg.frame_rate == 12.5 and model.cfg.ctc_labels_per_token == 4
