@@ -124,3 +124,30 @@ def test_eval_cli_every_generation_task(world, task, tmp_path):
     assert saved["task"] == task and saved["invalid_records_skipped"] == 1
     key = {"asr": "wer", "tts": "judge_wer", "sqa": "s2t_accuracy"}[task]
     assert metrics[f"vanilla/{key}"] == saved["modes"]["vanilla"][key]
+
+
+class _LengthJudge:
+    """Hears "hello there" in audio of about the original's length (0.8 s), nothing in anything else: the
+    resynthesis figure is 0 only if the judge got the codec's decode of the original, not the model's speech."""
+
+    sample_rate = 16000
+
+    def __init__(self) -> None:
+        self.lengths: list[float] = []
+
+    def transcribe(self, wav, sample_rate):
+        self.lengths.append(wav.numel() / sample_rate)
+        return "hello there" if abs(self.lengths[-1] - 0.8) < 0.1 else ""
+
+
+def test_tts_judges_the_codecs_resynthesis_of_the_originals(world):
+    root, speech = world[0], world[1]
+    tts = VitaJsonl(root / "test.jsonl", "tts").samples()
+    judge = _LengthJudge()
+    res = run_tts(speech, tts, judge, modes=["vanilla"], max_new_tokens=4)
+    # heard: the original (0.8 s), its resynthesis (0.8 s), then the model's 4-token answer (at most 0.16 s)
+    assert judge.lengths[1] == pytest.approx(0.8, abs=0.1)
+    assert res.info["judge_wer_on_resynthesis"] == 0.0 and res.info["resynthesis"] == {"samples": 1, "failed": 0}
+    assert res.metrics["vanilla"]["judge_wer"] == 1.0
+    off = run_tts(speech, tts, _LengthJudge(), modes=["vanilla"], max_new_tokens=4, resynthesis=False)
+    assert "judge_wer_on_resynthesis" not in off.info and off.info["resynthesis"] == "off"

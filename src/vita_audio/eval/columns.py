@@ -14,6 +14,23 @@ COLUMNS: dict[str, str] = {
     "judge_cer_on_baseline_samples": "judge_cer over exactly the samples of `judge_cer_on_original_audio`",
     "s2t_accuracy": "share of questions whose text answer contains an accepted answer (containment, normaliser)",
     "s2s_accuracy": "share of questions whose spoken answer, as the judge hears it, contains an accepted answer",
+    "t2t_accuracy": "share of questions whose text answer, with the question asked as text, contains an accepted "
+                    "answer (T->T: what the model knows)",
+    "t2t_failed": "text questions that could not be prompted: T->T misses, kept in the denominator",
+    "tt_samples": "questions in the transfer split (rows marked transfer: facts taught as text only)",
+    "tt_accuracy": "transfer split: T->T accuracy (the question asked as text)",
+    "st_accuracy": "transfer split: S->T accuracy (the question spoken, text answer)",
+    "ss_accuracy": "transfer split: S->S accuracy (the question spoken, the spoken answer as the judge hears it)",
+    "st_accuracy_gap": "transfer split: tt_accuracy - st_accuracy, what asking in speech instead of text costs",
+    **{f"{f}_accuracy_{kind}": f"transfer split: {f.upper()[0]}->{f.upper()[1]} accuracy over the {kind} questions"
+       for f in ("tt", "st", "ss") for kind in ("open", "yesno")},
+    # tts: the answer's own text channel against the input text
+    "text_wer": "tts: WER of the answer's text channel (the interleaved text) against the input text",
+    "text_cer": "tts: CER of the answer's text channel against the input text, Chinese rows",
+    "text_copied": "tts: share of answers whose text channel is the input text after the normaliser",
+    # asr by voice family (the corpus rows' "voice" up to its first "-": hibari, espeak)
+    **{f"{m}_voice_{v}": f"asr: {m.upper()} over the rows spoken by the {v} voice(s)"
+       for m in ("wer", "cer") for v in ("hibari", "espeak")},
     "failed": "samples whose input could not be prompted (unreadable, silent, too short for one audio code, empty "
               "text): scored as misses, kept in every denominator",
     "no_audio": "samples decoded without any audio output: heard as silence, scored as misses, kept in denominators",

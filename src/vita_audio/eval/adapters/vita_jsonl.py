@@ -20,6 +20,14 @@ from vita_audio.eval.adapters.sample import EvalSample, check_layout, text_langu
 from vita_audio.model.vocab import AUDIO_PLACEHOLDER
 
 
+# row fields the tasks report by: the speaker (ASR by voice) and the spoken-QA transfer split (eval/tasks/sqa.py)
+CARRIED = ("voice", "fact_id", "kind", "transfer")
+
+
+def _carried(extra: dict) -> dict:
+    return {k: extra[k] for k in CARRIED if k in extra}
+
+
 def record_task(messages, extra) -> str | None:
     if extra.get("task"):
         return str(extra["task"])
@@ -55,10 +63,11 @@ class VitaJsonl:
                 user = next(c for r, c in rec.messages if r == "user")
                 spoken = user[len(TTS_PROMPT):].strip()
                 out.append(EvalSample(id=sid, text=spoken, ref_audio=Path(rec.audios[0]) if rec.audios else None,
-                                      language=str(rec.extra.get("language") or text_language(spoken))))
+                                      language=str(rec.extra.get("language") or text_language(spoken)),
+                                      extra=_carried(rec.extra)))
             else:
                 answers = tuple(rec.extra.get("answers") or ())
                 out.append(EvalSample(id=sid, text=text, audio=Path(rec.audios[0]), answers=answers,
                                       language=str(rec.extra.get("language") or text_language(text)),
-                                      extra={"question": rec.extra.get("question", "")}))
+                                      extra={"question": rec.extra.get("question", ""), **_carried(rec.extra)}))
         return out[: self.limit] if self.limit else out

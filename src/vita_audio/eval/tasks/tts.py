@@ -3,7 +3,9 @@ the rows not in Chinese, CER over the Chinese rows, after one named normaliser.
 
 Beside it, the judge on the original recordings (where the set has them): `judge_wer_on_original_audio` over the
 samples with a readable original, and the model's figure over exactly those samples
-(`judge_wer_on_baseline_samples`), so the comparison is like for like and separates the model from the judge.
+(`judge_wer_on_baseline_samples`), so the comparison is like for like and separates the model from the judge. And
+the judge on the codec's resynthesis of those originals (encode to codes, decode back: `judge_wer_on_resynthesis`),
+the ceiling the model's speech can reach through this codec (`resynthesis=True`, models that read audio codes).
 
 A sample without audio output is heard as "" (all deletions, `no_audio`); a text that cannot be prompted (empty) is
 counted in `failed` and scored the same way. Neither leaves the denominator.
@@ -55,13 +57,30 @@ def judge_originals(judge, samples: Sequence[EvalSample]) -> tuple[list[int], li
     return rows, heard, unreadable
 
 
+def judge_resynthesis(judge, speech, samples: Sequence[EvalSample], rows: Sequence[int]) -> tuple[list[str], int]:
+    """What the judge hears in the codec's resynthesis (tokenizer then detokenizer) of the originals of `rows`
+    ("" for an original the codec cannot take: too short, unreadable; counted), and how many those were."""
+    heard, failed = [], 0
+    for i in progress(rows, "tts/judge resynthesis"):
+        try:
+            wav, sr = read_audio(samples[i].ref_audio)
+            out, rate = speech.detokenizer.decode(speech.tokenizer.encode(wav, sr))
+        except (AudioError, ValueError):
+            heard.append("")
+            failed += 1
+            continue
+        heard.append(transcribe(judge, out, rate))
+    return heard, failed
+
+
 def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] = ("vanilla",),
             normalizer: str = "whisper_en", max_new_tokens: int = 512, sampling: Sampling | None = None,
             drafting: str | None = None, save_audio: int = 0, audio_dir: str | None = None,
-            force_text: bool = False, **_) -> TaskResult:
+            force_text: bool = False, resynthesis: bool = True, **_) -> TaskResult:
     """`save_audio`: the generated speech of the first so many samples per mode is written under `audio_dir`.
     `force_text`: also decode every mode with the input text forced into the answer's text chunks (rows
-    `<mode>_forced_text`)."""
+    `<mode>_forced_text`). `resynthesis`: also judge the codec's resynthesis of the originals (skipped, with the
+    reason in `info.resynthesis`, for a model without an audio tokenizer and detokenizer)."""
     norm = get_normalizer(normalizer)  # an unknown name fails before any decoding
     decodes = resolve_modes(modes, speech.lm, drafting)
     if force_text:  # what forcing cannot honour fails before any decoding
@@ -79,6 +98,15 @@ def run_tts(speech, samples: Sequence[EvalSample], judge, modes: Sequence[str] =
                                   normalizer)
         result.info.update({f"judge_{k}_on_original_audio": v for k, v in base.items()})
         result.info["baseline_samples"] = len(base_rows)
+        can = getattr(speech, "tokenizer", None) is not None and getattr(speech, "detokenizer", None) is not None
+        if resynthesis and can:
+            heard, failed = judge_resynthesis(judge, speech, samples, base_rows)
+            again = scores_by_language([texts[i] for i in base_rows], heard, [languages[i] for i in base_rows],
+                                       normalizer)
+            result.info.update({f"judge_{k}_on_resynthesis": v for k, v in again.items()})
+            result.info["resynthesis"] = {"samples": len(base_rows), "failed": failed}
+        else:
+            result.info["resynthesis"] = "off" if not resynthesis else "no audio tokenizer / detokenizer"
     if unreadable:
         result.info["baseline_unreadable"] = unreadable
     for mode, decode, forced in runs:
