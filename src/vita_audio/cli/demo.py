@@ -8,7 +8,8 @@
 
 The recipes (`--recipe`; the experiments under conf/experiment/):
 
-    demo       (Boost, the default) demo/align -> demo/sft -> demo/mctp_one -> demo/mctp_all: stage 1 (alignment,
+    demo       (Boost, the default; the semantic built-in codec, audio=builtin_semantic, and the 16 x 128 backbone,
+               model/backbone=demo) demo/align -> demo/sft -> demo/mctp_one -> demo/mctp_all: stage 1 (alignment,
                longer than boost_stage1), an SFT of the backbone only on spoken QA with ASR / TTS / text at 0.5, then
                the MCTP modules on the frozen final backbone (module 0 from its last layer, then ten clones). The
                figures favour it (issue 22: ASR kept at about 51 % instead of 66 %, about 4 minutes saved, spent on
@@ -74,13 +75,15 @@ class Recipe:
 
     stages: tuple[str, ...]
     checked: tuple[str, ...]
+    audio: str = "builtin"  # the audio group (conf/audio/) its experiments use: the codec, cache and evals follow
 
     @property
     def final(self) -> str:
         return self.stages[-1]
 
 
-DEMO_RECIPE = Recipe(("demo/align", "demo/sft", "demo/mctp_one", "demo/mctp_all"), ("demo/align", "demo/sft"))
+DEMO_RECIPE = Recipe(("demo/align", "demo/sft", "demo/mctp_one", "demo/mctp_all"), ("demo/align", "demo/sft"),
+                     audio="builtin_semantic")
 RECIPES = ("demo", "reference")
 
 
@@ -144,9 +147,9 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
     # every override of the codec's training (train_codec.py), in one list
     codec = [f"train.steps={SMOKE_CODEC_STEPS if smoke else codec_steps}"]
     corpus = ["--tiny"] if smoke else []
-    audio = []
+    audio = [f"audio={recipe.audio}"]
     if smoke:  # a small codec and codebook; the token cache and every stage follow the audio group
-        audio = ["audio.codebook_size=64"]
+        audio += ["audio.codebook_size=64"]
         codec += ["train.batch_size=4", "codec.enc_channels=32", "codec.dec_channels=32", "codec.enc_blocks=1",
                   "codec.dec_blocks=1", "train.warmup_steps=2", "codec.gl_iters=4"]
     out_steps = [
@@ -180,6 +183,8 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
                 cmd += ["task.rounds=1", "task.new_tokens=24"]
         else:
             cmd = eval_cmd(task, final, run_dir, common, modes, limits.get(task), smoke)
+            if task == "tts":  # beside free decoding: the input text forced into the answer's text chunks
+                cmd += ["task.force_text=true"]
         out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval"))
     # the other variants' and recipes' demo runs beside this one (if run): their ASR figures go next to this one's
     runs = [*(out_dir(out.parent, v) for v in VARIANTS), out_dir(out.parent, "boost", "reference")]
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codec-steps", type=int, default=CODEC_STEPS)
     p.add_argument("--limit-asr", type=int, default=30, help="test samples per mode (0 = the whole split)")
     p.add_argument("--limit-tts", type=int, default=20)
-    p.add_argument("--limit-sqa", type=int, default=0)
+    p.add_argument("--limit-sqa", type=int, default=60,
+                   help="spoken questions per mode (the test split is ordered so that any prefix of 4k is balanced)")
     p.add_argument("--stage-steps", default=None,
                    help="comma list of 4 step counts for the recipe's stages (default: the experiments' own)")
     p.add_argument("--stage-evals", default=",".join(STAGE_EVAL_TASKS),
