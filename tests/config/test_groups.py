@@ -152,3 +152,12 @@ def test_synthetic_data_contract(make_cfg):
     pad = batch["sample_ids"] < 0
     assert (batch["labels"][pad] == -100).all()
     assert (batch["input_ids"] < model.backbone.vocab_size).all()
+
+
+def test_each_codec_kind_has_its_own_token_cache_and_codec_dir(make_cfg):
+    """The acoustic and the semantic built-in codec give other codes for the same audio: their token caches and
+    codec directories never share a folder (the cache's identity check would otherwise refuse a switch)."""
+    acoustic, semantic = make_cfg([]), make_cfg(["audio=builtin_semantic"])
+    assert acoustic.data.cache_name == "builtin" and semantic.data.cache_name == "builtin_semantic"
+    assert acoustic.audio.codec_dir != semantic.audio.codec_dir
+    assert (acoustic.audio.codec_kind, semantic.audio.codec_kind) == ("acoustic", "semantic")
