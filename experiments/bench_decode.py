@@ -2,7 +2,7 @@
 
 Models (`--sizes`):
 
-    tiny         the `make demo` checkpoint (artifacts/stages/boost_stage4/hf) if it exists, else the tiny preset
+    tiny         the `make demo` checkpoint (artifacts/stages/demo/mctp_all/hf) if it exists, else the tiny preset
                  (Qwen2, hidden 256, 4 layers, 2048 codes) with random weights; the table says which
     tiny-random  the tiny preset with random weights, whatever exists on disk
     0.5b         random weights in the Qwen2.5-0.5B shape: Qwen2, 24 layers, hidden 896, 14 heads / 2 KV heads,
@@ -67,7 +67,7 @@ from vita_audio.model.lm import VitaAudioLM
 from vita_audio.model.mctp import MCTPStack
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "artifacts" / "stages" / "boost_stage4" / "hf"
+DEMO = ROOT / "artifacts" / "stages" / "demo" / "mctp_all" / "hf"
 MODES = ["vanilla", "balance", "boost", "turbo", "verified"]
 
 TINY = dict(model_type="qwen2", hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,

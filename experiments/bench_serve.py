@@ -7,11 +7,11 @@ The server is `python serve.py` in a subprocess (its own interpreter, so the cli
 127.0.0.1, serving:
 
     tiny   the tiny preset (Qwen2, hidden 256, 4 layers, 2048 codes) + 10 MCTP modules, random weights, exported
-           like a stage; the built-in codec of artifacts/codec/builtin when it exists, else a random codec of the
+           like a stage; the built-in codec of artifacts/codec/builtin_semantic when it exists, else a random codec of the
            same shape (the table says which)
     test   hidden 64, 2 layers, 32 codes + a random tiny codec (the smoke test)
-    --ckpt a trained checkpoint (e.g. artifacts/stages/boost_stage4/hf of `make demo`) with the built-in codec of
-           artifacts/codec/builtin: answers that end on their own, as a real server's do
+    --ckpt a trained checkpoint (e.g. artifacts/stages/demo/mctp_all/hf of `make demo`) with the built-in codec of
+           artifacts/codec/builtin_semantic: answers that end on their own, as a real server's do
 
 Each level runs `--rounds` waves of `level` requests sent at once (httpx, asyncio), after one warm-up request.
 Every request: a spoken question (a corpus test wav, else a synthetic one) as input_audio, modalities text + audio,
@@ -49,7 +49,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CODEC = ROOT / "artifacts" / "codec" / "builtin"
+CODEC = ROOT / "artifacts" / "codec" / "builtin_semantic"
 CORPUS_WAVS = ROOT / "artifacts" / "corpus" / "wavs" / "test"
 TINY = dict(model_type="qwen2", hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
             num_key_value_heads=2, max_position_embeddings=8192, rope_theta=10000.0, rms_norm_eps=1e-6,

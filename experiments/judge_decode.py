@@ -1,6 +1,6 @@
 """Speak test sentences with a trained checkpoint in every decode mode and let the pocketsphinx judge listen.
 
-    python experiments/judge_decode.py artifacts/stages/boost_stage4/hf [--codec artifacts/codec/builtin]
+    python experiments/judge_decode.py artifacts/stages/demo/mctp_all/hf [--codec artifacts/codec/builtin_semantic]
 
 Prints one line per (mode, sentence): time, backbone forwards / new tokens, mean accepted tokens per forward
 (verified mode), the text part of the answer, what the judge heard and its WER against the sentence.
@@ -25,7 +25,7 @@ SENTENCES = ["My birthday is on the twenty sixth of May.", "The capital of Greec
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt")
-    p.add_argument("--codec", default="artifacts/codec/builtin")
+    p.add_argument("--codec", default="artifacts/codec/builtin_semantic")
     p.add_argument("--modes", default="vanilla,boost,turbo,verified")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()

@@ -1,6 +1,6 @@
 """Where one decoder step's time goes: a Vanilla (backbone) step and an MCTP step, part by part.
 
-    python experiments/profile_step.py [--ckpt artifacts/stages/boost_stage4/hf] [--tokens 165] [--clock cpu]
+    python experiments/profile_step.py [--ckpt artifacts/stages/demo/mctp_all/hf] [--tokens 165] [--clock cpu]
                                        [--config '{"num_hidden_layers": 8, "hidden_size": 192, ...}'] [--hf]
 
 One greedy decode per mode of a 32-token TTS prompt (`stop_ids=[]`, so every decode does the same work): Vanilla
@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "artifacts" / "stages" / "boost_stage4" / "hf"
+DEMO = ROOT / "artifacts" / "stages" / "demo" / "mctp_all" / "hf"
 
 
 class Clocks:

@@ -11,7 +11,7 @@ from tests.checkpoint.conftest import tiny
 from vita_audio.audio.builtin import BuiltinDetokenizer, BuiltinTokenizer, save_codec
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.checkpoint import export_pretrained, load_model
-from vita_audio.checkpoint.codec import CodecMismatchError, codec_record
+from vita_audio.checkpoint.codec import CodecMismatchError, CodecParts, codec_record
 from vita_audio.inference import SpeechLM
 
 
@@ -55,3 +55,22 @@ def test_a_codec_of_another_kind_is_refused(codecs, tmp_path):
         SpeechLM(load_model(hf), detokenizer=BuiltinDetokenizer(codecs[0]))
     with pytest.raises(ValueError, match="stores no audio codec kind"):
         SpeechLM.from_pretrained(export_pretrained(tiny(2), tmp_path / "bare"), codec_dir=codecs[0])
+
+
+def test_a_config_of_the_other_codec_kind_is_refused_with_the_override_that_fixes_it():
+    """Before any codec directory is opened (whose absence would say nothing about the cause), the kind of codes a
+    checkpoint was trained with (its stored tokenizer identity) is compared with the one the audio config expects."""
+    def never():
+        raise AssertionError("opened")
+
+    semantic = {"kind": "builtin", "identity": "builtin-semantic-25hz-2048-0123456789abcdef"}
+    acoustic = {"kind": "builtin", "identity": "builtin-25hz-2048-0123456789abcdef"}
+    with pytest.raises(CodecMismatchError, match="semantic built-in codec .* add audio=builtin_semantic"):
+        CodecParts("builtin", never, never, "acoustic").check_variant(semantic, "ckpt")
+    with pytest.raises(CodecMismatchError, match="acoustic built-in codec .* add audio=builtin$"):
+        CodecParts("builtin", never, never, "semantic").check_variant(acoustic, "ckpt")
+    for parts, stored in ((CodecParts("builtin", never, never, "semantic"), semantic),
+                          (CodecParts("builtin", never, never, "acoustic"), acoustic),
+                          (CodecParts("builtin", never, never, None), semantic),  # from a directory: checked on open
+                          (CodecParts("builtin", never, never, "acoustic"), None)):  # nothing stored
+        parts.check_variant(stored, "ckpt")

@@ -1,7 +1,7 @@
 """Every checkpoint format in and out; nothing about Lightning or Hydra.
 
     from vita_audio.checkpoint import load_model, export_pretrained
-    lm = load_model("artifacts/stages/boost_stage4/hf")          # or final.ckpt, final.safetensors, a ZeRO dir,
+    lm = load_model("artifacts/stages/demo/mctp_all/hf")          # or final.ckpt, final.safetensors, a ZeRO dir,
     lm = load_model(path, dtype="bfloat16", device="cuda")       # a published VITA-Audio directory
     export_pretrained(lm, "exported/")                           # == lm.save_pretrained("exported/")
 

@@ -77,6 +77,19 @@ class CodecParts:
     kind: str | None
     tokenizer: Callable[[], AudioTokenizer]
     detokenizer: Callable[[], AudioDetokenizer]
+    variant: str | None = None  # the built-in codec's kind of codes (acoustic | semantic) the config expects
+
+    def check_variant(self, stored: dict[str, Any] | None, source: str) -> None:
+        """Before opening anything: a checkpoint trained with the semantic built-in codec and a config of the
+        acoustic one (or the reverse) is refused with the override that fixes it, instead of a missing directory."""
+        identity = (stored or {}).get("identity") or ""
+        if self.kind != "builtin" or self.variant is None or not identity.startswith("builtin-"):
+            return
+        trained = "semantic" if identity.startswith(("builtin-semantic-", "builtin-mem-semantic-")) else "acoustic"
+        if trained != self.variant:
+            group = "builtin_semantic" if trained == "semantic" else "builtin"
+            raise CodecMismatchError(f"{source} was trained with the {trained} built-in codec ({identity}) but the "
+                                     f"audio config is the {self.variant} one: add audio={group}")
 
     @classmethod
     def from_dir(cls, kind: str, codec_dir: str | Path) -> CodecParts:
@@ -98,4 +111,5 @@ class CodecParts:
     def from_config(cls, audio: Any, build: Callable[[Any], Any]) -> CodecParts:
         """The codec of the user's `audio` config group (`conf/audio/*.yaml`: the command line's, never a config stored
         in a checkpoint), built by the caller's `build` (the entry points pass Hydra's instantiate)."""
-        return cls(audio.get("name"), lambda: build(audio.tokenizer), lambda: build(audio.detokenizer))
+        return cls(audio.get("name"), lambda: build(audio.tokenizer), lambda: build(audio.detokenizer),
+                   audio.get("codec_kind"))

@@ -5,7 +5,7 @@
     out = generate(lm, [ids_a, ids_b], sampling=Sampling(), seeds=[1, 2])   # a seed per row: same as each alone
 
     from vita_audio.inference import load_model, SpeechLM, stream
-    lm = load_model("artifacts/stages/boost_stage4/hf")      # or a .ckpt, or a published directory
+    lm = load_model("artifacts/stages/demo/mctp_all/hf")      # or a .ckpt, or a published directory
 """
 
 from vita_audio.checkpoint import load_model  # the one loader, re-exported for `from vita_audio.inference import ...`

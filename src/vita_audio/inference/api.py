@@ -1,6 +1,6 @@
 """The speech-level API: one model with its audio tokenizer and detokenizer, for the three tasks.
 
-    speech = SpeechLM.from_pretrained("artifacts/stages/boost_stage4/hf", codec_dir="artifacts/codec")
+    speech = SpeechLM.from_pretrained("artifacts/stages/demo/mctp_all/hf", codec_dir="artifacts/codec/builtin_semantic")
     speech = SpeechLM(load_model(ckpt), BuiltinTokenizer(codec_dir), BuiltinDetokenizer(codec_dir))   # the same
     out = speech.run("tts", "Hello there.")            # Finished: .text, .wav, .sample_rate, .codes, timings
     out = speech.run("asr", "question.wav")             # .text is the transcript
@@ -83,6 +83,7 @@ class SpeechLM:
         if not (needs_in or needs_out):
             return cls(lm)
         parts = audio if isinstance(audio, CodecParts) else _codec_from_dir(lm, audio, codec_dir, path)
+        parts.check_variant(stored_codec(getattr(lm, "generation_config", None)), str(path))
         return cls(lm, parts.tokenizer() if needs_in else None, parts.detokenizer() if needs_out else None)
 
     @property
