@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from vita_audio.audio.builtin.codec import save_codec
@@ -30,6 +29,7 @@ from vita_audio.audio.builtin.config import CodecConfig
 from vita_audio.audio.builtin.features import LOG_FLOOR, Features, normalise_loudness, pad_to_tokens
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.builtin.train_semantic import train_semantic
+from vita_audio.audio.builtin.vq_step import optimise, quantise
 from vita_audio.audio.io import AudioError, read_audio
 
 log = logging.getLogger(__name__)
@@ -194,25 +194,11 @@ def _train(paths, out_dir: Path, cfg: CodecConfig, args: TrainArgs, key: str) ->
     for step in bar:
         mel_b, inside, tgt_b, mask = _batch(mels, mags, cfg, args.crop_tokens, ctx, args.batch_size, g)
         z = model.encoder(mel_b)  # (B, L, D)
-        if step == 0:
-            model.vq.init_from(z[inside].detach(), g)
-        codes = model.vq.nearest(z.detach())  # (B, L)
-        q = model.vq.lookup(codes)
-        commit = F.mse_loss(z[inside], q[inside].detach())
-        q = z + (q - z).detach()  # straight-through
-        q = q * inside[..., None]  # outside the utterance: the zero "no token" vector
+        codes, q, commit = quantise(model, z, inside, step, g)  # (B, L), (B, L, D)
         pred = model.decoder(q)  # (B, crop*k, K)
         recon = ((pred - tgt_b).abs() * mask).sum() / (mask.sum() * cfg.n_bins)
         loss = recon + args.commitment * commit
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        model.vq.update(z.detach()[inside], codes[inside])
-        restarted = 0
-        if step % args.restart_every == 0 and step < 0.8 * args.steps:
-            restarted = model.vq.restart_dead(z.detach()[inside], args.restart_threshold, g)
+        restarted = optimise(loss, opt, sched, params, model, z, codes, inside, step, args, g)
         if step % 50 == 0 or step == args.steps - 1:
             history.append({"step": step, "recon": round(recon.item(), 4), "commit": round(commit.item(), 4),
                             "restarted": restarted})

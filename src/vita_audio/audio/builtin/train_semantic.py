@@ -30,6 +30,7 @@ from vita_audio.audio.builtin.features import LOG_FLOOR, Features, normalise_lou
 from vita_audio.audio.builtin.model import CodecModel
 from vita_audio.audio.builtin.phonemes import INVENTORY, Phonemizer
 from vita_audio.audio.builtin.transcripts import read_utterances
+from vita_audio.audio.builtin.vq_step import optimise, quantise
 from vita_audio.audio.io import AudioError, read_audio
 
 log = logging.getLogger(__name__)
@@ -121,26 +122,13 @@ def train_semantic(sources, out_dir: Path, cfg: CodecConfig, args, key: str) -> 
         mel, lens, targets, tlens = _batch(data, rows, cfg)
         z = model.encoder(mel)  # (B, Nmax, D)
         valid = torch.arange(z.shape[1])[None] < lens[:, None]  # (B, Nmax)
-        if step == 0:
-            model.vq.init_from(z[valid].detach(), g)
-        codes = model.vq.nearest(z.detach())  # (B, Nmax)
-        q = model.vq.lookup(codes)
-        commit = F.mse_loss(z[valid], q[valid].detach())
-        q = (z + (q - z).detach()) * valid[..., None]  # straight-through; zero beyond each utterance
+        codes, q, commit = quantise(model, z, valid, step, g)  # (B, Nmax), (B, Nmax, D)
         log_probs = model.ctc(q)  # (B, Nmax*u, P+1)
         ctc = F.ctc_loss(log_probs.transpose(0, 1), targets, lens * u, tlens, blank=model.ctc.blank,
                          zero_infinity=True)
         recon = _recon_loss(model, q, data, rows, lens)
         loss = recon + args.ctc_weight * ctc + args.commitment * commit
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        model.vq.update(z.detach()[valid], codes[valid])
-        restarted = 0
-        if step % args.restart_every == 0 and step < 0.8 * args.steps:
-            restarted = model.vq.restart_dead(z.detach()[valid], args.restart_threshold, g)
+        restarted = optimise(loss, opt, sched, params, model, z, codes, valid, step, args, g)
         if step % 50 == 0 or step == args.steps - 1:
             history.append({"step": step, "recon": round(recon.item(), 4), "ctc": round(ctc.item(), 4),
                             "commit": round(commit.item(), 4), "restarted": restarted})
