@@ -76,3 +76,5 @@ def test_eval_cli_tts_force_text(world, tmp_path):
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(saved["modes"]) == {"vanilla", "vanilla_forced_text"}
     assert metrics["vanilla_forced_text/text_copied"] == 1.0 and "vanilla/text_copied" in metrics
+    # eval.py opens both codec halves for tts: the original recordings' resynthesis is judged beside them
+    assert saved["resynthesis"] == {"samples": 1, "failed": 0} and "judge_wer_on_resynthesis" in saved

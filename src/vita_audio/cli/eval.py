@@ -75,8 +75,10 @@ def evaluate_generation(cfg: DictConfig) -> dict[str, float]:
     samples = adapter.samples()
     if not samples:
         raise ValueError(f"dataset {cfg.dataset.get('path') or cfg.dataset} has no {task} samples")
+    # sqa reads and speaks; tts with `resynthesis` also encodes the original recordings (both codec halves)
+    both = task == "sqa" or (task == "tts" and cfg.task.get("resynthesis", False))
     speech = SpeechLM.from_pretrained(cfg.ckpt_path, audio=CodecParts.from_config(cfg.audio, hydra.utils.instantiate),
-                                      task="s2s" if task == "sqa" else task, dtype=cfg.get("dtype"))
+                                      task="s2s" if both else task, dtype=cfg.get("dtype"))
     judge = hydra.utils.instantiate(cfg.judge) if task in ("tts", "sqa") else None
     # greedy (the spec's protocol), or the checkpoint's sampling defaults
     sampling = Sampling.greedy() if cfg.greedy else Sampling(**{
