@@ -81,7 +81,7 @@ def test_report_tables_plots_wavs_and_goals(tmp_path):
     assert "LM tokens/s: new tokens / seconds of LM decoding" in md
     assert "| SQA S->T >= 70% on the whole test split (no transfer-split keys) | yes |" in md
     assert "| SQA S->S within 10 points of S->T on the whole test split (no transfer-split keys) | **no** | " \
-           "vanilla 20.0 points below" in md
+           "vanilla S->S -20.0 points" in md
     assert "| make demo <= 30 min (sum of the steps, install not included) | " \
                                                   "yes | 25.0 min |" in md
 

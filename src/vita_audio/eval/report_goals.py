@@ -86,7 +86,7 @@ def goals(asr: dict | None, tts: dict | None, sqa: dict | None, total_min: float
     gaps = {m: (_value(sqa, m, st), _value(sqa, m, ss)) for m in free_modes(sqa)}
     gaps = {m: t - s for m, (t, s) in gaps.items() if t is not None and s is not None}
     rows.append((f"SQA S->S within 10 points of S->T {where}", all(g <= 0.10 for g in gaps.values()) if gaps else None,
-                 ", ".join(f"{m} {100 * g:.1f} points below" for m, g in gaps.items()) or "not measured"))
+                 ", ".join(f"{m} S->S {-100 * g:+.1f} points" for m, g in gaps.items()) or "not measured"))
     for doc, key, what in ((asr, "wer", "ASR WER"), (tts, "judge_wer", "TTS judge WER"), (sqa, st, "SQA S->T"),
                            (sqa, ss, "SQA S->S")):
         rows.append(near_vanilla(doc, key, what))
