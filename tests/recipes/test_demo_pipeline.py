@@ -35,7 +35,12 @@ def test_demo_pipeline_smoke(tmp_path):
         doc = json.loads((out / "eval" / task / "metrics.json").read_text())
         assert doc["task"] == task
         want = {"vanilla", "boost", "turbo"} | ({"verified"} if task == "speed" else set())
+        if task == "tts":  # beside free decoding: the input text forced into the answers' text chunks
+            want |= {f"{m}_forced_text" for m in ("vanilla", "boost", "turbo")}
+            assert "judge_wer_on_resynthesis" in doc  # the codec's resynthesis of the originals, judged
         assert set(doc["modes"]) == want, (task, doc["modes"].keys())
+    codec = json.loads((tmp_path / "artifacts" / "codec" / "builtin_semantic" / "config.json").read_text())
+    assert codec["kind"] == "semantic"  # the demo recipe's codec: the semantic built-in one
     report = (out / "report.md").read_text()
     for section in ("## Goals", "## Wall time per step", "## Training: validation loss", "## Quality per stage",
                     "## Quality per decode mode", "## Speed per decode mode", "## Listen"):
