@@ -121,3 +121,27 @@ def world(tmp_path_factory):
     hf = export_pretrained(lm, root / "hf", interleave_ratio=[1, 4])
     speech = SpeechLM(lm, BuiltinTokenizer(codec), BuiltinDetokenizer(codec))
     return root, speech, codec_dir, hf, codec
+
+
+def eval_cli(tmp_path, overrides: list[str]) -> tuple[dict, dict]:
+    """eval.py as the command line runs it: conf/eval.yaml composed with `overrides`, outputs under tmp_path/out.
+    Returns (the metrics `evaluate` returns, the metrics.json it saved)."""
+    from hydra import compose, initialize_config_dir
+
+    from vita_audio.cli.common import CONFIG_DIR
+    from vita_audio.cli.eval import evaluate
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=[*overrides, f"paths.root_dir={tmp_path}",
+                                                     f"paths.output_dir={tmp_path}/out"])
+    (tmp_path / "out").mkdir()
+    metrics = evaluate(cfg)
+    return metrics, json.loads((tmp_path / "out" / "metrics.json").read_text())
+
+
+def world_eval_overrides(world, task: str, *extra: str) -> list[str]:
+    """eval.py's overrides for `task` on the world's checkpoint, codec and jsonl set, Vanilla mode."""
+    root, _, codec_dir, hf, _ = world
+    return [f"task={task}", f"ckpt_path={hf}", "dataset=vita_jsonl", f"dataset.path={root / 'test.jsonl'}",
+            f"paths.codec_dir={codec_dir}", "audio.codebook_size=32", f"audio.frame_rate={TINY_CODEC.frame_rate}",
+            "task.modes=[vanilla]", *extra]

@@ -6,15 +6,11 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from tests.audio.conftest import TINY as TINY_CODEC
 from tests.audio.conftest import speechlike
-from tests.eval.conftest import ParrotJudge
+from tests.eval.conftest import ParrotJudge, eval_cli, world_eval_overrides
 from tests.inference.conftest import tiny_lm
 from vita_audio.audio.io import write_audio
-from vita_audio.cli.common import CONFIG_DIR
-from vita_audio.cli.eval import evaluate
 from vita_audio.eval.adapters import LibriSpeech, SeedTTS, SpokenQA, VitaJsonl
 from vita_audio.eval.tasks import run_asr, run_sqa, run_tts, write_results
 from vita_audio.inference import SpeechLM
@@ -111,16 +107,7 @@ def test_modes_need_modules_and_exist(world):
 
 @pytest.mark.parametrize("task", ["asr", "tts", "sqa"])
 def test_eval_cli_every_generation_task(world, task, tmp_path):
-    root, _, codec_dir, hf, _ = world
-    overrides = [f"task={task}", f"ckpt_path={hf}", "dataset=vita_jsonl", f"dataset.path={root / 'test.jsonl'}",
-                 f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out", f"paths.codec_dir={codec_dir}",
-                 "audio.codebook_size=32", f"audio.frame_rate={TINY_CODEC.frame_rate}", "task.modes=[vanilla]",
-                 "task.max_new_tokens=8"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=overrides)
-    (tmp_path / "out").mkdir()
-    metrics = evaluate(cfg)
-    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    metrics, saved = eval_cli(tmp_path, world_eval_overrides(world, task, "task.max_new_tokens=8"))
     assert saved["task"] == task and saved["invalid_records_skipped"] == 1
     key = {"asr": "wer", "tts": "judge_wer", "sqa": "s2t_accuracy"}[task]
     assert metrics[f"vanilla/{key}"] == saved["modes"]["vanilla"][key]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from transformers import GenerationConfig
 
-from tests.eval.conftest import ParrotJudge
+from tests.eval.conftest import ParrotJudge, eval_cli, world_eval_overrides
 from tests.inference.conftest import tiny_lm
 from vita_audio.audio.builtin import BuiltinDetokenizer
 from vita_audio.eval.adapters import VitaJsonl
@@ -56,24 +56,9 @@ def test_forcing_that_cannot_be_honoured_fails_before_decoding(world):
 
 
 def test_eval_cli_tts_force_text(world, tmp_path):
-    import json
-
-    from hydra import compose, initialize_config_dir
-
-    from tests.audio.conftest import TINY as TINY_CODEC
-    from vita_audio.cli.common import CONFIG_DIR
-    from vita_audio.cli.eval import evaluate
-
-    root, _, codec_dir, hf, _ = world  # the exported checkpoint stores its interleave ratio [1, 4]
-    overrides = ["task=tts", f"ckpt_path={hf}", "dataset=vita_jsonl", f"dataset.path={root / 'test.jsonl'}",
-                 f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out", f"paths.codec_dir={codec_dir}",
-                 "audio.codebook_size=32", f"audio.frame_rate={TINY_CODEC.frame_rate}", "task.modes=[vanilla]",
-                 "task.max_new_tokens=40", "task.force_text=true"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=overrides)
-    (tmp_path / "out").mkdir()
-    metrics = evaluate(cfg)
-    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    # the exported checkpoint stores its interleave ratio [1, 4]
+    overrides = world_eval_overrides(world, "tts", "task.max_new_tokens=40", "task.force_text=true")
+    metrics, saved = eval_cli(tmp_path, overrides)
     assert set(saved["modes"]) == {"vanilla", "vanilla_forced_text"}
     assert metrics["vanilla_forced_text/text_copied"] == 1.0 and "vanilla/text_copied" in metrics
     # eval.py opens both codec halves for tts: the original recordings' resynthesis is judged beside them

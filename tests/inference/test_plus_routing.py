@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from tests.audio.conftest import TINY as TINY_CODEC
 from tests.audio.conftest import speechlike
+from tests.eval.conftest import eval_cli
 from tests.inference.conftest import tiny_lm
 from tests.model.test_plus import plus_lm
 from vita_audio.audio.builtin import BuiltinDetokenizer, save_codec
@@ -102,20 +103,13 @@ def test_infer_cli_on_a_plus_checkpoint_needs_no_codec_for_asr(plus, tmp_path):
 
 
 def test_eval_asr_on_a_plus_checkpoint(plus, tmp_path):
-    from vita_audio.cli.eval import evaluate
-
     root, hf, wav, codec_dir = plus
     rows = [{"messages": [{"role": "user", "content": f"{ASR_PROMPT}\n<|audio|>"},
                           {"role": "assistant", "content": "seven times five"}], "audios": [str(wav)], "task": "asr"}]
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     overrides = ["task=asr", f"ckpt_path={hf}", "dataset=vita_jsonl", f"dataset.path={tmp_path / 'test.jsonl'}",
-                 f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path}/out", f"paths.codec_dir={codec_dir}",
-                 "task.modes=[vanilla,boost]", "task.max_new_tokens=8"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="eval", overrides=overrides)
-    (tmp_path / "out").mkdir()
-    metrics = evaluate(cfg)
-    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+                 f"paths.codec_dir={codec_dir}", "task.modes=[vanilla,boost]", "task.max_new_tokens=8"]
+    metrics, saved = eval_cli(tmp_path, overrides)
     assert set(saved["modes"]) == {"vanilla", "boost"}
     for mode in ("vanilla", "boost"):
         assert saved["modes"][mode]["wer"] == metrics[f"{mode}/wer"] >= 0.0
