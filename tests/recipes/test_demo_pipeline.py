@@ -55,6 +55,11 @@ def test_demo_pipeline_smoke(tmp_path):
     assert f"report: {out / 'report.md'}" in first.stdout
     timings = json.loads((out / "timings.json").read_text())
     assert {"codec", "demo_sft", "demo_mctp_all", "eval_asr_demo_sft", "eval_speed"} <= set(timings)
+    # the final evaluations but speed ran two at a time, each with its log; the total counts their wall time once
+    assert set(timings["eval_sqa"]["beside"]) == {"eval_tts", "eval_asr"} and "beside" not in timings["eval_speed"]
+    assert sum(timings[t]["counted"] for t in ("eval_sqa", "eval_tts", "eval_asr")) < \
+        sum(timings[t]["seconds"] for t in ("eval_sqa", "eval_tts", "eval_asr"))
+    assert (out / "logs" / "eval_sqa.log").is_file() and "eval_sqa: started" in first.stdout
 
     again = demo(tmp_path)  # resumable: every step with an output marker is skipped
     assert again.returncode == 0, again.stdout[-4000:] + again.stderr[-4000:]

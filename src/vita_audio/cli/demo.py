@@ -26,6 +26,7 @@ The recipes (`--recipe`; the experiments under conf/experiment/):
     python -m vita_audio.cli.demo --force-eval     # re-run the evaluations (keeps the checkpoints)
     python -m vita_audio.cli.demo --smoke --artifacts /tmp/a --out /tmp/o   # tiny sizes, a couple of minutes
     python -m vita_audio.cli.demo --dry-run        # print the commands only
+    python -m vita_audio.cli.demo --eval-jobs 1    # evaluations one after the other (default: two at a time)
 
 Every step is an ordinary command (printed before it runs), so any of them can be re-run by hand with other
 options. The steps are the package's modules (`python -m vita_audio.cli.train` is `python train.py`), run in the
@@ -33,6 +34,11 @@ current directory: artifacts/ and outputs/ are relative to it, and no source che
 output exists is skipped, so an interrupted demo resumes where it stopped. The wall time of every step is kept in
 `<out>/timings.json` (across resumed runs; for the steps that skip by themselves, the longest run, i.e. the one that
 did the work) and shown in the report.
+
+Evaluations next to each other in the pipeline (the per-stage ones, and the final asr / tts / sqa) run `--eval-jobs`
+at a time, the CPU threads shared between them, each writing its output to `<out>/logs/<step>.log`; the speed
+evaluation, which times decoding, and every training step run alone. `timings.json` keeps each evaluation's own
+minutes and its share of their common wall time (`counted`), which the report's total adds.
 
 When stdout is not a terminal (CI, `make demo > log`), the children's progress bars (carriage-return frames) are
 turned into one line at most every `--progress-every` seconds, so the log stays readable.
@@ -46,12 +52,15 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from vita_audio.eval.report_tables import stage_eval_dir, stage_key
 
-EVAL_TASKS = ("asr", "tts", "sqa", "speed")
+# the final evaluations in running order: the longest first, so that two at a time finish about together; speed
+# last and alone (it times decoding)
+EVAL_TASKS = ("sqa", "tts", "asr", "speed")
 STAGE_EVAL_TASKS = ("asr", "tts")  # after the intermediate stages, in Vanilla mode (the per-stage quality table)
 
 # the demo's codec trains shorter than conf/train_codec.yaml's 3,000 steps: the codec was the cheapest place to
@@ -106,6 +115,7 @@ class Step:
     cmd: list[str]
     done: Path | None  # the output that marks it finished; None: the command skips by itself (or always runs)
     kind: str = "build"  # build | train | eval | report (what --force-training / --force-eval re-run)
+    beside: bool = False  # may run at the same time as the neighbouring `beside` steps (see `batches`)
 
 
 VARIANTS = ("boost", "balance", "plus")  # plus: input audio through the (tiny) continuous encoder, not codes
@@ -172,7 +182,7 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
                 run_dir = stage_eval_dir(out, name) / task
                 out_steps.append(Step(f"eval_{task}_{stage_key(name)}",
                                       eval_cmd(task, stages / name / "hf", run_dir, common, ("vanilla",),
-                                               limits.get(task), smoke), run_dir / "metrics.json", "eval"))
+                                               limits.get(task), smoke), run_dir / "metrics.json", "eval", True))
     final = stages / recipe.final / "hf"
     for task in EVAL_TASKS:
         run_dir = out / "eval" / task
@@ -185,7 +195,7 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
             cmd = eval_cmd(task, final, run_dir, common, modes, limits.get(task), smoke)
             if task == "tts":  # beside free decoding: the input text forced into the answer's text chunks
                 cmd += ["task.force_text=true"]
-        out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval"))
+        out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval", task != "speed"))
     # the other variants' and recipes' demo runs beside this one (if run): their ASR figures go next to this one's
     runs = [*(out_dir(out.parent, v) for v in VARIANTS), out_dir(out.parent, "boost", "reference")]
     others = [str(d) for d in runs if d != out]
@@ -248,6 +258,55 @@ def run_step(cmd: list[str], tty: bool, every: float) -> int:
         return proc.wait()
 
 
+def batches(todo: list[Step]) -> list[list[Step]]:
+    """`todo` in runs: a `beside` step joins the run of the `beside` steps right before it, any other runs alone."""
+    out: list[list[Step]] = []
+    for step in todo:
+        if step.beside and out and out[-1][-1].beside:
+            out[-1].append(step)
+        else:
+            out.append([step])
+    return out
+
+
+def run_beside(batch: list[Step], jobs: int, logs: Path) -> tuple[dict[str, tuple[int, float]], float]:
+    """Run `batch` `jobs` at a time, each with its share of the CPU threads and its output in `logs/<name>.log`.
+    Returns ({name: (exit code, seconds)}, wall seconds of the whole batch)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=threads)
+
+    def one(step: Step) -> tuple[int, float]:
+        log = logs / f"{step.name}.log"
+        sys.stdout.write(f"[demo] {step.name}: started, {jobs} steps at a time (log: {log})\n")
+        sys.stdout.flush()
+        t0 = time.perf_counter()
+        with open(log, "w") as f:
+            rc = subprocess.call(step.cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - t0
+        tail = "" if rc == 0 else "".join(log.read_text(errors="replace").splitlines(keepends=True)[-30:])
+        sys.stdout.write(f"[demo] {step.name}: {'done' if rc == 0 else f'failed (exit {rc})'} in "
+                         f"{seconds / 60:.1f} min\n{tail}")
+        sys.stdout.flush()
+        return rc, seconds
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        results = dict(zip((s.name for s in batch), pool.map(one, batch)))
+    return results, time.perf_counter() - t0
+
+
+def step_timing(seconds: float, counted: float | None = None, beside: list[str] | None = None) -> dict:
+    """One step's entry of timings.json; steps run beside others also keep `counted`, their share of the batch's
+    wall time (the report's total adds `counted` where present, so a batch counts its wall time once)."""
+    entry = {"seconds": round(seconds, 1),
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+             "load_average": [round(x, 2) for x in os.getloadavg()]}
+    if beside:
+        entry.update(counted=round(counted, 1), beside=beside)
+    return entry
+
+
 def load_timings(path: Path) -> dict:
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
@@ -280,6 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force-eval", action="store_true", help="re-run the evaluations")
     p.add_argument("--progress-every", type=float, default=30.0,
                    help="seconds between progress lines when stdout is not a terminal")
+    p.add_argument("--eval-jobs", type=int, default=2,
+                   help="evaluations run this many at a time, the CPU threads shared (1: one after the other); "
+                        "the speed evaluation always runs alone")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     try:
@@ -302,31 +364,49 @@ def main(argv: list[str] | None = None) -> int:
     timings = load_timings(timings_file)
     forced = {"train": args.force_training, "eval": args.force_training or args.force_eval}
     t_start = time.perf_counter()
+    todo = []
     for step in steps(args.variant, artifacts, out, args.codec_steps, limits, args.smoke, stage_steps=stage_steps,
                       recipe=recipe, stage_evals=stage_evals):
         if step.done is not None and step.done.exists() and not forced.get(step.kind, False):
             print(f"[demo] {step.name}: already done ({step.done}), skipping", flush=True)
             continue
-        shown = step.cmd[1:] if step.cmd[0] == sys.executable else step.cmd
-        print(f"[demo] {step.name}: {' '.join(shown)}", flush=True)
+        todo.append(step)
+    for batch in batches(todo):
+        for step in batch:
+            shown = step.cmd[1:] if step.cmd[0] == sys.executable else step.cmd
+            print(f"[demo] {step.name}: {' '.join(shown)}", flush=True)
         if args.dry_run:
             continue
-        t0 = time.perf_counter()
-        rc = run_step(step.cmd, tty, args.progress_every)
-        seconds = time.perf_counter() - t0
-        if rc != 0:
-            print(f"[demo] step {step.name!r} failed (exit {rc}) after {seconds:.0f} s; fix it and re-run: finished "
-                  "steps are skipped", file=sys.stderr, flush=True)
-            return rc
-        # a step without an output marker skips by itself when finished (corpus, codec, cache): its longest run is
-        # the one that did the work, so a re-run's few seconds never replace it
-        keep = step.done is None and timings.get(step.name, {}).get("seconds", 0) > seconds
-        if step.kind != "report" and not keep:
-            timings[step.name] = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                                                          time.gmtime()),
-                                  "load_average": [round(x, 2) for x in os.getloadavg()]}
+        if len(batch) > 1 and args.eval_jobs > 1:
+            results, wall = run_beside(batch, args.eval_jobs, out / "logs")
+            own = sum(seconds for _, seconds in results.values())
+            for step in batch:
+                rc, seconds = results[step.name]
+                if rc == 0:
+                    timings[step.name] = step_timing(seconds, wall * seconds / own,
+                                                     [s.name for s in batch if s is not step])
             timings_file.write_text(json.dumps(timings, indent=2) + "\n")
-        print(f"[demo] {step.name}: done in {seconds / 60:.1f} min", flush=True)
+            failed = [(name, rc) for name, (rc, _) in results.items() if rc != 0]
+            if failed:
+                print(f"[demo] step {failed[0][0]!r} failed (exit {failed[0][1]}); its log is under {out / 'logs'}; "
+                      "fix it and re-run: finished steps are skipped", file=sys.stderr, flush=True)
+                return failed[0][1]
+            continue
+        for step in batch:
+            t0 = time.perf_counter()
+            rc = run_step(step.cmd, tty, args.progress_every)
+            seconds = time.perf_counter() - t0
+            if rc != 0:
+                print(f"[demo] step {step.name!r} failed (exit {rc}) after {seconds:.0f} s; fix it and re-run: "
+                      "finished steps are skipped", file=sys.stderr, flush=True)
+                return rc
+            # a step without an output marker skips by itself when finished (corpus, codec, cache): its longest run
+            # is the one that did the work, so a re-run's few seconds never replace it
+            keep = step.done is None and timings.get(step.name, {}).get("seconds", 0) > seconds
+            if step.kind != "report" and not keep:
+                timings[step.name] = step_timing(seconds)
+                timings_file.write_text(json.dumps(timings, indent=2) + "\n")
+            print(f"[demo] {step.name}: done in {seconds / 60:.1f} min", flush=True)
     if args.dry_run:
         return 0
 

@@ -225,7 +225,8 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
     plots = out / "plots"
     made = {"val_loss": plot_val_loss(losses, plots / "val_loss.png"), "speed": plot_speed(speed, plots / "speed.png"),
             "quality": plot_quality(asr, tts, sqa, plots / "quality.png")}
-    total_min = sum(t["seconds"] for t in timings.values()) / 60 if timings else None
+    # a step run beside others counts its share of their common wall time (`counted`), so the total is wall time
+    total_min = sum(t.get("counted", t["seconds"]) for t in timings.values()) / 60 if timings else None
 
     def img(name: str, alt: str) -> list[str]:
         return [f"![{alt}](plots/{name}.png)", ""] if made[name] else [f"({alt}: no plot, matplotlib missing or no "
@@ -245,12 +246,14 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
 
     md += ["## Wall time per step", ""]
     if timings:
-        md += ["| step | minutes | finished | load average (1, 5, 15 min) |", "|---|---:|---|---|"]
+        md += ["| step | minutes | ran beside | finished | load average (1, 5, 15 min) |", "|---|---:|---|---|---|"]
         for name, t in timings.items():
-            md.append(f"| {name} | {t['seconds'] / 60:.1f} | {t.get('finished', '')} | "
-                      f"{', '.join(str(x) for x in t.get('load_average', []))} |")
-        md += [f"| **total** | **{total_min:.1f}** | | |", "",
-               "Steps skipped because they had finished in an earlier run keep the time of that run.", ""]
+            md.append(f"| {name} | {t['seconds'] / 60:.1f} | {', '.join(t.get('beside', [])) or '-'} | "
+                      f"{t.get('finished', '')} | {', '.join(str(x) for x in t.get('load_average', []))} |")
+        md += [f"| **total (wall time)** | **{total_min:.1f}** | | | |", "",
+               "Steps skipped because they had finished in an earlier run keep the time of that run. Steps that ran "
+               "beside others (`--eval-jobs`, the CPU threads shared) count their common wall time once in the "
+               "total.", ""]
     else:
         md += ["(no timings.json: the steps were not run by `python -m vita_audio.cli.demo`)", ""]
 

@@ -3,6 +3,9 @@
 `tiny` is a byte-level BPE trained on the fly (well under a second) on a fixed English text, with the ChatML
 special tokens of Qwen2.5. Byte-level means it encodes any text; the small merge table keeps the tiny model's
 embedding small. It is deterministic, and it is saved beside every checkpoint like a real tokenizer.
+
+`train_bpe` is the same recipe on any text: `vita_audio.cli.text_tokenizer` trains it on a corpus's training text
+(plus the tiny text) and saves it as a local tokenizer directory, so the corpus's words are mostly one piece each.
 """
 
 from __future__ import annotations
@@ -47,8 +50,18 @@ September October November December 0 1 2 3 4 5 6 7 8 9 10 100 1000 , . ? ! ' " 
 """
 
 
+def tiny_text_lines() -> list[str]:
+    """The tiny BPE's training lines (the task prompts and common English)."""
+    return _TINY_TEXT.strip().splitlines()
+
+
 def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     """A deterministic byte-level BPE with ChatML specials, trained on a fixed text."""
+    return train_bpe(tiny_text_lines() * 4, vocab_size)
+
+
+def train_bpe(lines: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE with the ChatML specials, trained on `lines` (deterministic for the same lines)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -60,7 +73,6 @@ def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    lines = [line for line in _TINY_TEXT.strip().splitlines()] * 4
     tok.train_from_iterator(lines, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,

@@ -1,0 +1,71 @@
+"""experiments/bench_levers.py: every lever's overrides compose onto demo/align and change what they say; a run's
+files become its table row; a lever whose artefacts are missing says what to build."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from tests.conftest import compose_cfg
+
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_levers.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_levers", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    try:
+        spec.loader.exec_module(mod)
+        yield mod
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_every_lever_composes_and_changes_what_it_names(bench, tmp_path):
+    base = compose_cfg(tmp_path, ["+experiment=demo/align"])
+    cfgs = {}
+    for lever in bench.LEVERS:
+        (_, train, _), (_, asr, _) = bench.commands(lever, tmp_path / "a", tmp_path / "o", 300, tts=False)
+        overrides = train[train.index("+experiment=demo/align"):]
+        cfgs[lever] = compose_cfg(tmp_path, overrides)
+        assert cfgs[lever].trainer.max_steps == 300 and f"audio={bench.audio_of(bench.LEVERS[lever][1])}" in asr
+    plain = lambda c: OmegaConf.to_container(c, resolve=False)  # noqa: E731
+    assert plain(cfgs["demo"].data) == plain(base.data) and plain(cfgs["demo"].model) == plain(base.model)
+    assert (cfgs["rows_1024"].data.max_len, cfgs["rows_1024"].data.batch_size) == (1024, 4)
+    assert (base.data.max_len, base.data.batch_size) == (256, 16)  # the same 4,096 tokens a step
+    ratios = {s.name: s.ratio for s in cfgs["tts_rows_2x"].data.train_sources}
+    assert ratios == {"asr": 1.0, "tts": 2.0, "text": 1.0}
+    assert cfgs["corpus_tokenizer"].model.backbone.tokenizer == str(tmp_path / "a" / "text_tokenizer")
+    assert cfgs["tiny_shape"].model.backbone.config.num_hidden_layers == 4
+    assert cfgs["acoustic_codec"].audio.get("codec_kind", "acoustic") != base.audio.codec_kind
+    assert cfgs["lr_2e-3"].model.optimizer.lr == 2e-3
+
+
+def test_a_run_becomes_a_row_and_missing_artefacts_are_named(bench, tmp_path):
+    run = tmp_path / "demo"
+    (run / "stages/demo/align").mkdir(parents=True)
+    (run / "stages/demo/align/final_metrics.txt").write_text("train/loss\t2.0\nval/loss\t2.5\n")
+    (run / "train.log").write_text("step 25/300 1,700 tok/s\nstep 300/300 loss 2.0  2,283 tok/s, eta 0.0 min\n")
+    (run / "eval_asr").mkdir()
+    (run / "eval_asr/metrics.json").write_text(json.dumps({"modes": {"vanilla": {
+        "wer": 0.5, "wer_voice_hibari": 0.4, "wer_voice_espeak": 0.7}}}))
+    r = bench.row("demo", run, {"train": 300.0})
+    text = bench.table([r], 300, 1)
+    assert "| demo | the demo's stage 1 as shipped (at --steps) | 5.0 | 2,283 | 2.000 | 2.500 | 50.0% | 40.0% | " \
+           "70.0% | - | - | - |" in text
+
+    with pytest.raises(SystemExit, match=r"train_codec .* audio=builtin"):
+        bench.check_artifacts("acoustic_codec", tmp_path)
+    (tmp_path / "codec/builtin_semantic").mkdir(parents=True)
+    (tmp_path / "cache/builtin_semantic").mkdir(parents=True)
+    (tmp_path / "cache/builtin_semantic/meta.json").write_text("{}")
+    bench.check_artifacts("demo", tmp_path)
+    with pytest.raises(SystemExit, match="vita_audio.cli.text_tokenizer"):
+        bench.check_artifacts("corpus_tokenizer", tmp_path)
