@@ -61,7 +61,7 @@ def test_demo_recipe_composes_as_a_chain(tmp_path):
     assert one.freeze.frozen == every.freeze.frozen == ["^backbone\\."]
     for name in DEMO[1:]:
         ratios = {s["name"]: s["ratio"] for s in cfgs[name].data.train_sources}
-        assert ratios == {"sqa": 2.0, "asr": 0.5, "tts": 0.5, "text": 0.5}, (name, ratios)
+        assert ratios == {"sqa": 2.0, "asr": 1.0, "tts": 0.5, "text": 0.5}, (name, ratios)
 
 
 @pytest.mark.slow

@@ -10,8 +10,8 @@ The recipes (`--recipe`; the experiments under conf/experiment/):
 
     demo       (Boost, the default; the semantic built-in codec, audio=builtin_semantic, and the 16 x 128 backbone,
                model/backbone=demo) demo/align -> demo/sft -> demo/mctp_one -> demo/mctp_all: stage 1 (alignment,
-               longer than boost_stage1), an SFT of the backbone only on spoken QA with ASR / TTS / text at 0.5, then
-               the MCTP modules on the frozen final backbone (module 0 from its last layer, then ten clones). The
+               longer than boost_stage1), an SFT of the backbone only on spoken QA with ASR at 1.0, TTS / text at 0.5,
+               then the MCTP modules on the frozen final backbone (module 0 from its last layer, then ten clones). The
                figures favour it (issue 22: ASR kept at about 51 % instead of 66 %, about 4 minutes saved, spent on
                stage-1 steps). The demo checkpoint: artifacts/stages/demo/mctp_all/hf.
     reference  <variant>_stage1..4: the method's order (MCTP stages 2-3, then a joint SFT of everything at 0.05).
