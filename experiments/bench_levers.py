@@ -121,8 +121,8 @@ def table(rows: list[dict], steps: int, threads: int) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines = [f"demo/align, {steps} steps from scratch, OMP_NUM_THREADS={threads} per run; Vanilla mode, ASR on 30 "
              "test utterances, TTS on 20 sentences (judge WER)", "",
-             "| lever | change | train min | tokens/s | train loss | val loss | ASR WER | hibari | espeak | TTS judge WER "
-             "| TTS text WER | TTS text copied |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| lever | change | train min | tokens/s | train loss | val loss | ASR WER | hibari | espeak "
+             "| TTS judge WER | TTS text WER | TTS text copied |", "|---|---|" + "---:|" * 10]
     for r in rows:
         lines.append(f"| {r['lever']} | {r['what']} | {r['train_min']:.1f} | {r['tok_s']:,.0f} | {r['train_loss']:.3f} "
                      f"| {r['val_loss']:.3f} | {pct(r['asr'])} | {pct(r['hibari'])} | {pct(r['espeak'])} "

@@ -3,29 +3,19 @@ files become its table row; a lever whose artefacts are missing says what to bui
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import compose_cfg
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_levers.py"
+from tests.experiment_scripts import experiment_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_levers", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
+    with experiment_script("bench_levers") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_every_lever_composes_and_changes_what_it_names(bench, tmp_path):

@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.experiment_scripts import experiment_script
 from tests.serve.conftest import API_KEY, wait_idle
-
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "bench_serve.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_serve", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
+    with experiment_script("bench_serve") as mod:
         yield mod
-    finally:
-        sys.modules.pop(spec.name, None)
 
 
 def test_bench_levels(bench, served, artefacts):
