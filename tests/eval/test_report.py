@@ -11,6 +11,7 @@ import torch
 from tests.audio.conftest import speechlike
 from vita_audio.audio.io import write_audio
 from vita_audio.cli.demo import Relay, batches, recipe_for, steps
+from vita_audio.cli.demo import main as demo_main
 from vita_audio.eval.adapters import SpokenQA
 from vita_audio.eval.progress import progress
 from vita_audio.eval.report import build_report, goals
@@ -146,6 +147,12 @@ def test_demo_steps_resume_markers(tmp_path):
     # a step that may not run beside others (training) cuts a run
     assert [[s.name for s in r] for r in batches([by["eval_asr"], by["demo_sft"], by["eval_tts"]])] == [
         ["eval_asr"], ["demo_sft"], ["eval_tts"]]
+
+
+def test_demo_refuses_eval_jobs_below_one(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        demo_main(["--eval-jobs", "0", "--dry-run", "--artifacts", str(tmp_path / "a"), "--out", str(tmp_path / "o")])
+    assert "--eval-jobs must be at least 1" in capsys.readouterr().err
 
 
 def test_demo_reference_recipe_and_limits(tmp_path):

@@ -348,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         recipe = recipe_for(args.variant, args.recipe)
     except ValueError as e:
         p.error(str(e))
+    if args.eval_jobs < 1:
+        p.error(f"--eval-jobs must be at least 1 (1: the evaluations one after the other), got {args.eval_jobs}")
     stage_evals = tuple(t.strip() for t in args.stage_evals.split(",") if t.strip())
     if set(stage_evals) - set(STAGE_EVAL_TASKS):
         p.error(f"--stage-evals takes tasks among {','.join(STAGE_EVAL_TASKS)}, got {args.stage_evals!r}")
