@@ -8,7 +8,7 @@ each, then ASR (and with --tts, TTS) in Vanilla mode on the demo's test subsets,
 
 Each lever is a list of Hydra overrides on top of `+experiment=demo/align` (the demo recipe as shipped is the lever
 `demo`), so any row can be re-run by hand: the commands are printed. Runs go `--jobs` at a time, each with
-OMP_NUM_THREADS=`--threads` (on 2 cores, two 1-thread runs train about 1.06x faster in total than one 2-thread
+OMP_NUM_THREADS=`--threads` (on 2 cores, two 1-thread runs train about 1.1x the tokens/s in total of one 2-thread
 run). Every run writes under `<out>/<lever>/` (stage checkpoint, train and eval logs); a lever whose eval metrics
 exist is not re-run (delete its folder to redo it). Levers that need artefacts the demo does not make (the
 acoustic codec and its cache) say what to build first.
@@ -47,8 +47,9 @@ def audio_of(overrides: list[str]) -> str:
     return next((o.split("=", 1)[1] for o in overrides if o.startswith("audio=")), "builtin_semantic")
 
 
-def commands(lever: str, artifacts: Path, out: Path, steps: int, tts: bool) -> list[tuple[str, list[str], Path]]:
-    """(name, command, log file) of one lever: train, eval asr, [eval tts]."""
+def commands(lever: str, artifacts: Path, out: Path, steps: int,
+             tts: bool) -> list[tuple[str, list[str], Path, Path]]:
+    """(name, command, log file, the output that marks it done) of one lever: train, eval asr, [eval tts]."""
     overrides = [o.format(tokenizer=artifacts / "text_tokenizer") for o in LEVERS[lever][1]]
     audio = audio_of(overrides)
     run = out / lever
@@ -58,11 +59,12 @@ def commands(lever: str, artifacts: Path, out: Path, steps: int, tts: bool) -> l
              f"hydra.run.dir={run}/train", f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}",
              *[o for o in overrides if not o.startswith("audio=")]]
     ckpt = run / "stages" / "demo" / "align" / "hf"
-    cmds = [("train", train, run / "train.log")]
+    cmds = [("train", train, run / "train.log", ckpt / "config.json")]
     for task, limit in (("asr", 30), *((("tts", 20),) if tts else ())):
         cmds.append((f"eval_{task}", [py, "-m", "vita_audio.cli.eval", f"task={task}", f"ckpt_path={ckpt}",
                                       f"hydra.run.dir={run}/eval_{task}", *common, "task.modes=[vanilla]",
-                                      f"dataset.limit={limit}"], run / f"eval_{task}.log"))
+                                      f"dataset.limit={limit}"], run / f"eval_{task}.log",
+                     run / f"eval_{task}" / "metrics.json"))
     return cmds
 
 
@@ -87,8 +89,7 @@ def run_lever(lever: str, artifacts: Path, out: Path, steps: int, tts: bool, thr
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "WANDB_MODE": "disabled", "DS_ACCELERATOR": "cpu"}
     timing = run / "timing.json"
     times = json.loads(timing.read_text()) if timing.is_file() else {}
-    for name, cmd, log in commands(lever, artifacts, out, steps, tts):
-        done = run / name / "metrics.json" if name.startswith("eval") else run / "stages/demo/align/hf/config.json"
+    for name, cmd, log, done in commands(lever, artifacts, out, steps, tts):
         if done.is_file():
             continue
         sys.stdout.write(f"[{lever}] {' '.join(cmd)}\n")  # one write: runs print from several threads

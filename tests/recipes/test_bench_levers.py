@@ -22,7 +22,7 @@ def test_every_lever_composes_and_changes_what_it_names(bench, tmp_path):
     base = compose_cfg(tmp_path, ["+experiment=demo/align"])
     cfgs = {}
     for lever in bench.LEVERS:
-        (_, train, _), (_, asr, _) = bench.commands(lever, tmp_path / "a", tmp_path / "o", 300, tts=False)
+        (_, train, _, _), (_, asr, _, _) = bench.commands(lever, tmp_path / "a", tmp_path / "o", 300, tts=False)
         overrides = train[train.index("+experiment=demo/align"):]
         cfgs[lever] = compose_cfg(tmp_path, overrides)
         assert cfgs[lever].trainer.max_steps == 300 and f"audio={bench.audio_of(bench.LEVERS[lever][1])}" in asr
