@@ -39,6 +39,11 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
                     ["data.train_sources.1.ratio=2.0"]),  # conf/data/corpus.yaml: asr, tts, text
     "tiny_shape": ("the 4 x 256 tiny preset instead of the 16 x 128 demo shape", ["model/backbone=tiny"]),
     "acoustic_codec": ("the acoustic built-in codec (audio=builtin) instead of the semantic one", ["audio=builtin"]),
+    "shape_8x192": ("8 layers x hidden 192 (4.7 M) instead of 16 x 128: between the demo's and the tiny preset's",
+                    ["model.backbone.config.num_hidden_layers=8", "model.backbone.config.hidden_size=192",
+                     "model.backbone.config.intermediate_size=576"]),
+    "corpus_3h": ("a corpus of 3 h instead of 1.5 h (2x the unique ASR / TTS sentences; --hours 3), the same codec",
+                  ["paths.corpus_dir={big}/corpus", "paths.cache_dir={big}/cache"]),
 }
 DEFAULT_LEVERS = ("demo", "rows_1024", "corpus_tokenizer", "lr_2e-3", "tiny_shape")
 
@@ -47,10 +52,17 @@ def audio_of(overrides: list[str]) -> str:
     return next((o.split("=", 1)[1] for o in overrides if o.startswith("audio=")), "builtin_semantic")
 
 
+def big_corpus(artifacts: Path) -> Path:
+    """Where the `corpus_3h` lever's corpus and token cache live: beside the demo's artefacts."""
+    return artifacts.parent / f"{artifacts.name}_corpus_3h"
+
+
 def commands(lever: str, artifacts: Path, out: Path, steps: int,
              tts: bool) -> list[tuple[str, list[str], Path, Path]]:
-    """(name, command, log file, the output that marks it done) of one lever: train, eval asr, [eval tts]."""
-    overrides = [o.format(tokenizer=artifacts / "text_tokenizer") for o in LEVERS[lever][1]]
+    """(name, command, log file, the output that marks it done) of one lever: train, eval asr, [eval tts]. Training
+    reads the lever's overrides; the evaluations always read the demo's test splits (`artifacts`)."""
+    overrides = [o.format(tokenizer=artifacts / "text_tokenizer", big=big_corpus(artifacts))
+                 for o in LEVERS[lever][1]]
     audio = audio_of(overrides)
     run = out / lever
     py = sys.executable
@@ -80,6 +92,12 @@ def check_artifacts(lever: str, artifacts: Path) -> None:
     if any("{tokenizer}" in o for o in LEVERS[lever][1]) and not (artifacts / "text_tokenizer").is_dir():
         raise SystemExit(f"lever {lever!r} needs the corpus text tokenizer: python -m vita_audio.cli.text_tokenizer "
                          f"--corpus {artifacts / 'corpus'} --out {artifacts / 'text_tokenizer'}")
+    big = big_corpus(artifacts)
+    if any("{big}" in o for o in LEVERS[lever][1]) and not (big / "cache" / audio / "meta.json").is_file():
+        raise SystemExit(f"lever {lever!r} needs a 3-hour corpus and its token cache (the demo's codec) in {big}: "
+                         f"python -m vita_audio.data.corpus --hours 3 --out {big / 'corpus'} && mkdir -p {big}/codec "
+                         f"&& ln -s {codec} {big}/codec/{audio} && python -m vita_audio.cli.tokenize --data corpus "
+                         f"paths.artifacts_dir={big} audio={audio}")
 
 
 def run_lever(lever: str, artifacts: Path, out: Path, steps: int, tts: bool, threads: int) -> dict:
@@ -136,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="the demo's corpus, codec, cache")
     p.add_argument("--out", type=Path, default=Path("outputs/levers"))
     p.add_argument("--levers", nargs="+", default=list(DEFAULT_LEVERS), choices=sorted(LEVERS))
-    p.add_argument("--steps", type=int, default=300, help="demo/align steps of every run (the demo's: 300)")
+    p.add_argument("--steps", type=int, default=300, help="demo/align steps of every run (the demo runs 700)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run")
     p.add_argument("--tts", action="store_true", help="also the TTS judge WER (about 0.6 min per lever)")

@@ -53,7 +53,10 @@ def test_test_split_asks_text_only_facts_balanced(plan):
             assert q.aliases == (facts[q.fact_id].value.lower(),) and facts[q.fact_id].value in q.answer
         else:
             asks_true = set(words(facts[q.fact_id].value)) <= set(words(q.question))
-            assert q.label == ("yes" if asks_true else "no") and q.answer.startswith("Yes," if asks_true else "No,")
+            assert q.label == ("yes" if asks_true else "no")
+            # the fact first, then the verdict: the model recalls before it decides (facts.py)
+            statement = facts[q.fact_id].statement
+            assert q.answer == f"{statement} {'Yes, that is right.' if asks_true else 'No, that is not right.'}"
 
 
 def test_every_test_answer_is_supported_by_the_text_train_data(plan):

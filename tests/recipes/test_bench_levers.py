@@ -36,6 +36,11 @@ def test_every_lever_composes_and_changes_what_it_names(bench, tmp_path):
     assert cfgs["tiny_shape"].model.backbone.config.num_hidden_layers == 4
     assert cfgs["acoustic_codec"].audio.get("codec_kind", "acoustic") != base.audio.codec_kind
     assert cfgs["lr_2e-3"].model.optimizer.lr == 2e-3
+    shape = cfgs["shape_8x192"].model.backbone.config
+    assert (shape.num_hidden_layers, shape.hidden_size, shape.intermediate_size) == (8, 192, 576)
+    big = bench.big_corpus(tmp_path / "a")
+    assert (cfgs["corpus_3h"].paths.corpus_dir, cfgs["corpus_3h"].paths.cache_dir) == (f"{big}/corpus", f"{big}/cache")
+    assert plain(cfgs["corpus_3h"].data) == plain(base.data)  # the same sources, read from the other corpus
 
 
 def test_a_run_becomes_a_row_and_missing_artefacts_are_named(bench, tmp_path):
@@ -59,3 +64,5 @@ def test_a_run_becomes_a_row_and_missing_artefacts_are_named(bench, tmp_path):
     bench.check_artifacts("demo", tmp_path)
     with pytest.raises(SystemExit, match="vita_audio.cli.text_tokenizer"):
         bench.check_artifacts("corpus_tokenizer", tmp_path)
+    with pytest.raises(SystemExit, match=r"vita_audio.data.corpus --hours 3 .* vita_audio.cli.tokenize"):
+        bench.check_artifacts("corpus_3h", tmp_path)

@@ -7,7 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 
 SPLITS = ("train", "val", "test")
-CORPUS_VERSION = 2  # bump when the builder's output changes for the same config (2: the fact world, transfer split)
+CORPUS_VERSION = 3  # bump when the builder's output changes for the same config (2: the fact world, transfer split;
+                   # 3: yes / no answers state the fact before the verdict)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,11 @@ Values are words the offline judge (pocketsphinx) hears in hibari's statements 3
 Cairo, cat, parrot, duck, baker, cook and attic were dropped for it).
 
 Questions about a fact: 4 open phrasings per relation (answer: the statement; accepted alias: the value) and 3
-yes/no phrasings, asked with the true value ("Yes, that is right. <statement>") or a wrong one ("No, that is not
-right. <statement>"). A phrasing is
+yes/no phrasings, asked with the true value ("<statement> Yes, that is right.") or a wrong one ("<statement> No,
+that is not right."). The statement comes first: the model recalls the fact, then compares it with the value asked.
+With the verdict first, it had to decide before recalling: the demo's model answered "Yes, that is right. Emma lives
+in Paris." to "Is London the city where Emma lives?", stating the right fact after the wrong verdict, and scored
+40 % on yes / no text questions (below chance) against 97 % on open ones (RESULTS.md). A phrasing is
 identified by (kind, index); the held-out phrasings of a test fact are never used with that fact in training.
 """
 
@@ -69,9 +72,9 @@ RELATIONS = (
               "Is the {v} where {p} keeps the keys?")),
 )
 KINDS = ("open", "yesno")
-# Yes / no answers open with these; "not" is an accepted answer of a "no" question too: the offline judge
-# (pocketsphinx) hears a leading "No," from hibari as "now" 10 times out of 12, and "not" in "No, that is not right."
-# 12 times out of 12 (measured on 12 corpus answers).
+# Yes / no answers close with these (after the statement); "not" is an accepted answer of a "no" question too: the
+# offline judge (pocketsphinx) hears a leading "No," from hibari as "now" 10 times out of 12, and "not" in "No, that
+# is not right." 12 times out of 12 (measured on 12 corpus answers).
 YES, NO = "Yes, that is right.", "No, that is not right."
 
 
@@ -123,7 +126,7 @@ class Fact:
         """The yes/no question of `phrasing` about value `asked`: "yes" when it is this fact's value."""
         q = self.relation.yesno[phrasing].format(p=self.person, v=asked)
         yes = asked == self.value
-        return QA(self.id, "yesno", phrasing, q, f"{YES if yes else NO} {self.statement}",
+        return QA(self.id, "yesno", phrasing, q, f"{self.statement} {YES if yes else NO}",
                   ("yes",) if yes else ("no", "not"), not self.spoken,
                   (self.person, self.value) if yes else (self.person, self.value, asked))
 
