@@ -4,6 +4,7 @@ each, then ASR (and with --tts, TTS) in Vanilla mode on the demo's test subsets,
     # the demo's corpus, codec and token cache first (make demo, or its first steps), then:
     python experiments/bench_levers.py --artifacts artifacts --out outputs/levers
     python experiments/bench_levers.py --levers demo corpus_tokenizer lr_2e-3 --steps 300 --jobs 2 --tts
+    python experiments/bench_levers.py --levers corpus_3h+asr_rows_2x --steps 700   # two levers at once
     python experiments/bench_levers.py --list
 
 Each lever is a list of Hydra overrides on top of `+experiment=demo/align` (the demo recipe as shipped is the lever
@@ -37,6 +38,8 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "lr_3e-3": ("peak LR 3e-3 instead of 1e-3", ["model.optimizer.lr=3e-3"]),
     "tts_rows_2x": ("TTS rows at ratio 2.0 instead of 1.0 (more text-to-speech and text-copy practice)",
                     ["data.train_sources.1.ratio=2.0"]),  # conf/data/corpus.yaml: asr, tts, text
+    "asr_rows_2x": ("ASR rows at ratio 2.0 instead of 1.0 (an ASR row supervises ~10 text tokens, a TTS row ~75 codes)",
+                    ["data.train_sources.0.ratio=2.0"]),
     "tiny_shape": ("the 4 x 256 tiny preset instead of the 16 x 128 demo shape", ["model/backbone=tiny"]),
     "acoustic_codec": ("the acoustic built-in codec (audio=builtin) instead of the semantic one", ["audio=builtin"]),
     "shape_8x192": ("8 layers x hidden 192 (4.7 M) instead of 16 x 128: between the demo's and the tiny preset's",
@@ -52,6 +55,15 @@ def audio_of(overrides: list[str]) -> str:
     return next((o.split("=", 1)[1] for o in overrides if o.startswith("audio=")), "builtin_semantic")
 
 
+def lever_spec(lever: str) -> tuple[str, list[str]]:
+    """(what changes, overrides) of a lever, or of levers joined by "+" (`corpus_3h+asr_rows_2x`: both at once)."""
+    parts = lever.split("+")
+    unknown = [p for p in parts if p not in LEVERS]
+    if unknown:
+        raise SystemExit(f"unknown lever(s) {', '.join(unknown)}; choose from {', '.join(LEVERS)} (join with '+')")
+    return "; ".join(LEVERS[p][0] for p in parts), [o for p in parts for o in LEVERS[p][1]]
+
+
 def big_corpus(artifacts: Path) -> Path:
     """Where the `corpus_3h` lever's corpus and token cache live: beside the demo's artefacts."""
     return artifacts.parent / f"{artifacts.name}_corpus_3h"
@@ -62,7 +74,7 @@ def commands(lever: str, artifacts: Path, out: Path, steps: int,
     """(name, command, log file, the output that marks it done) of one lever: train, eval asr, [eval tts]. Training
     reads the lever's overrides; the evaluations always read the demo's test splits (`artifacts`)."""
     overrides = [o.format(tokenizer=artifacts / "text_tokenizer", big=big_corpus(artifacts))
-                 for o in LEVERS[lever][1]]
+                 for o in lever_spec(lever)[1]]
     audio = audio_of(overrides)
     run = out / lever
     py = sys.executable
@@ -81,7 +93,8 @@ def commands(lever: str, artifacts: Path, out: Path, steps: int,
 
 
 def check_artifacts(lever: str, artifacts: Path) -> None:
-    audio = audio_of(LEVERS[lever][1])
+    overrides = lever_spec(lever)[1]
+    audio = audio_of(overrides)
     codec = artifacts / "codec" / audio
     cache = artifacts / "cache" / audio / "meta.json"
     if not codec.is_dir() or not cache.is_file():
@@ -89,11 +102,11 @@ def check_artifacts(lever: str, artifacts: Path) -> None:
                          f"python -m vita_audio.cli.train_codec paths.artifacts_dir={artifacts} audio={audio} && "
                          f"python -m vita_audio.cli.tokenize --data corpus --audio {audio} "
                          f"paths.artifacts_dir={artifacts}")
-    if any("{tokenizer}" in o for o in LEVERS[lever][1]) and not (artifacts / "text_tokenizer").is_dir():
+    if any("{tokenizer}" in o for o in overrides) and not (artifacts / "text_tokenizer").is_dir():
         raise SystemExit(f"lever {lever!r} needs the corpus text tokenizer: python -m vita_audio.cli.text_tokenizer "
                          f"--corpus {artifacts / 'corpus'} --out {artifacts / 'text_tokenizer'}")
     big = big_corpus(artifacts)
-    if any("{big}" in o for o in LEVERS[lever][1]) and not (big / "cache" / audio / "meta.json").is_file():
+    if any("{big}" in o for o in overrides) and not (big / "cache" / audio / "meta.json").is_file():
         raise SystemExit(f"lever {lever!r} needs a 3-hour corpus and its token cache (the demo's codec) in {big}: "
                          f"python -m vita_audio.data.corpus --hours 3 --out {big / 'corpus'} && mkdir -p {big}/codec "
                          f"&& ln -s {codec} {big}/codec/{audio} && python -m vita_audio.cli.tokenize --data corpus "
@@ -125,7 +138,7 @@ def run_lever(lever: str, artifacts: Path, out: Path, steps: int, tts: bool, thr
 def row(lever: str, run: Path, times: dict) -> dict:
     metrics = dict(line.split("\t") for line in (run / "stages/demo/align/final_metrics.txt").read_text().splitlines())
     speeds = re.findall(r"([\d,]+) tok/s", (run / "train.log").read_text())
-    r = {"lever": lever, "what": LEVERS[lever][0], "train_min": times.get("train", float("nan")) / 60,
+    r = {"lever": lever, "what": lever_spec(lever)[0], "train_min": times.get("train", float("nan")) / 60,
          "tok_s": float(speeds[-1].replace(",", "")) if speeds else float("nan"),
          "train_loss": float(metrics["train/loss"]), "val_loss": float(metrics["val/loss"])}
     asr = json.loads((run / "eval_asr/metrics.json").read_text())["modes"]["vanilla"]
@@ -153,7 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="the demo's corpus, codec, cache")
     p.add_argument("--out", type=Path, default=Path("outputs/levers"))
-    p.add_argument("--levers", nargs="+", default=list(DEFAULT_LEVERS), choices=sorted(LEVERS))
+    p.add_argument("--levers", nargs="+", default=list(DEFAULT_LEVERS),
+                   help=f"levers to run, each one of {', '.join(LEVERS)}, or several joined by '+' (applied together)")
     p.add_argument("--steps", type=int, default=300, help="demo/align steps of every run (the demo runs 700)")
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run")
