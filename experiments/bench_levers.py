@@ -4,7 +4,7 @@ each, then ASR (and with --tts, TTS) in Vanilla mode on the demo's test subsets,
     # the demo's corpus, codec and token cache first (make demo, or its first steps), then:
     python experiments/bench_levers.py --artifacts artifacts --out outputs/levers
     python experiments/bench_levers.py --levers demo corpus_tokenizer lr_2e-3 --steps 300 --jobs 2 --tts
-    python experiments/bench_levers.py --levers corpus_3h+asr_rows_2x --steps 700   # two levers at once
+    python experiments/bench_levers.py --levers corpus_2x+asr_rows_2x --steps 700   # two levers at once
     python experiments/bench_levers.py --list
 
 Each lever is a list of Hydra overrides on top of `+experiment=demo/align` (the demo recipe as shipped is the lever
@@ -27,7 +27,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# name -> (what changes against the demo recipe's stage 1, overrides; "{tokenizer}" = the corpus text tokenizer)
+from vita_audio.data.corpus import CorpusConfig
+
+# name -> (what changes against the demo recipe's stage 1, overrides; "{tokenizer}" = the corpus text tokenizer,
+# "{big}" = the folder of the doubled corpus and its token cache: big_corpus())
 LEVERS: dict[str, tuple[str, list[str]]] = {
     "demo": ("the demo's stage 1 as shipped (at --steps)", []),
     "corpus_tokenizer": ("a text tokenizer trained on the corpus (1.26 pieces / word)",
@@ -45,8 +48,8 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "shape_8x192": ("8 layers x hidden 192 (4.7 M) instead of 16 x 128: between the demo's and the tiny preset's",
                     ["model.backbone.config.num_hidden_layers=8", "model.backbone.config.hidden_size=192",
                      "model.backbone.config.intermediate_size=576"]),
-    "corpus_3h": ("a corpus of 3 h instead of 1.5 h (2x the unique ASR / TTS sentences; --hours 3), the same codec",
-                  ["paths.corpus_dir={big}/corpus", "paths.cache_dir={big}/cache"]),
+    "corpus_2x": ("a corpus of twice the demo's hours (2x the unique ASR / TTS sentences and spoken QA rows), "
+                  "the same codec", ["paths.corpus_dir={big}/corpus", "paths.cache_dir={big}/cache"]),
 }
 DEFAULT_LEVERS = ("demo", "rows_1024", "corpus_tokenizer", "lr_2e-3", "tiny_shape")
 
@@ -56,7 +59,7 @@ def audio_of(overrides: list[str]) -> str:
 
 
 def lever_spec(lever: str) -> tuple[str, list[str]]:
-    """(what changes, overrides) of a lever, or of levers joined by "+" (`corpus_3h+asr_rows_2x`: both at once)."""
+    """(what changes, overrides) of a lever, or of levers joined by "+" (`corpus_2x+asr_rows_2x`: both at once)."""
     parts = lever.split("+")
     unknown = [p for p in parts if p not in LEVERS]
     if unknown:
@@ -65,8 +68,15 @@ def lever_spec(lever: str) -> tuple[str, list[str]]:
 
 
 def big_corpus(artifacts: Path) -> Path:
-    """Where the `corpus_3h` lever's corpus and token cache live: beside the demo's artefacts."""
-    return artifacts.parent / f"{artifacts.name}_corpus_3h"
+    """Where the `corpus_2x` lever's corpus and token cache live: beside the demo's artefacts."""
+    return artifacts.parent / f"{artifacts.name}_corpus_2x"
+
+
+def doubled_hours(artifacts: Path) -> float:
+    """Twice the hours of the demo's corpus (its stats.json; the corpus default where there is none yet)."""
+    stats = artifacts / "corpus" / "stats.json"
+    hours = json.loads(stats.read_text())["config"]["hours"] if stats.is_file() else CorpusConfig().hours
+    return 2 * hours
 
 
 def commands(lever: str, artifacts: Path, out: Path, steps: int,
@@ -107,8 +117,9 @@ def check_artifacts(lever: str, artifacts: Path) -> None:
                          f"--corpus {artifacts / 'corpus'} --out {artifacts / 'text_tokenizer'}")
     big = big_corpus(artifacts)
     if any("{big}" in o for o in overrides) and not (big / "cache" / audio / "meta.json").is_file():
-        raise SystemExit(f"lever {lever!r} needs a 3-hour corpus and its token cache (the demo's codec) in {big}: "
-                         f"python -m vita_audio.data.corpus --hours 3 --out {big / 'corpus'} && mkdir -p {big}/codec "
+        raise SystemExit(f"lever {lever!r} needs a corpus of twice the hours and its token cache (the demo's codec) in "
+                         f"{big}: python -m vita_audio.data.corpus --hours {doubled_hours(artifacts):g} "
+                         f"--out {big / 'corpus'} && mkdir -p {big}/codec "
                          f"&& ln -s {codec} {big}/codec/{audio} && python -m vita_audio.cli.tokenize --data corpus "
                          f"paths.artifacts_dir={big} audio={audio}")
 

@@ -39,20 +39,20 @@ def test_every_lever_composes_and_changes_what_it_names(bench, tmp_path):
     shape = cfgs["shape_8x192"].model.backbone.config
     assert (shape.num_hidden_layers, shape.hidden_size, shape.intermediate_size) == (8, 192, 576)
     big = bench.big_corpus(tmp_path / "a")
-    assert (cfgs["corpus_3h"].paths.corpus_dir, cfgs["corpus_3h"].paths.cache_dir) == (f"{big}/corpus", f"{big}/cache")
-    assert plain(cfgs["corpus_3h"].data) == plain(base.data)  # the same sources, read from the other corpus
+    assert (cfgs["corpus_2x"].paths.corpus_dir, cfgs["corpus_2x"].paths.cache_dir) == (f"{big}/corpus", f"{big}/cache")
+    assert plain(cfgs["corpus_2x"].data) == plain(base.data)  # the same sources, read from the other corpus
     assert {s.name: s.ratio for s in cfgs["asr_rows_2x"].data.train_sources} == {"asr": 2.0, "tts": 1.0, "text": 1.0}
 
 
 def test_levers_joined_by_plus_apply_together(bench, tmp_path):
-    (_, train, _, _), *_ = bench.commands("corpus_3h+asr_rows_2x", tmp_path / "a", tmp_path / "o", 700, tts=False)
+    (_, train, _, _), *_ = bench.commands("corpus_2x+asr_rows_2x", tmp_path / "a", tmp_path / "o", 700, tts=False)
     cfg = compose_cfg(tmp_path, train[train.index("+experiment=demo/align"):])
     assert cfg.paths.corpus_dir == f"{bench.big_corpus(tmp_path / 'a')}/corpus"
     assert cfg.data.train_sources[0].ratio == 2.0 and cfg.trainer.max_steps == 700
-    what = bench.lever_spec("corpus_3h+asr_rows_2x")[0]
-    assert what == f"{bench.LEVERS['corpus_3h'][0]}; {bench.LEVERS['asr_rows_2x'][0]}"
+    what = bench.lever_spec("corpus_2x+asr_rows_2x")[0]
+    assert what == f"{bench.LEVERS['corpus_2x'][0]}; {bench.LEVERS['asr_rows_2x'][0]}"
     with pytest.raises(SystemExit, match="unknown lever.*asr_rows_3x"):
-        bench.lever_spec("corpus_3h+asr_rows_3x")
+        bench.lever_spec("corpus_2x+asr_rows_3x")
 
 
 def test_a_run_becomes_a_row_and_missing_artefacts_are_named(bench, tmp_path):
@@ -76,5 +76,10 @@ def test_a_run_becomes_a_row_and_missing_artefacts_are_named(bench, tmp_path):
     bench.check_artifacts("demo", tmp_path)
     with pytest.raises(SystemExit, match="vita_audio.cli.text_tokenizer"):
         bench.check_artifacts("corpus_tokenizer", tmp_path)
-    with pytest.raises(SystemExit, match=r"vita_audio.data.corpus --hours 3 .* vita_audio.cli.tokenize"):
-        bench.check_artifacts("corpus_3h", tmp_path)
+    hours = 2 * bench.CorpusConfig().hours  # no corpus yet: twice the default
+    with pytest.raises(SystemExit, match=rf"vita_audio.data.corpus --hours {hours:g} .* vita_audio.cli.tokenize"):
+        bench.check_artifacts("corpus_2x", tmp_path)
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus/stats.json").write_text(json.dumps({"config": {"hours": 0.25}}))
+    with pytest.raises(SystemExit, match=r"vita_audio.data.corpus --hours 0.5 "):
+        bench.check_artifacts("corpus_2x", tmp_path)
