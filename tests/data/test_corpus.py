@@ -14,10 +14,10 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import vita_audio.data.corpus.build as build_mod
+from vita_audio.cli.tokenize import main as tokenize_main
 from vita_audio.data.corpus import TINY, CorpusConfig, build_corpus, plan_text
 from vita_audio.data.prompt import ASR_PROMPT, TTS_PROMPT
 from vita_audio.data.records import read_jsonl
-from vita_audio.cli.tokenize import main as tokenize_main
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 TASKS = {"asr": ("train", "val", "test"), "tts": ("train", "val", "test"), "sqa": ("train", "val", "test"),
@@ -77,7 +77,11 @@ def test_default_plan_sizes_and_sentences_disjoint():
     n_sent, n_qa = cfg.item_counts()
     assert len(plan["sentences"]["test"]) >= 40 and len(plan["qa"]["test"]) == cfg.qa_test
     assert len(set(plan["sentences"]["train"])) == len(plan["sentences"]["train"]) >= n_sent * 0.85
-    assert sum(len(q) for q in plan["qa"].values()) == n_qa  # the spoken QA audio budget, test and val included
+    every = sum(len(f.relation.open) + 2 * len(f.relation.yesno) for f in plan["facts"] if f.spoken)  # 500
+    # the spoken QA audio budget, test and val included, up to every question about the spoken-trained facts
+    assert sum(len(q) for q in plan["qa"].values()) == min(n_qa, every + cfg.qa_test + cfg.qa_val)
+    small = CorpusConfig(hours=1.5)
+    assert sum(len(q) for q in plan_text(small)["qa"].values()) == small.item_counts()[1] < every
 
 
 def test_done_marker_and_resume(tiny_corpus, monkeypatch, tmp_path):

@@ -134,7 +134,12 @@ def plan_text(cfg: CorpusConfig) -> dict:
     qa = {"test": held_out_items(text_only, rng, cfg.qa_test, taken)}
     qa["val"] = held_out_items(text_only, rng, cfg.qa_val, taken)
     _, n_qa = cfg.item_counts()
-    qa["train"] = spoken_train(said, rng, max(1, n_qa - len(qa["test"]) - len(qa["val"])))
+    wanted = max(1, n_qa - len(qa["test"]) - len(qa["val"]))
+    qa["train"] = spoken_train(said, rng, wanted)
+    if len(qa["train"]) < wanted:
+        log.info("corpus plan: spoken QA trains on every question about the %d spoken-trained facts (%d), fewer than "
+                 "the %d its share of the hours allows (the corpus has that much less audio)", len(said),
+                 len(qa["train"]), wanted)
     asked = len({q.fact_id for q in qa["train"]})
     if asked < len(said):
         log.warning("corpus plan: spoken QA trains on %d of the %d spoken-trained facts only (%d spoken questions in "
