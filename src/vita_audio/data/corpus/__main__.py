@@ -1,6 +1,6 @@
 """Build the offline speech corpus.
 
-    python -m vita_audio.data.corpus --out artifacts/corpus                 # default: about 5.4 h of audio (--hours 6)
+    python -m vita_audio.data.corpus --out artifacts/corpus                 # default: about 1.7 h of audio
     python -m vita_audio.data.corpus --out /tmp/corpus_tiny --tiny          # a few dozen files, seconds
     python -m vita_audio.data.corpus --out artifacts/corpus --hours 3 --jobs 2 --seed 1
 
