@@ -48,8 +48,9 @@ LEVERS: dict[str, tuple[str, list[str]]] = {
     "shape_8x192": ("8 layers x hidden 192 (4.7 M) instead of 16 x 128: between the demo's and the tiny preset's",
                     ["model.backbone.config.num_hidden_layers=8", "model.backbone.config.hidden_size=192",
                      "model.backbone.config.intermediate_size=576"]),
-    "corpus_2x": ("a corpus of twice the demo's hours (2x the unique ASR / TTS sentences and spoken QA rows), "
-                  "the same codec", ["paths.corpus_dir={big}/corpus", "paths.cache_dir={big}/cache"]),
+    "corpus_2x": ("a corpus of twice the demo's hours (2x the unique ASR / TTS sentences and spoken QA rows; the "
+                  "text QA rows stay, so their share falls), the same codec",
+                  ["paths.corpus_dir={big}/corpus", "paths.cache_dir={big}/cache"]),
 }
 DEFAULT_LEVERS = ("demo", "rows_1024", "corpus_tokenizer", "lr_2e-3", "tiny_shape")
 
