@@ -16,10 +16,10 @@ Cairo, cat, parrot, duck, baker, cook and attic were dropped for it).
 
 Questions about a fact: 4 open phrasings per relation (answer: the statement; accepted alias: the value) and 3
 yes/no phrasings, asked with the true value ("<statement> Yes, that is right.") or a wrong one ("<statement> No,
-that is not right."). The statement comes first: the model recalls the fact, then compares it with the value asked.
-With the verdict first, it had to decide before recalling: the demo's model answered "Yes, that is right. Emma lives
-in Paris." to "Is London the city where Emma lives?", stating the right fact after the wrong verdict, and scored
-40 % on yes / no text questions (below chance) against 97 % on open ones (RESULTS.md). A phrasing is
+that is not right."): the answer recalls the fact before it gives the verdict. With the verdict first, the demo's
+model decided before recalling ("Yes, that is right. Emma lives in Paris." to "Is London the city where Emma
+lives?") and scored 40 % on yes / no text questions against 97 % on open ones; with the statement first it states
+the right fact in 28 of 30 test answers, though its verdict is still at chance (RESULTS.md). A phrasing is
 identified by (kind, index); the held-out phrasings of a test fact are never used with that fact in training.
 """
 
@@ -73,7 +73,7 @@ RELATIONS = (
 )
 KINDS = ("open", "yesno")
 # Yes / no answers close with these (after the statement); "not" is an accepted answer of a "no" question too: the
-# offline judge (pocketsphinx) hears a leading "No," from hibari as "now" 10 times out of 12, and "not" in "No, that
+# offline judge (pocketsphinx) hears "No," from hibari as "now" 10 times out of 12 (at the start of an answer), and "not" in "No, that
 # is not right." 12 times out of 12 (measured on 12 corpus answers).
 YES, NO = "Yes, that is right.", "No, that is not right."
 
