@@ -73,8 +73,8 @@ RELATIONS = (
 )
 KINDS = ("open", "yesno")
 # Yes / no answers close with these (after the statement); "not" is an accepted answer of a "no" question too: the
-# offline judge (pocketsphinx) hears "No," from hibari as "now" 10 times out of 12 (at the start of an answer), and "not" in "No, that
-# is not right." 12 times out of 12 (measured on 12 corpus answers).
+# offline judge (pocketsphinx) hears "No," from hibari as "now" 10 times out of 12 (at the start of an answer), and
+# "not" in "No, that is not right." 12 times out of 12 (measured on 12 corpus answers).
 YES, NO = "Yes, that is right.", "No, that is not right."
 
 
