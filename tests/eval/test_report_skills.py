@@ -67,7 +67,7 @@ def test_report_per_stage_by_voice_and_transfer(tmp_path):
     assert "| demo/align | 40.0% | 50.0% | 30.0% | 60.0% | 55.0% |" in md
     assert "| demo/sft | 35.0% | 45.0% | 25.0% | - | - |" in md
     assert "| demo/mctp_all | 36.0% | 46.0% | 26.0% | 50.0% | 20.0% |" in md and "| demo/mctp_one |" not in md
-    assert "| demo/align | 1.900 | 1.900 |" in md  # the validation losses by stage name
+    assert "| demo/align | - | 1.900 | 1.900 |" in md  # the validation losses by stage name (no train/loss)
     # by voice, per mode, with the rows each voice has
     assert "| mode | all | espeak (2) | hibari (2) |" in md and "| turbo | 36.0% | 46.0% | 26.0% |" in md
     assert "`judge_wer_on_resynthesis` **15.0%**" in md and "**8.0%**" in md

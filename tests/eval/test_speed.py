@@ -64,3 +64,25 @@ def test_eval_cli_speed(tmp_path):
     cfg.ckpt_path = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         evaluate(cfg)
+
+
+def test_run_speed_with_stop_times_whole_answers_one_prompt_at_a_time(monkeypatch):
+    """stop=True: each of `batch` prompts decoded alone until its answer stops; tokens/s over the tokens written."""
+    import vita_audio.inference.decoder as decoder
+    from vita_audio.eval.tasks.speed import make_prompts, run_mode
+
+    lm = tiny_lm(num_modules=10)
+    ids = make_prompts(lm, 2, 32)
+    free = run_mode(lm, ids[:1], "vanilla", 16, drafting="all")  # what Vanilla writes with no stop
+    assert free.tokens == 16
+    steps = decoder.Decoder(lm, ids[:1], schedule="vanilla", max_new_tokens=6, stop_ids=[]).steps()
+    first = [int(step.tokens[0]) for step in steps][5]
+    monkeypatch.setattr(decoder, "_default_stop_ids", lambda tok: [first])  # the 6th token of row 0 ends an answer
+    stopped = run_mode(lm, ids, "vanilla", 16, drafting="all", stop=True)
+    assert stopped.forwards == stopped.tokens < 2 * 16  # rows alone: one forward per Vanilla token, row 0 stopped
+    res = run_speed(lm, modes=["vanilla", "boost"], batch=2, rounds=1, new_tokens=16, prefill=32,
+                    mctp_head="always", drafting="all", stop=True)
+    assert res.info["stop"] is True and res.metrics["vanilla"]["backbone_forwards_per_token"] == 1.0
+    assert 0 < res.metrics["boost"]["backbone_forwards_per_token"] < 1
+    with pytest.raises(ValueError, match="transformers generate cannot be compared"):
+        run_speed(lm, modes=["vanilla"], stop=True, compare_hf=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +29,21 @@ def test_vita_jsonl_adapter_splits_tasks_and_counts_bad_records(world):
     assert sqa.answers == ("thirty five", "35") and sqa.audio.name == "u2.wav"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         VitaJsonl(root / "nope.jsonl", "asr").samples()
+
+
+def test_vita_jsonl_limit_first_or_spread(world, tmp_path):
+    """`limit` keeps the first rows; with `spread` it keeps rows spread over the whole file (every part of it)."""
+    root = world[0]
+    asr_line = next(line for line in (root / "test.jsonl").read_text().splitlines() if "hello there" in line)
+    rows = [json.loads(asr_line) for _ in range(10)]
+    for i, row in enumerate(rows):
+        row["messages"][-1]["content"] = f"row {i}"
+        row["audios"] = [str(root / a) if not Path(a).is_absolute() else a for a in row["audios"]]
+    path = tmp_path / "ten.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [s.text for s in VitaJsonl(path, "asr", limit=3).samples()] == ["row 0", "row 1", "row 2"]
+    assert [s.text for s in VitaJsonl(path, "asr", limit=3, spread=True).samples()] == ["row 0", "row 3", "row 6"]
+    assert len(VitaJsonl(path, "asr", limit=20, spread=True).samples()) == 10
 
 
 def test_librispeech_seed_tts_and_spoken_qa_layouts(tmp_path):

@@ -56,9 +56,14 @@ def test_demo_pipeline_smoke(tmp_path):
     timings = json.loads((out / "timings.json").read_text())
     assert {"codec", "demo_sft", "demo_mctp_all", "eval_asr_demo_sft", "eval_speed"} <= set(timings)
     # the final evaluations but speed ran two at a time, each with its log; the total counts their wall time once
-    assert set(timings["eval_sqa"]["beside"]) == {"eval_tts", "eval_asr"} and "beside" not in timings["eval_speed"]
-    assert sum(timings[t]["counted"] for t in ("eval_sqa", "eval_tts", "eval_asr")) < \
-        sum(timings[t]["seconds"] for t in ("eval_sqa", "eval_tts", "eval_asr"))
+    final = ("eval_sqa", "eval_sqa_trained", "eval_tts", "eval_asr")
+    assert set(timings["eval_sqa"]["beside"]) == set(final[1:]) and "beside" not in timings["eval_speed"]
+    assert sum(timings[t]["counted"] for t in final) < sum(timings[t]["seconds"] for t in final)
+    # spoken QA on questions trained in speech, beside the transfer split; the speed on whole answers
+    trained = json.loads((out / "eval" / "sqa_trained" / "metrics.json").read_text())
+    assert set(trained["modes"]) == {"vanilla"} and trained["dataset"].endswith("sqa/train.jsonl")
+    assert "Questions trained in speech (" in report and "| short by | why (measured) |" in report
+    assert json.loads((out / "eval" / "speed" / "metrics.json").read_text())["stop"] is True
     assert (out / "logs" / "eval_sqa.log").is_file() and "eval_sqa: started" in first.stdout
 
     again = demo(tmp_path)  # resumable: every step with an output marker is skipped

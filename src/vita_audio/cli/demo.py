@@ -3,6 +3,7 @@
     corpus (hibari-tts + espeak-ng) -> built-in codec -> audio-token cache -> the recipe's four stages
         -> eval.py on the corpus test split (never seen in training), Vanilla / Boost / Turbo of the final checkpoint:
            asr (WER, by voice), tts (judge WER vs the originals), sqa (S->T, S->S), speed (tokens/s, first chunk);
+           spoken QA in Vanilla mode on 30 questions trained in speech (beside the transfer split's);
            ASR and TTS in Vanilla mode after the intermediate stages that train the backbone (per-stage quality)
         -> outputs/demo/report.md: tables, PNG plots, a spoken question and its spoken answers linked
 
@@ -62,6 +63,12 @@ from vita_audio.eval.report_tables import stage_eval_dir, stage_key
 # last and alone (it times decoding)
 EVAL_TASKS = ("sqa", "tts", "asr", "speed")
 STAGE_EVAL_TASKS = ("asr", "tts")  # after the intermediate stages, in Vanilla mode (the per-stage quality table)
+# the speed on whole spoken answers: 4 TTS prompts, each decoded until its answer stops (at most 300 tokens; the
+# demo's answers are 75-100), not 165 tokens with no stop, which timed what the model writes after its answer too
+SPEED_ON_ANSWERS = ["task.stop=true", "task.batch=4", "task.new_tokens=300"]
+# spoken QA on questions the model was trained on in speech (Vanilla, rows spread over the training split): beside
+# the transfer split's S->T, it tells a spoken-QA skill not learned from knowledge that does not transfer
+TRAINED_SQA, TRAINED_SQA_ROWS = "sqa_trained", 30
 
 # the demo's codec trains shorter than conf/train_codec.yaml's 3,000 steps: the codec was the cheapest place to
 # find time for the evaluations inside the 30-minute budget (see RESULTS.md, "The main job")
@@ -188,7 +195,7 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
         run_dir = out / "eval" / task
         if task == "speed":
             cmd = [py, "-m", "vita_audio.cli.eval", "task=speed", f"ckpt_path={final}", f"hydra.run.dir={run_dir}",
-                   *common, f"task.modes=[{','.join(modes)},verified]"]
+                   *common, f"task.modes=[{','.join(modes)},verified]", *SPEED_ON_ANSWERS]
             if smoke:
                 cmd += ["task.rounds=1", "task.new_tokens=24"]
         else:
@@ -196,6 +203,11 @@ def steps(variant: str, artifacts: Path, out: Path, codec_steps: int = CODEC_STE
             if task == "tts":  # beside free decoding: the input text forced into the answer's text chunks
                 cmd += ["task.force_text=true"]
         out_steps.append(Step(f"eval_{task}", cmd, run_dir / "metrics.json", "eval", task != "speed"))
+        if task == "sqa":  # the same skill on questions trained in speech: separates transfer from spoken QA itself
+            run_dir = out / "eval" / TRAINED_SQA
+            cmd = eval_cmd("sqa", final, run_dir, common, ("vanilla",), TRAINED_SQA_ROWS, smoke)
+            cmd += [f"dataset.path={artifacts / 'corpus' / 'sqa' / 'train.jsonl'}", "dataset.spread=true"]
+            out_steps.append(Step(f"eval_{TRAINED_SQA}", cmd, run_dir / "metrics.json", "eval", True))
     # the other variants' and recipes' demo runs beside this one (if run): their ASR figures go next to this one's
     runs = [*(out_dir(out.parent, v) for v in VARIANTS), out_dir(out.parent, "boost", "reference")]
     others = [str(d) for d in runs if d != out]

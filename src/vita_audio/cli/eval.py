@@ -87,6 +87,9 @@ def evaluate_generation(cfg: DictConfig) -> dict[str, float]:
     result = RUNNERS[task](speech, samples, judge=judge, sampling=sampling,
                            audio_dir=str(Path(cfg.paths.output_dir) / "audio"), **kwargs)
     result.info["ckpt_path"] = str(cfg.ckpt_path)
+    where = next((cfg.dataset.get(k) for k in ("path", "root", "meta") if cfg.dataset.get(k)), None)
+    if where:  # which file or folder the samples came from
+        result.info["dataset"] = str(where)
     if judge is not None:
         result.info["judge"] = cfg.judge._target_.rsplit(".", 1)[-1] + (f" ({cfg.judge.path})" if "path" in cfg.judge
                                                                          else "")

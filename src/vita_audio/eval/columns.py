@@ -44,8 +44,9 @@ COLUMNS: dict[str, str] = {
     "backbone_forwards_per_audio_token": "speed task: audio tokens a backbone step emitted / audio tokens (Vanilla: 1)",
     "first_audio_s": "median seconds from the start of decoding to the first audio chunk (prompt building excluded)",
     # the speed task (eval/tasks/speed.py): fixed-length decodes of TTS prompts, no stop, no codec
-    "tokens_per_s": "speed task: rows x new tokens / seconds of LM decoding from building the Decoder to its last "
-                    "step (no codec: the same measurement as lm_tokens_per_s, over a batch)",
+    "tokens_per_s": "speed task: new tokens / seconds of LM decoding from building the Decoder to its last step "
+                    "(no codec: the same measurement as lm_tokens_per_s); rows x new_tokens with no stop, or the "
+                    "tokens of the whole answers with stop",
     "speedup_vs_vanilla": "speed task: tokens_per_s / Vanilla's, in the same round",
     "mctp_steps_per_token": "speed task: MCTP steps / new tokens",
     "first_chunk_s": "speed task: seconds to the first decodable audio chunk (the 11th new token), prefill included",

@@ -29,7 +29,8 @@ from urllib.parse import quote
 
 from vita_audio.eval.columns import COLUMNS
 from vita_audio.eval.filenames import safe_name
-from vita_audio.eval.report_goals import goals
+from vita_audio.eval.report_diagnosis import reasons
+from vita_audio.eval.report_goals import goals, sqa_keys
 from vita_audio.eval.report_tables import (examples, one_line, resynthesis_keys, stage_eval_dir, stage_quality,
                                            transfer_columns, tts_baselines, voice_table)
 
@@ -55,8 +56,8 @@ def default_stage_names(variant: str) -> list[str]:
 
 
 def stage_losses(stages: Path, names: list[str]) -> dict[str, dict[str, float]]:
-    """stage name -> {"main": val/loss_main, "mctp_0": ..., "loss": val/loss} from each stage's final_metrics.txt
-    (the stages in training order; those not trained yet are left out)."""
+    """stage name -> {"main": val/loss_main, "mctp_0": ..., "loss": val/loss, "train": train/loss} from each stage's
+    final_metrics.txt (the stages in training order; those not trained yet are left out)."""
     out: dict[str, dict[str, float]] = {}
     for k in names:
         f = stages / k / "final_metrics.txt"
@@ -67,6 +68,8 @@ def stage_losses(stages: Path, names: list[str]) -> dict[str, dict[str, float]]:
             name, _, v = line.partition("\t")
             if name.startswith("val/loss"):
                 vals[name.removeprefix("val/loss").lstrip("_") or "loss"] = float(v)
+            elif name == "train/loss":
+                vals["train"] = float(v)
         out[k] = vals
     return out
 
@@ -239,9 +242,16 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
           f"`{(asr or tts or sqa or speed or {}).get('ckpt_path', '?')}`. Every figure below is read from the files "
           "the pipeline wrote under this folder (`eval/<task>/metrics.json`, `predictions.jsonl`).", ""]
 
-    md += ["## Goals", "", "| goal | met | figures |", "|---|---|---|"]
-    for name, ok, figs in goals(asr, tts, sqa, total_min, speed):
-        md.append(f"| {name} | {'yes' if ok else 'not measured' if ok is None else '**no**'} | {figs} |")
+    sqa_trained = read_json(ev / "sqa_trained" / "metrics.json")
+    why = reasons(asr, tts, sqa, speed, asr_predictions=read_jsonl(ev / "asr" / "predictions.jsonl"),
+                  sqa_trained=sqa_trained, losses=losses, corpus=corpus, st_key=sqa_keys(sqa)[0])
+    md += ["## Goals", "", "A missed goal says by how much (the worst mode) and why, from the measured figures of this "
+           "run (`eval/report_diagnosis.py`).", "", "| goal | met | figures | short by | why (measured) |",
+           "|---|---|---|---|---|"]
+    for g in goals(asr, tts, sqa, total_min, speed):
+        met = "yes" if g.met else "not measured" if g.met is None else "**no**"
+        md.append(f"| {g.name} | {met} | {g.figures} | {g.short or '-'} | "
+                  f"{one_line(why.get(g.key, '')) if g.met is False else ''} |")
     md.append("")
 
     md += ["## Wall time per step", ""]
@@ -260,12 +270,15 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
     md += ["## Training: validation loss per stage and per MCTP module", ""]
     if losses:
         heads = heads_of(losses)
-        md += ["| stage | val/loss | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
+        md += ["| stage | train/loss | val/loss | " + " | ".join(heads) + " |",
+               "|---|---:|---:|" + "---:|" * len(heads)]
         for k, vals in losses.items():
-            md.append(f"| {k} | {fmt(vals.get('loss'))} | " + " | ".join(fmt(vals.get(h)) for h in heads) + " |")
+            md.append(f"| {k} | {fmt(vals.get('train'))} | {fmt(vals.get('loss'))} | "
+                      + " | ".join(fmt(vals.get(h)) for h in heads) + " |")
         md += ["", "Cross-entropy per supervised token (nats) on each stage's validation split (its data config's "
                "`val_sources`: ASR + TTS for alignment, spoken QA for an SFT, plus ASR + TTS for the demo recipe's "
-               "mix); stages that train MCTP modules only keep the main head frozen.", ""]
+               "mix); stages that train MCTP modules only keep the main head frozen. train/loss: the loss of the "
+               "stage's last training step (one batch), beside val/loss.", ""]
         md += img("val_loss", "validation loss per stage and head")
     else:
         md += [f"(no final_metrics.txt under {stages})", ""]
@@ -305,6 +318,13 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
         md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"),
                           *present(sqa, [("t2t_accuracy", "T->T", "pct")]),
                           ("no_audio", "no audio", "d"), ("failed", "failed", "d"), *speed_cols]) + [""]
+        if sqa_trained:
+            md += [f"Questions trained in speech ({sqa_trained.get('samples')} of the training split, spread over it, "
+                   "Vanilla; `eval/sqa_trained`): S->T "
+                   f"{fmt(sqa_trained['modes'].get('vanilla', {}).get('s2t_accuracy'), pct=True)}, S->S "
+                   f"{fmt(sqa_trained['modes'].get('vanilla', {}).get('s2s_accuracy'), pct=True)}, T->T "
+                   f"{fmt(sqa_trained['modes'].get('vanilla', {}).get('t2t_accuracy'), pct=True)}: the skill on "
+                   "what it was taught, beside the transfer split below.", ""]
         md += ["#### Transfer split (facts learned as text only, asked in speech)", ""]
         transfer = transfer_columns(sqa)
         md += table(sqa, transfer) + [""] if transfer else [
@@ -320,10 +340,13 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
 
     md += ["## Speed per decode mode", ""]
     if speed:
-        md += [f"Batch {speed.get('batch')}, {speed.get('prefill_tokens')}-token TTS prompts, "
-               f"{speed.get('new_tokens')} new tokens (no stop), greedy, medians of {speed.get('rounds')} rounds "
-               f"in rotated order; {speed.get('torch_threads')} torch threads; load average "
-               f"{speed.get('load_average_start')} at the start.", ""]
+        what = (f"{speed.get('batch')} TTS prompts of {speed.get('prefill_tokens')} tokens, each decoded alone "
+                f"until its spoken answer stops (at most {speed.get('new_tokens')} tokens)" if speed.get("stop") else
+                f"Batch {speed.get('batch')}, {speed.get('prefill_tokens')}-token TTS prompts, "
+                f"{speed.get('new_tokens')} new tokens (no stop)")
+        md += [f"{what}, greedy, medians of {speed.get('rounds')} rounds in rotated order; "
+               f"{speed.get('torch_threads')} torch threads; load average {speed.get('load_average_start')} at the "
+               "start.", ""]
         md += [f"tokens/s: {COLUMNS['tokens_per_s']}.", ""]
         md += table(speed, [("tokens_per_s", "tokens/s", ".1f"), ("speedup_vs_vanilla", "x Vanilla", ".2f"),
                             *present(speed, [("ideal_speedup", "ideal x Vanilla (from step costs)", ".2f")]),

@@ -7,7 +7,9 @@
 The task of each record is read from its `task` field when present, else from its shape; records of other tasks are
 left out (counted in `other_tasks`). A record's `language` field names its language (else "zh" for text with Han
 characters, "en" otherwise): Chinese rows are scored by CER, the others by WER. Invalid records are counted and
-reported by reason, never silently dropped.
+reported by reason, never silently dropped. `limit` keeps the first rows, or with `spread` rows spread evenly over
+the file (row i * n // limit): a subset of every part of a file written in order (the corpus writes its training
+questions fact by fact).
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ def record_task(messages, extra) -> str | None:
 
 
 class VitaJsonl:
-    def __init__(self, path: str | Path, task: str, limit: int | None = None, on_error: str = "skip") -> None:
+    def __init__(self, path: str | Path, task: str, limit: int | None = None, on_error: str = "skip",
+                 spread: bool = False) -> None:
         if task not in ("asr", "tts", "sqa"):
             raise ValueError(f"VitaJsonl task must be asr, tts or sqa, got {task!r}")
         self.path, self.task, self.limit, self.on_error = Path(path).expanduser(), task, limit, on_error
+        self.spread = spread
         self.skips = SkipCounter()
         self.other_tasks = 0
 
@@ -70,4 +74,8 @@ class VitaJsonl:
                 out.append(EvalSample(id=sid, text=text, audio=Path(rec.audios[0]), answers=answers,
                                       language=str(rec.extra.get("language") or text_language(text)),
                                       extra={"question": rec.extra.get("question", ""), **_carried(rec.extra)}))
-        return out[: self.limit] if self.limit else out
+        if not self.limit or self.limit >= len(out):
+            return out
+        if self.spread:
+            return [out[i * len(out) // self.limit] for i in range(self.limit)]
+        return out[: self.limit]

@@ -27,7 +27,11 @@ Per mode (medians over rounds, so the machine's load hits every mode alike):
 load does not inflate: the one to compare shapes or code versions on a shared machine.
 
 Every decode runs `new_tokens` tokens with `stop_ids=[]`, greedy, so all modes do the same amount of work whatever
-the model emits. `drafting` ("audio" | "all", `inference/schedule.py`) applies to every mode but verified.
+the model emits. With `stop=True` each mode instead times whole answers: `batch` prompts decoded one at a time until
+the answer stops (at most `new_tokens` tokens each), tokens/s over the tokens each mode wrote. That is the speed on
+spoken answers of a trained checkpoint; without a stop, what a checkpoint writes after its answer (text, mostly,
+which the backbone writes) is timed too. `drafting` ("audio" | "all", `inference/schedule.py`) applies to every mode
+but verified.
 """
 
 from __future__ import annotations
@@ -99,21 +103,21 @@ class Run:
 
 def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
              restrict_mctp: bool | str = True, drafting: str = DEFAULT_DRAFTING,
-             clock: Callable[[], float] = time.perf_counter) -> Run:
-    """One timed decode of `ids` (B, T) in `mode`; verified mode decodes the rows one at a time. `clock`: see
-    `CLOCKS`."""
+             clock: Callable[[], float] = time.perf_counter, stop: bool = False) -> Run:
+    """One timed decode of `ids` (B, T) in `mode`; verified mode, and every mode with `stop` (each row until its
+    answer stops, at most `new_tokens`), decode the rows one at a time. `clock`: see `CLOCKS`."""
     verify = mode == "verified"
     av = lm.backbone.audio_vocab
     markers = torch.tensor([av.begin_of_audio, av.end_of_audio])
-    rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify else [ids]
+    rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify or stop else [ids]
     times: dict[str, list[float]] = {"prefill": [], "M": [], "m": [], "cycle": []}
     first = first_dec = float("nan")
-    forwards = mctp = audio = audio_forwards = 0
+    forwards = mctp = audio = audio_forwards = tokens = 0
     accepted: list[int] = []
     t0 = clock()
     for r, row in enumerate(rows):
-        dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens, stop_ids=[],
-                      verify=verify, restrict_mctp=restrict_mctp, drafting=drafting)
+        dec = Decoder(lm, row, schedule="turbo" if verify else mode, max_new_tokens=new_tokens,
+                      stop_ids=None if stop else [], verify=verify, restrict_mctp=restrict_mctp, drafting=drafting)
         last, n, steps = clock(), 0, []
         for step in dec.steps():
             now = clock()
@@ -138,11 +142,11 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
             audio += int(is_audio.sum())
             audio_forwards += int((is_audio & (step.modules < 0)).sum())
         accepted += dec.accepted
-        if n != new_tokens:
+        if n != new_tokens and not (stop and 0 < n < new_tokens):
             raise RuntimeError(f"{mode}: decoded {n} tokens, expected {new_tokens}")
+        tokens += n * row.shape[0]
     total = clock() - t0
-    return Run(total, first, first_dec, new_tokens * ids.shape[0], forwards, mctp, accepted, times, audio,
-               audio_forwards)
+    return Run(total, first, first_dec, tokens, forwards, mctp, accepted, times, audio, audio_forwards)
 
 
 def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int, clock: Callable[[], float] = time.perf_counter) -> Run:
@@ -164,14 +168,20 @@ def run_hf(lm: VitaAudioLM, ids: torch.Tensor, new_tokens: int, clock: Callable[
 def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens: int, prefill: int,
           log: Callable[[str], None] = print, restrict_mctp: bool | str = True,
           compare_hf: bool = True, drafting: str = DEFAULT_DRAFTING,
-          clock: Callable[[], float] = time.perf_counter) -> dict[str, list[Run]]:
-    """Warm-up, then `rounds` rounds of every mode (and `transformers` generate), the order rotated each round."""
+          clock: Callable[[], float] = time.perf_counter, stop: bool = False) -> dict[str, list[Run]]:
+    """Warm-up, then `rounds` rounds of every mode (and `transformers` generate), the order rotated each round;
+    `stop`: every row decoded alone until its answer stops (no `transformers` generate)."""
+    if stop and compare_hf:
+        raise ValueError("stop=True times each mode's own answers; transformers generate has no MCTP answers to "
+                         "compare: set compare_hf=False")
     ids = make_prompts(lm, batch, prefill)
     order = [*modes, HF] if compare_hf else list(modes)
     warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
 
     def once(mode: str, n: int) -> Run:
-        return run_hf(lm, ids, n, clock) if mode == HF else run_mode(lm, ids, mode, n, restrict_mctp, drafting, clock)
+        if mode == HF:
+            return run_hf(lm, ids, n, clock)
+        return run_mode(lm, ids, mode, n, restrict_mctp, drafting, clock, stop and n == new_tokens)
 
     for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
         once(mode, warm)
@@ -199,10 +209,11 @@ def split(rs: list[Run]) -> dict[str, float]:
                 cycle=med([sum(r.times["cycle"]) for r in rs]), n_cycle=len(rs[0].times["cycle"]))
 
 
-def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> list[dict]:
+def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]], stop: bool = False) -> list[dict]:
     """One row per mode (medians over rounds) and one for `transformers` generate when it ran.
 
-    Needs Vanilla among the modes (every ratio is over it) and Turbo beside verified (verified borrows Turbo's r)."""
+    Needs Vanilla among the modes (every ratio is over it) and Turbo beside verified (verified borrows Turbo's r).
+    `stop`: the runs decoded their rows one at a time (forwards and MCTP steps are already per row's token)."""
     van = runs["vanilla"]
     c_M = med([med(r.times["M"]) for r in van])  # one single-token backbone step (s)
     tps = {m: med([r.tokens / r.total for r in rs]) for m, rs in runs.items()}
@@ -217,10 +228,11 @@ def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]]) -> 
         if m == HF:
             continue
         r0 = rs[0]
+        alone = stop or m == "verified"  # rows decoded one at a time: forwards counted per row
         per_row = r0.tokens / batch if m != "verified" else r0.tokens  # verified counts forwards over all rows
         r = r_mode.get("turbo" if m == "verified" else m, float("nan"))
-        forwards = r0.forwards / r0.tokens * (batch if m != "verified" else 1)
-        mctp = r0.mctp_steps / r0.tokens * (batch if m != "verified" else 1)
+        forwards = r0.forwards / r0.tokens * (1 if alone else batch)
+        mctp = r0.mctp_steps / r0.tokens * (1 if alone else batch)
         ideal = 1.0 if m == "vanilla" else 1.0 / (forwards + mctp * r)
         acc = med([sum(x.accepted) / len(x.accepted) for x in rs]) if r0.accepted else float("nan")
         M_mode = med([med(x.times["M"]) for x in rs]) if m != "verified" else float("nan")  # this mode's own
@@ -282,13 +294,15 @@ CLOCKS: dict[str, Callable[[], float]] = {
 def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turbo", "verified"), batch: int = 1,
               rounds: int = 3, new_tokens: int = 165, prefill: int = 32, mctp_head: str = "span",
               compare_hf: bool = False, threads: int | None = None, log: Callable[[str], None] | None = None,
-              label: str = "checkpoint", drafting: str | None = None, clock: str = "wall", **_) -> TaskResult:
+              label: str = "checkpoint", drafting: str | None = None, clock: str = "wall", stop: bool = False,
+              **_) -> TaskResult:
     """The decoding benchmark's figures for one model, as an evaluation task (metrics per mode).
 
     mctp_head: "span" (restricted MCTP heads inside audio spans: the decoder's default, right for a trained
     checkpoint), "always" (restricted at every MCTP step) or "full". drafting: "audio" | "all" (None = the
     decoder's default); a random-weight model never opens an audio span, so it shows MCTP speed only with "all".
-    clock: "wall" | "cpu" (`CLOCKS`).
+    clock: "wall" | "cpu" (`CLOCKS`). stop: time whole answers, `batch` prompts one at a time until each stops (at
+    most `new_tokens`), instead of `new_tokens` with no stop in a batch (the module docstring).
 
     Beside the measured speed-up, the ideal one from the measured step costs: `backbone_step_ms` (the median
     single-token backbone step of Vanilla, after the prefill: the unit), `mctp_step_ms` (the median MCTP step of
@@ -304,6 +318,9 @@ def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turb
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if rounds < 1 or new_tokens < 1 or batch < 1:
         raise ValueError(f"rounds, new_tokens and batch must be >= 1 (got {rounds}, {new_tokens}, {batch})")
+    if stop and compare_hf:
+        raise ValueError("task.stop=true times each mode's own answers: transformers generate cannot be compared "
+                         "there; set task.compare_hf=false")
     asked = check_modes(modes, lm.num_mctp_modules)
     timed = bench_modes(asked)
     drafting = check_drafting(DEFAULT_DRAFTING if drafting is None else drafting)
@@ -313,11 +330,12 @@ def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turb
     load_start = load_average()
     t0 = time.perf_counter()
     runs = bench(lm, batch, timed, rounds, new_tokens, prefill, log=log or (lambda *a: None),
-                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf, drafting=drafting, clock=CLOCKS[clock])
-    rows = summarize("ckpt", label, batch, runs)
+                 restrict_mctp=heads[mctp_head], compare_hf=compare_hf, drafting=drafting, clock=CLOCKS[clock],
+                 stop=stop)
+    rows = summarize("ckpt", label, batch, runs, stop)
     result = TaskResult("speed", info={"batch": batch, "rounds": rounds, "new_tokens": new_tokens,
                                        "prefill_tokens": prefill, "mctp_head": mctp_head, "drafting": drafting,
-                                       "clock": clock,
+                                       "clock": clock, "stop": bool(stop),
                                        "torch_threads": torch.get_num_threads(), "load_average_start": load_start,
                                        "load_average_end": load_average(),
                                        "wall_s": round(time.perf_counter() - t0, 2)})

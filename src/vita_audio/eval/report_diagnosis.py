@@ -1,0 +1,169 @@
+"""Why a goal of the demo is missed: the measured reasons, read from the files the pipeline wrote (the report's
+"why (measured)" column; `report_goals.py` says which goals are missed and by how much).
+
+    asr          errors by how often a test word was spoken in ASR training (predictions + the corpus's
+                 asr/train.jsonl), WER by voice, stage 1's train / val loss (memorised or not)
+    tts          the answer's own text (text channel WER, answers that copy their text) and TTS with the text
+                 forced: whether the words or the audio for them fail
+    sqa_st       T->T on the same questions (the facts known as text) and S->T on questions trained in speech
+                 (`eval/sqa_trained`): whether the spoken-QA skill or the transfer fails
+    near_*       the MCTP modules' validation loss against the backbone's, verified decoding's speed, and the
+                 standard error of an accuracy on n questions (differences inside it are noise)
+    speed_*      backbone forwards per token, the share of text in the timed tokens, r (an MCTP step over a
+                 backbone step), the ideal speed-up and its bound at r = 0
+
+Every reason is a figure of this run; a figure that was not measured leaves its reason out, never made up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import jiwer
+
+from vita_audio.eval.normalize import get_normalizer
+
+RARE = 50  # a test word spoken in fewer ASR training sentences than this is "rare"
+
+
+def _m(doc: dict | None, mode: str, key: str):
+    v = (doc or {}).get("modes", {}).get(mode, {}).get(key)
+    return v if isinstance(v, (int, float)) and v == v else None
+
+
+def _p(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def training_word_counts(corpus: Path, normalizer: str) -> Counter:
+    """word -> the number of ASR training sentences (corpus asr/train.jsonl) it is spoken in, normalised."""
+    norm = get_normalizer(normalizer)
+    counts: Counter = Counter()
+    path = Path(corpus) / "asr" / "train.jsonl"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            answer = next((m["content"] for m in json.loads(line)["messages"] if m["role"] == "assistant"), "")
+            counts.update(set(norm(answer).split()))
+    return counts
+
+
+def errors_by_frequency(predictions: list[dict], counts: Counter, mode: str = "vanilla",
+                        rare: int = RARE) -> dict[str, tuple[int, int]]:
+    """{"rare": (test words, of them substituted or deleted), "frequent": (...)} over `mode`'s ASR predictions
+    (their normalised reference and prediction), a word being rare when spoken in fewer than `rare` training
+    sentences."""
+    out = {"rare": [0, 0], "frequent": [0, 0]}
+    for row in predictions:
+        if row.get("mode") != mode or row.get("reference_normalized") is None:
+            continue
+        ref, hyp = row["reference_normalized"], row.get("prediction_normalized") or ""
+        words = ref.split()
+        if not words:
+            continue
+        wrong: set[int] = set()
+        for chunk in jiwer.process_words(ref, hyp).alignments[0]:
+            if chunk.type in ("substitute", "delete"):
+                wrong.update(range(chunk.ref_start_idx, chunk.ref_end_idx))
+        for i, w in enumerate(words):
+            bucket = out["rare" if counts[w] < rare else "frequent"]
+            bucket[0] += 1
+            bucket[1] += i in wrong
+    return {k: (n, e) for k, (n, e) in out.items()}
+
+
+def asr_reason(asr: dict | None, predictions: list[dict], corpus: Path | None,
+               losses: dict[str, dict[str, float]]) -> str:
+    parts = []
+    if corpus and (Path(corpus) / "asr" / "train.jsonl").is_file() and predictions:
+        by = errors_by_frequency(predictions, training_word_counts(corpus, (asr or {}).get("normalizer", "none")))
+        (n_r, e_r), (n_f, e_f) = by["rare"], by["frequent"]
+        if n_r and n_f:
+            parts.append(f"the words it misses are the rarely heard ones: {n_r} of the {n_r + n_f} test words are "
+                         f"spoken in fewer than {RARE} training sentences and {_p(e_r / n_r)} of them are wrong, "
+                         f"against {_p(e_f / n_f)} of the others (Vanilla)")
+    voices = sorted((k.removeprefix("wer_voice_"), v) for k, v in (asr or {}).get("modes", {}).get("vanilla", {})
+                    .items() if k.startswith("wer_voice_"))
+    if len(voices) > 1:
+        parts.append("by voice " + ", ".join(f"{v} {_p(w)}" for v, w in voices))
+    first = next(iter(losses.values()), {})
+    if "train" in first and "loss" in first:
+        parts.append(f"stage 1 ends at train loss {first['train']:.2f} against val loss {first['loss']:.2f}")
+    return "; ".join(parts)
+
+
+def tts_reason(tts: dict | None) -> str:
+    text, copied = _m(tts, "vanilla", "text_wer"), _m(tts, "vanilla", "text_copied")
+    forced = _m(tts, "vanilla_forced_text", "judge_wer")
+    parts = []
+    if text is not None:
+        parts.append(f"Vanilla's answer does not say its input: text channel WER {_p(text)}"
+                     + (f", {_p(copied)} of the answers copy their text" if copied is not None else ""))
+    if forced is not None:
+        parts.append(f"with the text forced the judge still hears {_p(forced)} WER: the audio written for a known "
+                     "text fails too")
+    return "; ".join(parts)
+
+
+def sqa_reason(sqa: dict | None, trained: dict | None, st_key: str) -> str:
+    parts = []
+    tt = _m(sqa, "vanilla", "tt_accuracy" if st_key == "st_accuracy" else "t2t_accuracy")
+    if tt is not None:
+        parts.append(f"asked as text, the same questions get {_p(tt)} (T->T, Vanilla)")
+    st_trained = _m(trained, "vanilla", "s2t_accuracy")
+    if st_trained is not None:
+        parts.append(f"questions trained in speech get only {_p(st_trained)} S->T ({trained.get('samples')} of the "
+                     "training split): the spoken question itself is not understood, before any transfer")
+    return "; ".join(parts)
+
+
+def noise_reason(doc: dict | None, key: str) -> str:
+    """The standard error of Vanilla's accuracy `key` on the task's samples: differences inside 2 SE are noise."""
+    acc, n = _m(doc, "vanilla", key), (doc or {}).get("samples")
+    if acc is None or not n:
+        return ""
+    se = math.sqrt(max(acc * (1 - acc), 1 / n) / n)
+    return f"on {n} questions the standard error of an accuracy near {_p(acc)} is about {100 * se:.1f} points"
+
+
+def mctp_reason(losses: dict[str, dict[str, float]], speed: dict | None) -> str:
+    parts = []
+    last = next(reversed(losses.values()), {}) if losses else {}
+    mctp = [v for k, v in last.items() if k.startswith("mctp_")]
+    if mctp and "main" in last:
+        parts.append(f"the MCTP modules draft the audio at val loss {min(mctp):.2f}-{max(mctp):.2f} against the "
+                     f"backbone's {last['main']:.2f}")
+    v = _m(speed, "verified", "speedup_vs_vanilla")
+    if v is not None:
+        parts.append(f"verified decoding keeps Vanilla's output exactly, at {v:.2f}x its speed")
+    return "; ".join(parts)
+
+
+def speed_reason(speed: dict | None, mode: str) -> str:
+    f, share = _m(speed, mode, "backbone_forwards_per_token"), _m(speed, mode, "audio_token_share")
+    r, ideal = _m(speed, mode, "mctp_over_backbone_step"), _m(speed, mode, "ideal_speedup")
+    parts = []
+    if f is not None:
+        parts.append(f"the backbone still runs {f:.2f} forwards per token"
+                     + (f" ({_p(1 - share)} of the timed tokens are text, which the backbone writes)"
+                        if share is not None else "") + f", so even a free MCTP step gives at most {1 / f:.2f}x")
+    if r is not None and ideal is not None:
+        parts.append(f"an MCTP step costs {r:.2f} of a backbone step: ideal {ideal:.2f}x")
+    return "; ".join(parts)
+
+
+def reasons(asr: dict | None, tts: dict | None, sqa: dict | None, speed: dict | None, *,
+            asr_predictions: list[dict] | None = None, sqa_trained: dict | None = None,
+            losses: dict[str, dict[str, float]] | None = None, corpus: Path | None = None,
+            st_key: str = "st_accuracy") -> dict[str, str]:
+    """goal key (`report_goals.Goal.key`) -> its measured reasons, for every goal a reason can be read for."""
+    losses = losses or {}
+    ss_key = st_key.replace("st_", "ss_").replace("s2t_", "s2s_")
+    out = {"asr": asr_reason(asr, asr_predictions or [], corpus, losses), "tts": tts_reason(tts),
+           "sqa_st": sqa_reason(sqa, sqa_trained, st_key),
+           "near_tts": mctp_reason(losses, speed),
+           "near_sqa_st": noise_reason(sqa, st_key), "near_sqa_ss": noise_reason(sqa, ss_key),
+           "speed_boost": speed_reason(speed, "boost"), "speed_turbo": speed_reason(speed, "turbo")}
+    return {k: v for k, v in out.items() if v}

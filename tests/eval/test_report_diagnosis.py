@@ -1,0 +1,80 @@
+"""The measured reasons of a missed goal (eval/report_diagnosis.py), from metrics and predictions the test writes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from vita_audio.eval.report import build_report
+from vita_audio.eval.report_diagnosis import errors_by_frequency, reasons, training_word_counts
+
+
+def asr_row(mode, ref, hyp):
+    return {"mode": mode, "reference_normalized": ref, "prediction_normalized": hyp}
+
+
+def write_corpus(root, sentences):
+    (root / "asr").mkdir(parents=True)
+    rows = [{"messages": [{"role": "user", "content": "Convert the speech to text.\n<|audio|>"},
+                          {"role": "assistant", "content": s}], "audios": ["x.wav"], "task": "asr"} for s in sentences]
+    (root / "asr" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_training_word_counts_count_sentences_not_occurrences(tmp_path):
+    write_corpus(tmp_path, ["Anna lives in Paris.", "Anna, Anna!", "Ben lives in Rome."])
+    counts = training_word_counts(tmp_path, "whisper_en")
+    assert counts["anna"] == 2 and counts["lives"] == 2 and counts["rome"] == 1 and counts["tokyo"] == 0
+
+
+def test_errors_by_frequency_splits_substitutions_and_deletions_by_how_often_a_word_was_heard():
+    counts = Counter({"anna": 60, "lives": 80, "in": 90, "paris": 3})
+    preds = [asr_row("vanilla", "anna lives in paris", "anna lives in london"),  # paris substituted
+             asr_row("vanilla", "anna lives in tokyo", "anna lives"),  # in, tokyo deleted
+             asr_row("boost", "anna lives in paris", "")]  # another mode: left out
+    by = errors_by_frequency(preds, counts, "vanilla", rare=50)
+    assert by == {"rare": (2, 2), "frequent": (6, 1)}
+
+
+def test_reasons_read_every_figure_and_leave_out_what_was_not_measured(tmp_path):
+    write_corpus(tmp_path, ["anna lives in paris"] * 60 + ["tokyo"])
+    asr = {"normalizer": "whisper_en", "modes": {"vanilla": {"wer": 0.4, "wer_voice_espeak": 0.6,
+                                                             "wer_voice_hibari": 0.3}}}
+    preds = [asr_row("vanilla", "anna lives in tokyo", "anna lives in paris")]
+    tts = {"modes": {"vanilla": {"judge_wer": 0.7, "text_wer": 0.36, "text_copied": 0.0},
+                     "vanilla_forced_text": {"judge_wer": 0.645}}}
+    sqa = {"samples": 60, "modes": {"vanilla": {"st_accuracy": 0.1, "tt_accuracy": 0.733, "ss_accuracy": 0.05}}}
+    trained = {"samples": 30, "modes": {"vanilla": {"s2t_accuracy": 0.2}}}
+    speed = {"modes": {"boost": {"backbone_forwards_per_token": 0.5, "audio_token_share": 0.8,
+                                 "mctp_over_backbone_step": 0.25, "ideal_speedup": 1.6},
+                       "verified": {"speedup_vs_vanilla": 0.6}}}
+    losses = {"demo/align": {"train": 0.69, "loss": 1.52},
+              "demo/mctp_all": {"main": 1.67, "mctp_0": 2.6, "mctp_1": 2.9, "loss": 4.5}}
+    why = reasons(asr, tts, sqa, speed, asr_predictions=preds, sqa_trained=trained, losses=losses, corpus=tmp_path)
+    assert "1 of the 4 test words are spoken in fewer than 50 training sentences and 100.0% of them are wrong, " \
+           "against 0.0% of the others" in why["asr"]
+    assert "by voice espeak 60.0%, hibari 30.0%" in why["asr"] and "train loss 0.69 against val loss 1.52" in why["asr"]
+    assert "text channel WER 36.0%, 0.0% of the answers copy their text" in why["tts"] and "64.5% WER" in why["tts"]
+    assert "73.3% (T->T" in why["sqa_st"] and "only 20.0% S->T (30 of the training split)" in why["sqa_st"]
+    assert "val loss 2.60-2.90 against the backbone's 1.67" in why["near_tts"] and "0.60x" in why["near_tts"]
+    assert "standard error of an accuracy near 10.0% is about 3.9 points" in why["near_sqa_st"]
+    assert "0.50 forwards per token (20.0% of the timed tokens are text" in why["speed_boost"]
+    assert "at most 2.00x" in why["speed_boost"] and "ideal 1.60x" in why["speed_boost"]
+    assert "speed_turbo" not in why  # no Turbo figures: no reason made up
+    assert reasons(None, None, None, None) == {}
+
+
+@pytest.mark.parametrize("wer", [0.10, 0.40])
+def test_report_shows_the_reason_only_for_a_missed_goal(tmp_path, wer):
+    out, stages = tmp_path / "demo", tmp_path / "stages"
+    (out / "eval" / "asr").mkdir(parents=True)
+    (out / "eval" / "asr" / "metrics.json").write_text(json.dumps(
+        {"task": "asr", "normalizer": "none", "samples": 1,
+         "modes": {"vanilla": {"wer": wer, "wer_voice_espeak": 0.6, "wer_voice_hibari": 0.3}}}))
+    md = build_report(out, stages).read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| ASR WER <= 15% |"))
+    if wer <= 0.15:
+        assert row.endswith("| yes | vanilla 10.0% | - |  |")
+    else:
+        assert "| **no** | vanilla 40.0% | 25.0 points over | by voice espeak 60.0%, hibari 30.0% |" in row
