@@ -56,7 +56,11 @@ def test_reasons_read_every_figure_and_leave_out_what_was_not_measured(tmp_path)
            "against 0.0% of the others" in why["asr"]
     assert "by voice espeak 60.0%, hibari 30.0%" in why["asr"] and "train loss 0.69 against val loss 1.52" in why["asr"]
     assert "text channel WER 36.0%, 0.0% of the answers copy their text" in why["tts"] and "64.5% WER" in why["tts"]
-    assert "73.3% (T->T" in why["sqa_st"] and "only 20.0% S->T (30 of the training split)" in why["sqa_st"]
+    assert "73.3% (T->T" in why["sqa_st"] and "get 20.0% S->T (30 of the training split) too: the spoken " \
+        "question itself is not understood" in why["sqa_st"]
+    learned = reasons(None, None, sqa, None, sqa_trained={"samples": 30, "modes": {"vanilla": {"s2t_accuracy": 0.7}}})
+    assert "get 70.0% S->T (30 of the training split): spoken QA is learned, but what was learned as text does " \
+        "not transfer" in learned["sqa_st"]
     assert "val loss 2.60-2.90 against the backbone's 1.67" in why["near_tts"] and "0.60x" in why["near_tts"]
     assert "standard error of an accuracy near 10.0% is about 3.9 points" in why["near_sqa_st"]
     assert "0.50 forwards per token (20.0% of the timed tokens are text" in why["speed_boost"]

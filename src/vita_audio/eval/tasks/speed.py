@@ -172,8 +172,8 @@ def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens
     """Warm-up, then `rounds` rounds of every mode (and `transformers` generate), the order rotated each round;
     `stop`: every row decoded alone until its answer stops (no `transformers` generate)."""
     if stop and compare_hf:
-        raise ValueError("stop=True times each mode's own answers; transformers generate has no MCTP answers to "
-                         "compare: set compare_hf=False")
+        raise ValueError("stop=True (task.stop) times each mode's own answers: transformers generate cannot be "
+                         "compared there; set compare_hf=False (task.compare_hf=false)")
     ids = make_prompts(lm, batch, prefill)
     order = [*modes, HF] if compare_hf else list(modes)
     warm = min(new_tokens, CHUNK + 2)  # the prefill, a whole MCTP run and the forward after it
@@ -318,9 +318,6 @@ def run_speed(lm: VitaAudioLM, modes: Sequence[str] = ("vanilla", "boost", "turb
         raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     if rounds < 1 or new_tokens < 1 or batch < 1:
         raise ValueError(f"rounds, new_tokens and batch must be >= 1 (got {rounds}, {new_tokens}, {batch})")
-    if stop and compare_hf:
-        raise ValueError("task.stop=true times each mode's own answers: transformers generate cannot be compared "
-                         "there; set task.compare_hf=false")
     asked = check_modes(modes, lm.num_mctp_modules)
     timed = bench_modes(asked)
     drafting = check_drafting(DEFAULT_DRAFTING if drafting is None else drafting)
