@@ -86,3 +86,37 @@ def test_run_speed_with_stop_times_whole_answers_one_prompt_at_a_time(monkeypatc
     assert 0 < res.metrics["boost"]["backbone_forwards_per_token"] < 1
     with pytest.raises(ValueError, match="transformers generate cannot be compared"):
         run_speed(lm, modes=["vanilla"], stop=True, compare_hf=True)
+
+
+def test_first_chunk_is_the_first_closed_audio_span_or_the_eleventh_token(monkeypatch):
+    """A span the model closes after 7 codes is a decodable chunk at its <eoa> (token 10), not at token 11."""
+    import torch
+
+    import vita_audio.eval.tasks.speed as speed
+    from vita_audio.inference.decoder import Step
+
+    lm = tiny_lm(num_modules=10)
+    av = lm.backbone.audio_vocab
+    code = int(av.codes_to_ids(torch.tensor([0]))[0])
+    assert bool(av.is_audio(torch.tensor([code]))[0])
+
+    def script(n_codes: int) -> list[int]:
+        return [5, av.begin_of_audio, *[code] * n_codes, av.end_of_audio, 5, 5, 5]
+
+    class Scripted:  # a decoder that writes `tokens`, one step each
+        tokens: list[int] = []
+
+        def __init__(self, *a, **k):
+            self.backbone_forwards, self.mctp_steps, self.accepted = len(self.tokens), 0, []
+
+        def steps(self):
+            for t in self.tokens:
+                yield Step("M", 0, torch.tensor([t]), torch.tensor([True]), torch.tensor([-1]))
+
+    ticks = iter(range(1000))
+    monkeypatch.setattr(speed, "Decoder", Scripted)
+    for n_codes, at in ((7, 10), (8, 11), (12, 11)):  # closed early: its <eoa>; else the 11th new token
+        Scripted.tokens = script(n_codes)
+        run = speed.run_mode(lm, torch.zeros(1, 4, dtype=torch.long), "vanilla", len(Scripted.tokens),
+                             clock=lambda: float(next(ticks)))
+        assert run.first_chunk == at + 1  # one clock read before the loop, one per step: token k at t0 + k + 1

@@ -7,8 +7,8 @@
                  forced: whether the words or the audio for them fail
     sqa_st       T->T on the same questions (the facts known as text) and S->T on questions trained in speech
                  (`eval/sqa_trained`): whether the spoken-QA skill or the transfer fails
-    near_*       the MCTP modules' validation loss against the backbone's, verified decoding's speed, and the
-                 standard error of an accuracy on n questions (differences inside it are noise)
+    near_*       the MCTP modules' validation loss against the backbone's and verified decoding's speed; for the
+                 spoken-QA accuracies, first whether the difference is inside 2 standard errors on n questions (noise)
     speed_*      backbone forwards per token, the share of text in the timed tokens, r (an MCTP step over a
                  backbone step), the ideal speed-up and its bound at r = 0
 
@@ -123,13 +123,18 @@ def sqa_reason(sqa: dict | None, trained: dict | None, st_key: str) -> str:
     return "; ".join(parts)
 
 
-def noise_reason(doc: dict | None, key: str) -> str:
-    """The standard error of Vanilla's accuracy `key` on the task's samples: differences inside 2 SE are noise."""
+def near_sqa_reason(doc: dict | None, key: str, mctp: str) -> str:
+    """Boost / Turbo against Vanilla on accuracy `key`: noise when the widest difference is inside 2 standard errors
+    of Vanilla's accuracy on the task's samples, else the drafted audio (`mctp`, the TTS reason)."""
     acc, n = _m(doc, "vanilla", key), (doc or {}).get("samples")
-    if acc is None or not n:
+    diffs = [abs(v - acc) for m in ("boost", "turbo") if acc is not None and (v := _m(doc, m, key)) is not None]
+    if acc is None or not n or not diffs:
         return ""
     se = math.sqrt(max(acc * (1 - acc), 1 / n) / n)
-    return f"on {n} questions the standard error of an accuracy near {_p(acc)} is about {100 * se:.1f} points"
+    noise = f"on {n} questions the standard error of an accuracy near {_p(acc)} is about {100 * se:.1f} points"
+    if max(diffs) <= 2 * se:
+        return f"within noise: {noise}"
+    return f"beyond noise ({noise})" + (f": {mctp}" if mctp else "")
 
 
 def mctp_reason(losses: dict[str, dict[str, float]], speed: dict | None) -> str:
@@ -165,9 +170,9 @@ def reasons(asr: dict | None, tts: dict | None, sqa: dict | None, speed: dict | 
     """goal key (`report_goals.Goal.key`) -> its measured reasons, for every goal a reason can be read for."""
     losses = losses or {}
     ss_key = st_key.replace("st_", "ss_").replace("s2t_", "s2s_")
+    mctp = mctp_reason(losses, speed)
     out = {"asr": asr_reason(asr, asr_predictions or [], corpus, losses), "tts": tts_reason(tts),
-           "sqa_st": sqa_reason(sqa, sqa_trained, st_key),
-           "near_tts": mctp_reason(losses, speed),
-           "near_sqa_st": noise_reason(sqa, st_key), "near_sqa_ss": noise_reason(sqa, ss_key),
+           "sqa_st": sqa_reason(sqa, sqa_trained, st_key), "near_tts": mctp,
+           "near_sqa_st": near_sqa_reason(sqa, st_key, mctp), "near_sqa_ss": near_sqa_reason(sqa, ss_key, mctp),
            "speed_boost": speed_reason(speed, "boost"), "speed_turbo": speed_reason(speed, "turbo")}
     return {k: v for k, v in out.items() if v}

@@ -12,7 +12,8 @@ Per mode (medians over rounds, so the machine's load hits every mode alike):
     audio_token_share            the share of generated tokens that are audio (codes and the two audio markers)
     backbone_forwards_per_audio_token  backbone steps that emitted an audio token / audio tokens (Vanilla: 1; the
                                  speed-up of the audio spans alone, whatever the text costs)
-    first_chunk_s                time to the first decodable audio chunk: the 11th new token (1 text token +
+    first_chunk_s                time to the first decodable audio chunk: the first <|end_of_audio|> of row 0 (its
+                                 first audio span closed), or the 11th new token if that comes first (1 text token +
                                  <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
     accepted                     verified mode: mean tokens kept per backbone forward
     backbone_step_ms             the median single-token backbone step of Vanilla (after the prefill): the unit
@@ -90,7 +91,7 @@ def make_prompts(lm: VitaAudioLM, batch: int, length: int) -> torch.Tensor:
 @dataclass
 class Run:
     total: float  # seconds, prefill included
-    first_chunk: float  # seconds until the CHUNK-th new token (nan if fewer)
+    first_chunk: float  # seconds until row 0's first <eoa> or its CHUNK-th new token, the earlier (nan if neither)
     first_chunk_decode: float  # the same, after the prefill (from the first new token on)
     tokens: int  # new tokens summed over rows
     forwards: int
@@ -132,8 +133,8 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
                 times[step.kind].append(now - last)
             if r == 0 and n == 1:
                 t1 = now
-            if r == 0 and n == CHUNK:
-                first, first_dec = now - t0, now - t1
+            if r == 0 and first != first and (n == CHUNK or (n > 1 and int(step.tokens[0]) == av.end_of_audio)):
+                first, first_dec = now - t0, now - t1  # a span closed early is a decodable chunk too
             last = now
         forwards += dec.backbone_forwards
         mctp += dec.mctp_steps
