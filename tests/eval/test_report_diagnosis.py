@@ -46,8 +46,8 @@ def test_reasons_read_every_figure_and_leave_out_what_was_not_measured(tmp_path)
                      "vanilla_forced_text": {"judge_wer": 0.645}}}
     sqa = {"samples": 60, "modes": {"vanilla": {"st_accuracy": 0.1, "tt_accuracy": 0.733, "ss_accuracy": 0.05}}}
     trained = {"samples": 30, "modes": {"vanilla": {"s2t_accuracy": 0.2}}}
-    speed = {"modes": {"boost": {"backbone_forwards_per_token": 0.5, "audio_token_share": 0.8,
-                                 "mctp_over_backbone_step": 0.25, "ideal_speedup": 1.6},
+    speed = {"modes": {"boost": {"backbone_forwards_per_token": 0.4, "audio_token_share": 0.8,
+                                 "mctp_over_backbone_step": 0.25, "ideal_speedup": 1.8, "mctp_steps_per_token": 0.6},
                        "verified": {"speedup_vs_vanilla": 0.6}}}
     losses = {"demo/align": {"train": 0.69, "loss": 1.52},
               "demo/mctp_all": {"main": 1.67, "mctp_0": 2.6, "mctp_1": 2.9, "loss": 4.5}}
@@ -70,8 +70,9 @@ def test_reasons_read_every_figure_and_leave_out_what_was_not_measured(tmp_path)
         "about 3.9 points"  # 5 points <= 2 x 3.9
     assert why["near_sqa_ss"].startswith("beyond noise (on 60 questions the standard error of an accuracy near 5.0% "
                                          "is about 2.8 points): the MCTP modules draft the audio")  # 20 > 2 x 2.8
-    assert "0.50 forwards per token (20.0% of the timed tokens are text" in why["speed_boost"]
-    assert "at most 2.00x" in why["speed_boost"] and "ideal 1.60x" in why["speed_boost"]
+    assert "0.40 forwards per token (20.0% of the timed tokens are text" in why["speed_boost"]
+    assert "at most 2.50x" in why["speed_boost"] and "ideal 1.80x" in why["speed_boost"]
+    assert "2x would need an MCTP step of at most 0.17 of a backbone step" in why["speed_boost"]  # (0.5 - 0.4) / 0.6
     assert "speed_turbo" not in why  # no Turbo figures: no reason made up
     assert reasons(None, None, None, None) == {}
 

@@ -150,9 +150,12 @@ def mctp_reason(losses: dict[str, dict[str, float]], speed: dict | None) -> str:
     return "; ".join(parts)
 
 
-def speed_reason(speed: dict | None, mode: str) -> str:
+def speed_reason(speed: dict | None, mode: str, want: float) -> str:
+    """Why `mode` misses `want` x Vanilla: the backbone forwards it still runs, r, the ideal speed-up, and the r
+    that `want` would need at these forwards and MCTP steps per token."""
     f, share = _m(speed, mode, "backbone_forwards_per_token"), _m(speed, mode, "audio_token_share")
     r, ideal = _m(speed, mode, "mctp_over_backbone_step"), _m(speed, mode, "ideal_speedup")
+    steps = _m(speed, mode, "mctp_steps_per_token")
     parts = []
     if f is not None:
         parts.append(f"the backbone still runs {f:.2f} forwards per token"
@@ -160,6 +163,9 @@ def speed_reason(speed: dict | None, mode: str) -> str:
                         if share is not None else "") + f", so even a free MCTP step gives at most {1 / f:.2f}x")
     if r is not None and ideal is not None:
         parts.append(f"an MCTP step costs {r:.2f} of a backbone step: ideal {ideal:.2f}x")
+        if f is not None and steps and 1 / f > want:
+            parts.append(f"{want:g}x would need an MCTP step of at most {(1 / want - f) / steps:.2f} of a backbone "
+                         "step, and every backbone forward as cheap as a single-token step")
     return "; ".join(parts)
 
 
@@ -174,5 +180,5 @@ def reasons(asr: dict | None, tts: dict | None, sqa: dict | None, speed: dict | 
     out = {"asr": asr_reason(asr, asr_predictions or [], corpus, losses), "tts": tts_reason(tts),
            "sqa_st": sqa_reason(sqa, sqa_trained, st_key), "near_tts": mctp,
            "near_sqa_st": near_sqa_reason(sqa, st_key, mctp), "near_sqa_ss": near_sqa_reason(sqa, ss_key, mctp),
-           "speed_boost": speed_reason(speed, "boost"), "speed_turbo": speed_reason(speed, "turbo")}
+           "speed_boost": speed_reason(speed, "boost", 2.0), "speed_turbo": speed_reason(speed, "turbo", 2.5)}
     return {k: v for k, v in out.items() if v}
