@@ -39,6 +39,9 @@ def test_demo_pipeline_smoke(tmp_path):
             want |= {f"{m}_forced_text" for m in ("vanilla", "boost", "turbo")}
             assert "judge_wer_on_resynthesis" in doc  # the codec's resynthesis of the originals, judged
         assert set(doc["modes"]) == want, (task, doc["modes"].keys())
+        # the decode option of issue 22: MCTP steps draft audio only, the backbone writes the text
+        drafting = {doc["drafting"]} if task == "speed" else {doc["decodes"][m]["drafting"] for m in ("boost", "turbo")}
+        assert drafting == {"audio"}, (task, drafting)
     codec = json.loads((tmp_path / "artifacts" / "codec" / "builtin_semantic" / "config.json").read_text())
     assert codec["kind"] == "semantic"  # the demo recipe's codec: the semantic built-in one
     report = (out / "report.md").read_text()
