@@ -83,6 +83,7 @@ def test_run_speed_with_stop_times_whole_answers_one_prompt_at_a_time(monkeypatc
     res = run_speed(lm, modes=["vanilla", "boost"], batch=2, rounds=1, new_tokens=16, prefill=32,
                     mctp_head="always", drafting="all", stop=True)
     assert res.info["stop"] is True and res.metrics["vanilla"]["backbone_forwards_per_token"] == 1.0
+    assert res.metrics["vanilla"]["tokens_per_answer"] < 16  # row 0 stopped early, row 1 at most the cap
     assert 0 < res.metrics["boost"]["backbone_forwards_per_token"] < 1
     with pytest.raises(ValueError, match="transformers generate cannot be compared"):
         run_speed(lm, modes=["vanilla"], stop=True, compare_hf=True)
@@ -101,7 +102,8 @@ def test_first_chunk_is_the_first_closed_audio_span_or_the_eleventh_token(monkey
     assert bool(av.is_audio(torch.tensor([code]))[0])
 
     def script(n_codes: int) -> list[int]:
-        return [5, av.begin_of_audio, *[code] * n_codes, av.end_of_audio, 5, 5, 5]
+        head = [5, av.begin_of_audio, *[code] * n_codes, av.end_of_audio]
+        return head + [5] * max(3, 14 - len(head))
 
     class Scripted:  # a decoder that writes `tokens`, one step each
         tokens: list[int] = []
@@ -115,7 +117,8 @@ def test_first_chunk_is_the_first_closed_audio_span_or_the_eleventh_token(monkey
 
     ticks = iter(range(1000))
     monkeypatch.setattr(speed, "Decoder", Scripted)
-    for n_codes, at in ((7, 10), (8, 11), (12, 11)):  # closed early: its <eoa>; else the 11th new token
+    # closed early after a code: its <eoa>; else the 11th new token (an empty span is no chunk)
+    for n_codes, at in ((7, 10), (8, 11), (12, 11), (0, 11)):
         Scripted.tokens = script(n_codes)
         run = speed.run_mode(lm, torch.zeros(1, 4, dtype=torch.long), "vanilla", len(Scripted.tokens),
                              clock=lambda: float(next(ticks)))

@@ -43,16 +43,19 @@ COLUMNS: dict[str, str] = {
     "audio_token_share": "speed task: audio tokens (codes and the two audio markers) / new tokens",
     "backbone_forwards_per_audio_token": "speed task: audio tokens a backbone step emitted / audio tokens (Vanilla: 1)",
     "first_audio_s": "median seconds from the start of decoding to the first audio chunk (prompt building excluded)",
-    # the speed task (eval/tasks/speed.py): fixed-length decodes of TTS prompts, no stop, no codec
+    # the speed task (eval/tasks/speed.py): TTS prompts, fixed-length decodes with no stop or (stop) whole answers;
+    # no codec
     "tokens_per_s": "speed task: new tokens / seconds of LM decoding from building the Decoder to its last step "
                     "(no codec: the same measurement as lm_tokens_per_s); rows x new_tokens with no stop, or the "
                     "tokens of the whole answers with stop",
     "speedup_vs_vanilla": "speed task: tokens_per_s / Vanilla's, in the same round",
     "mctp_steps_per_token": "speed task: MCTP steps / new tokens",
-    "first_chunk_s": "speed task: seconds to the first decodable audio chunk (the 11th new token), prefill included",
+    "first_chunk_s": "speed task: seconds to the first decodable audio chunk (the first audio span closed after a "
+                     "code, or the 11th new token if that comes first), prefill included",
     "first_chunk_vs_vanilla": "speed task: first_chunk_s / Vanilla's",
     "ideal_speedup": "speed task: the speed-up the step counts allow with the measured MCTP / backbone step cost",
     "accepted": "speed task, verified mode: mean tokens kept per backbone forward",
+    "tokens_per_answer": "speed task: new tokens per prompt (with stop: the mode's mean answer length)",
 }
 
 

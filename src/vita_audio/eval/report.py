@@ -251,7 +251,7 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
     for g in goals(asr, tts, sqa, total_min, speed):
         met = "yes" if g.met else "not measured" if g.met is None else "**no**"
         md.append(f"| {g.name} | {met} | {g.figures} | {g.short or '-'} | "
-                  f"{one_line(why.get(g.key, '')) if g.met is False else ''} |")
+                  f"{one_line(why.get(g.key) or '-') if g.met is False else ''} |")
     md.append("")
 
     md += ["## Wall time per step", ""]
@@ -318,13 +318,12 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
         md += table(sqa, [("s2t_accuracy", "S->T", "pct"), ("s2s_accuracy", "S->S", "pct"),
                           *present(sqa, [("t2t_accuracy", "T->T", "pct")]),
                           ("no_audio", "no audio", "d"), ("failed", "failed", "d"), *speed_cols]) + [""]
-        if sqa_trained:
+        trained = (sqa_trained or {}).get("modes", {}).get("vanilla", {})
+        if trained:
             md += [f"Questions trained in speech ({sqa_trained.get('samples')} of the training split, spread over it, "
-                   "Vanilla; `eval/sqa_trained`): S->T "
-                   f"{fmt(sqa_trained['modes'].get('vanilla', {}).get('s2t_accuracy'), pct=True)}, S->S "
-                   f"{fmt(sqa_trained['modes'].get('vanilla', {}).get('s2s_accuracy'), pct=True)}, T->T "
-                   f"{fmt(sqa_trained['modes'].get('vanilla', {}).get('t2t_accuracy'), pct=True)}: the skill on "
-                   "what it was taught, beside the transfer split below.", ""]
+                   f"Vanilla; `eval/sqa_trained`): S->T {fmt(trained.get('s2t_accuracy'), pct=True)}, S->S "
+                   f"{fmt(trained.get('s2s_accuracy'), pct=True)}, T->T {fmt(trained.get('t2t_accuracy'), pct=True)}: "
+                   "the skill on what it was taught, beside the transfer split below.", ""]
         md += ["#### Transfer split (facts learned as text only, asked in speech)", ""]
         transfer = transfer_columns(sqa)
         md += table(sqa, transfer) + [""] if transfer else [
@@ -353,7 +352,8 @@ def build_report(out: Path, stages: Path, variant: str = "boost", corpus: Path |
                             ("backbone_forwards_per_token", "forwards / token", ".3f"),
                             ("first_chunk_s", "first chunk (s)", ".3f"),
                             ("first_chunk_vs_vanilla", "first chunk x Vanilla", ".2f"),
-                            ("accepted", "accepted / forward", ".2f")]) + [""]
+                            ("accepted", "accepted / forward", ".2f"),
+                            *present(speed, [("tokens_per_answer", "tokens / answer", ".1f")])]) + [""]
         md += img("speed", "speed per mode")
     else:
         md += ["(the speed evaluation has not run yet)", ""]

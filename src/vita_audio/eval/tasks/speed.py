@@ -12,10 +12,12 @@ Per mode (medians over rounds, so the machine's load hits every mode alike):
     audio_token_share            the share of generated tokens that are audio (codes and the two audio markers)
     backbone_forwards_per_audio_token  backbone steps that emitted an audio token / audio tokens (Vanilla: 1; the
                                  speed-up of the audio spans alone, whatever the text costs)
-    first_chunk_s                time to the first decodable audio chunk: the first <|end_of_audio|> of row 0 (its
-                                 first audio span closed), or the 11th new token if that comes first (1 text token +
-                                 <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
+    first_chunk_s                time to the first decodable audio chunk: the first <|end_of_audio|> of row 0 after
+                                 an audio code (a span closed), or the 11th new token if that comes first (1 text
+                                 token + <|begin_of_audio|> + 8 codes + <|end_of_audio|>), prefill included
     accepted                     verified mode: mean tokens kept per backbone forward
+    tokens_per_answer            new tokens per prompt: with `stop`, each mode's mean answer length (a mode whose
+                                 answers run longer on cheap drafted tokens looks faster: read the two together)
     backbone_step_ms             the median single-token backbone step of Vanilla (after the prefill): the unit
     mctp_step_ms                 the mode's median MCTP step (module on the level's backlog + head + sampling)
     mctp_over_backbone_step      r = mctp_step_ms / backbone_step_ms
@@ -113,7 +115,7 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
     rows = [ids[i : i + 1] for i in range(ids.shape[0])] if verify or stop else [ids]
     times: dict[str, list[float]] = {"prefill": [], "M": [], "m": [], "cycle": []}
     first = first_dec = float("nan")
-    forwards = mctp = audio = audio_forwards = tokens = 0
+    forwards = mctp = audio = audio_forwards = tokens = codes = 0  # codes: row 0's audio codes so far
     accepted: list[int] = []
     t0 = clock()
     for r, row in enumerate(rows):
@@ -133,8 +135,10 @@ def run_mode(lm: VitaAudioLM, ids: torch.Tensor, mode: str, new_tokens: int,
                 times[step.kind].append(now - last)
             if r == 0 and n == 1:
                 t1 = now
-            if r == 0 and first != first and (n == CHUNK or (n > 1 and int(step.tokens[0]) == av.end_of_audio)):
-                first, first_dec = now - t0, now - t1  # a span closed early is a decodable chunk too
+            if r == 0 and first != first:  # until row 0's first chunk: a span closed after a code, or CHUNK
+                codes += bool(av.is_audio(step.tokens[:1])[0])
+                if n == CHUNK or (codes and int(step.tokens[0]) == av.end_of_audio):
+                    first, first_dec = now - t0, now - t1
             last = now
         forwards += dec.backbone_forwards
         mctp += dec.mctp_steps
@@ -182,7 +186,7 @@ def bench(lm: VitaAudioLM, batch: int, modes: list[str], rounds: int, new_tokens
     def once(mode: str, n: int) -> Run:
         if mode == HF:
             return run_hf(lm, ids, n, clock)
-        return run_mode(lm, ids, mode, n, restrict_mctp, drafting, clock, stop and n == new_tokens)
+        return run_mode(lm, ids, mode, n, restrict_mctp, drafting, clock, stop)  # warm-up too: the same path
 
     for mode in order:  # warm-up (allocator, lazy inits, first-call paths), untimed
         once(mode, warm)
@@ -249,6 +253,7 @@ def summarize(size: str, label: str, batch: int, runs: dict[str, list[Run]], sto
                          accepted=acc, rounds=len(rs), prefill_s=med([med(x.times["prefill"]) for x in rs]),
                          step_M_ms=c_M * 1e3, step_M_mode_ms=M_mode * 1e3,
                          step_m_ms=med([med(x.times["m"]) for x in rs]) * 1e3, per_row=per_row,
+                         answer_tokens=r0.tokens / batch,
                          audio_share=r0.audio_tokens / r0.tokens,
                          forwards_per_audio=r0.audio_forwards / r0.audio_tokens if r0.audio_tokens else float("nan")))
     if HF in runs:
@@ -284,7 +289,7 @@ KEYS = {"tok_s": "tokens_per_s", "achieved": "speedup_vs_vanilla", "forwards_per
         "forwards_per_audio": "backbone_forwards_per_audio_token", "first_chunk_s": "first_chunk_s",
         "first_chunk_rel": "first_chunk_vs_vanilla", "ideal": "ideal_speedup", "accepted": "accepted",
         "step_M_ms": "backbone_step_ms", "step_m_ms": "mctp_step_ms", "r": "mctp_over_backbone_step",
-        "step_M_mode_ms": "backbone_forward_ms"}
+        "step_M_mode_ms": "backbone_forward_ms", "answer_tokens": "tokens_per_answer"}
 CLOCKS: dict[str, Callable[[], float]] = {
     "wall": time.perf_counter,  # elapsed time: what a user waits (the machine's load included)
     "cpu": time.process_time,  # CPU seconds of this process: the work alone, robust to other jobs' load; with
