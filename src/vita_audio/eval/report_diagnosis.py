@@ -25,22 +25,13 @@ from pathlib import Path
 import jiwer
 
 from vita_audio.eval.normalize import get_normalizer
-from vita_audio.eval.report_goals import SQA_ST_GOAL, TTS_MARGIN
-from vita_audio.eval.report_tables import resynthesis_keys
+from vita_audio.eval.report_goals import SQA_ST_GOAL, TTS_MARGIN, value
+from vita_audio.eval.report_tables import pct, resynthesis_keys
 
 RARE = 50  # a test word spoken in fewer ASR training sentences than this is "rare"
 LEARNED = 0.20  # trained spoken questions this much above the transfer split's S->T: the skill, not the transfer
 RARER = 0.10  # rare words wrong this much more often than the others: "the words it misses are the rare ones"
 TEXT_OK = 0.10  # a text channel WER above this: the answer does not say its input
-
-
-def _m(doc: dict | None, mode: str, key: str):
-    v = (doc or {}).get("modes", {}).get(mode, {}).get(key)
-    return v if isinstance(v, (int, float)) and v == v else None
-
-
-def _p(v: float) -> str:
-    return f"{100 * v:.1f}%"
 
 
 def training_word_counts(corpus: Path, normalizer: str) -> Counter:
@@ -93,13 +84,13 @@ def asr_reason(asr: dict | None, predictions: list[dict], corpus: Path | None,
         (n_r, e_r), (n_f, e_f) = by["rare"], by["frequent"]
         if n_r and n_f:
             rates = (f"{n_r} of the {n_r + n_f} test words are spoken in fewer than {RARE} training sentences and "
-                     f"{_p(e_r / n_r)} of them are wrong, against {_p(e_f / n_f)} of the others (Vanilla)")
+                     f"{pct(e_r / n_r)} of them are wrong, against {pct(e_f / n_f)} of the others (Vanilla)")
             rare_first = e_r / n_r >= e_f / n_f + RARER
             parts.append(f"the words it misses are the rarely heard ones: {rates}" if rare_first else rates)
     voices = sorted((k.removeprefix("wer_voice_"), v) for k, v in (asr or {}).get("modes", {}).get("vanilla", {})
                     .items() if k.startswith("wer_voice_"))
     if len(voices) > 1:
-        parts.append("by voice " + ", ".join(f"{v} {_p(w)}" for v, w in voices))
+        parts.append("by voice " + ", ".join(f"{v} {pct(w)}" for v, w in voices))
     name, first = next(iter(losses.items()), ("", {}))
     if "train" in first and "loss" in first:
         parts.append(f"{name} ends at train loss {first['train']:.2f} against val loss {first['loss']:.2f}")
@@ -109,30 +100,31 @@ def asr_reason(asr: dict | None, predictions: list[dict], corpus: Path | None,
 def tts_reason(tts: dict | None, limit: float | None) -> str:
     """Vanilla's text channel (does the answer say its input?) and its TTS with the text forced against the goal's
     `limit` (the resynthesis WER + 10 points; None: unknown): the words or the audio for them."""
-    text, copied = _m(tts, "vanilla", "text_wer"), _m(tts, "vanilla", "text_copied")
-    forced = _m(tts, "vanilla_forced_text", "judge_wer_on_baseline_samples")
-    forced = _m(tts, "vanilla_forced_text", "judge_wer") if forced is None else forced
+    text, copied = value(tts, "vanilla", "text_wer"), value(tts, "vanilla", "text_copied")
+    forced = value(tts, "vanilla_forced_text", "judge_wer_on_baseline_samples")
+    forced = value(tts, "vanilla_forced_text", "judge_wer") if forced is None else forced
     parts = []
     if text is not None:
-        said = f"text channel WER {_p(text)}" + (f", {_p(copied)} of the answers copy their text"
+        said = f"text channel WER {pct(text)}" + (f", {pct(copied)} of the answers copy their text"
                                                    if copied is not None else "")
         parts.append(f"Vanilla's answer does not say its input: {said}" if text > TEXT_OK else said)
     if forced is not None and limit is not None:
-        parts.append(f"with the text forced the judge still hears {_p(forced)} WER: the audio written for a known "
+        parts.append(f"with the text forced the judge still hears {pct(forced)} WER: the audio written for a known "
                      "text fails too" if forced > limit else
-                     f"with the text forced the judge hears {_p(forced)} WER, within the goal: the words fail, not "
+                     f"with the text forced the judge hears {pct(forced)} WER, within the goal: the words fail, not "
                      "the audio")
     return "; ".join(parts)
 
 
 def sqa_reason(sqa: dict | None, trained: dict | None, st_key: str) -> str:
     parts = []
-    tt = _m(sqa, "vanilla", "tt_accuracy" if st_key == "st_accuracy" else "t2t_accuracy")
+    tt = value(sqa, "vanilla", "tt_accuracy" if st_key == "st_accuracy" else "t2t_accuracy")
     if tt is not None:
-        parts.append(f"asked as text, the same questions get {_p(tt)} (T->T, Vanilla)")
-    st_trained, st = _m(trained, "vanilla", "s2t_accuracy"), _m(sqa, "vanilla", st_key)
+        parts.append(f"asked as text, the same questions get {pct(tt)} (T->T, Vanilla)")
+    st_trained, st = value(trained, "vanilla", "s2t_accuracy"), value(sqa, "vanilla", st_key)
     if st_trained is not None:
-        told = f"questions trained in speech get {_p(st_trained)} S->T ({trained.get('samples')} of the training split)"
+        told = (f"questions trained in speech get {pct(st_trained)} S->T ({trained.get('samples')} of the training "
+                "split)")
         if st is not None and st_trained - st >= LEARNED:
             parts.append(f"{told}: spoken QA is learned, but what was learned as text does not transfer to speech")
         elif st_trained < SQA_ST_GOAL:  # below the goal on questions it was taught: the skill is missing
@@ -147,14 +139,14 @@ def near_sqa_reason(doc: dict | None, key: str, mctp: str) -> str:
     """Boost / Turbo against Vanilla on accuracy `key`: noise when the widest difference is inside 2 standard errors
     of a difference of two accuracies near Vanilla's on n questions (the transfer split's `tt_samples` for its
     `st_` / `ss_` keys, else the task's samples), else the drafted audio (`mctp`, the TTS reason)."""
-    acc = _m(doc, "vanilla", key)
-    n = _m(doc, "vanilla", "tt_samples") if key.startswith(("st_", "ss_")) else None
+    acc = value(doc, "vanilla", key)
+    n = value(doc, "vanilla", "tt_samples") if key.startswith(("st_", "ss_")) else None
     n = int(n or (doc or {}).get("samples") or 0)
-    diffs = [abs(v - acc) for m in ("boost", "turbo") if acc is not None and (v := _m(doc, m, key)) is not None]
+    diffs = [abs(v - acc) for m in ("boost", "turbo") if acc is not None and (v := value(doc, m, key)) is not None]
     if acc is None or not n or not diffs:
         return ""
     se = math.sqrt(2 * max(acc * (1 - acc), 1 / n) / n)  # of a difference of two independent accuracies
-    noise = (f"on {n} questions the standard error of a difference of two accuracies near {_p(acc)} is about "
+    noise = (f"on {n} questions the standard error of a difference of two accuracies near {pct(acc)} is about "
              f"{100 * se:.1f} points")
     if max(diffs) <= 2 * se:
         return f"within noise: {noise}"
@@ -168,7 +160,7 @@ def mctp_reason(losses: dict[str, dict[str, float]], speed: dict | None) -> str:
     if mctp and "main" in last:
         parts.append(f"the MCTP modules draft the audio at val loss {min(mctp):.2f}-{max(mctp):.2f} against the "
                      f"backbone's {last['main']:.2f}")
-    v = _m(speed, "verified", "speedup_vs_vanilla")
+    v = value(speed, "verified", "speedup_vs_vanilla")
     if v is not None:
         parts.append(f"verified decoding, which checks every draft with the backbone, runs at {v:.2f}x Vanilla's "
                      "speed")
@@ -178,13 +170,13 @@ def mctp_reason(losses: dict[str, dict[str, float]], speed: dict | None) -> str:
 def speed_reason(speed: dict | None, mode: str, want: float) -> str:
     """Why `mode` misses `want` x Vanilla: the backbone forwards it still runs, r, the ideal speed-up, and the r
     that `want` would need at these forwards and MCTP steps per token."""
-    f, share = _m(speed, mode, "backbone_forwards_per_token"), _m(speed, mode, "audio_token_share")
-    r, ideal = _m(speed, mode, "mctp_over_backbone_step"), _m(speed, mode, "ideal_speedup")
-    steps = _m(speed, mode, "mctp_steps_per_token")
+    f, share = value(speed, mode, "backbone_forwards_per_token"), value(speed, mode, "audio_token_share")
+    r, ideal = value(speed, mode, "mctp_over_backbone_step"), value(speed, mode, "ideal_speedup")
+    steps = value(speed, mode, "mctp_steps_per_token")
     parts = []
     if f:
         parts.append(f"the backbone still runs {f:.2f} forwards per token"
-                     + (f" ({_p(1 - share)} of the timed tokens are text, which the backbone writes)"
+                     + (f" ({pct(1 - share)} of the timed tokens are text, which the backbone writes)"
                         if share is not None else "") + f", so even a free MCTP step gives at most {1 / f:.2f}x")
     if r is not None and ideal is not None:
         parts.append(f"an MCTP step costs {r:.2f} of a backbone step: ideal {ideal:.2f}x")

@@ -44,7 +44,8 @@ def _pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
 
 
-def _value(doc: dict | None, mode: str, key: str):
+def value(doc: dict | None, mode: str, key: str):
+    """The figure `key` of `mode` in a metrics file, or None where it has none."""
     v = (doc or {}).get("modes", {}).get(mode, {}).get(key)
     return v if isinstance(v, (int, float)) else None
 
@@ -57,7 +58,7 @@ def free_modes(doc: dict | None) -> list[str]:
 def per_mode(name: str, doc: dict | None, key: str, limit: float, at_most: bool, goal: str) -> Goal:
     """A goal every free mode of `doc` must meet on `key` (<= `limit` when `at_most`, else >=); not measured where
     no mode has the figure."""
-    vals = {m: _value(doc, m, key) for m in free_modes(doc)}
+    vals = {m: value(doc, m, key) for m in free_modes(doc)}
     if not vals or all(v is None for v in vals.values()):
         return Goal(name, None, "not measured", key=goal)
     figs = ", ".join(f"{m} {_pct(v)}" for m, v in vals.items())
@@ -70,8 +71,8 @@ def per_mode(name: str, doc: dict | None, key: str, limit: float, at_most: bool,
 
 def near_vanilla(doc: dict | None, key: str, what: str, goal: str, points: float = 2.0) -> Goal:
     name = f"Boost and Turbo within {points:g} points of Vanilla: {what}"
-    van = _value(doc, "vanilla", key)
-    diffs = {m: _value(doc, m, key) for m in ("boost", "turbo") if m in (doc or {}).get("modes", {})}
+    van = value(doc, "vanilla", key)
+    diffs = {m: value(doc, m, key) for m in ("boost", "turbo") if m in (doc or {}).get("modes", {})}
     diffs = {m: v - van for m, v in diffs.items() if v is not None and van is not None}
     if not diffs:
         return Goal(name, None, "not measured", key=goal)
@@ -114,7 +115,7 @@ def goals(asr: dict | None, tts: dict | None, sqa: dict | None, total_min: float
                          "not measured (no resynthesis figure in the TTS metrics)", key="tts"))
     st, ss, where = sqa_keys(sqa)
     rows.append(per_mode(f"SQA S->T >= {100 * SQA_ST_GOAL:.0f}% {where}", sqa, st, SQA_ST_GOAL, False, "sqa_st"))
-    gaps = {m: (_value(sqa, m, st), _value(sqa, m, ss)) for m in free_modes(sqa)}
+    gaps = {m: (value(sqa, m, st), value(sqa, m, ss)) for m in free_modes(sqa)}
     gaps = {m: t - s for m, (t, s) in gaps.items() if t is not None and s is not None}
     worst = max(gaps.values(), default=0.0) - 0.10
     met = (worst <= 1e-12) if gaps else None
@@ -126,8 +127,8 @@ def goals(asr: dict | None, tts: dict | None, sqa: dict | None, total_min: float
         rows.append(near_vanilla(doc, key, what, goal))
     for mode, want in (("boost", 2.0), ("turbo", 2.5)):
         rows.append(ratio_goal(f"{mode.capitalize()} >= {want:g}x Vanilla's tokens/s",
-                               _value(speed, mode, "speedup_vs_vanilla"), want, False, f"speed_{mode}"))
-    rows.append(ratio_goal("Boost's first audio chunk <= 0.5x Vanilla's", _value(speed, "boost",
+                               value(speed, mode, "speedup_vs_vanilla"), want, False, f"speed_{mode}"))
+    rows.append(ratio_goal("Boost's first audio chunk <= 0.5x Vanilla's", value(speed, "boost",
                                                                                  "first_chunk_vs_vanilla"),
                            0.5, True, "first_chunk"))
     if total_min is None:
