@@ -17,13 +17,13 @@ Every reason is a figure of this run; a figure that was not measured leaves its 
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from pathlib import Path
 
 import jiwer
 
+from vita_audio.data.records import SkipCounter, read_jsonl
 from vita_audio.eval.normalize import get_normalizer
 from vita_audio.eval.report_goals import SQA_ST_GOAL, TTS_MARGIN, value
 from vita_audio.eval.report_tables import pct, resynthesis_keys
@@ -39,16 +39,16 @@ def training_word_counts(corpus: Path, normalizer: str) -> Counter:
     that is not a record with an assistant message is left out (the count of those is under the key None)."""
     norm = get_normalizer(normalizer)
     counts: Counter = Counter()
-    path = Path(corpus) / "asr" / "train.jsonl"
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            answer = next(m["content"] for m in json.loads(line)["messages"] if m["role"] == "assistant")
-        except (ValueError, KeyError, TypeError, StopIteration):
+    skips = SkipCounter()
+    for rec in read_jsonl(Path(corpus) / "asr" / "train.jsonl", on_error="skip", skips=skips,
+                          check_audio_exists=False):
+        answer = next((c for r, c in rec.messages if r == "assistant"), None)
+        if answer is None:
             counts[None] += 1
             continue
-        counts.update(set(norm(str(answer)).split()))
+        counts.update(set(norm(answer).split()))
+    if skips.total():
+        counts[None] += skips.total()
     return counts
 
 
